@@ -1,0 +1,5 @@
+"""Allow ``python -m qemuwrap``."""
+
+from qemuwrap.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""Safe reading of untrusted domain XML into a small tree that tracks what was consumed.
+
+Parsing uses the C expat parser from the standard library: it is already in the
+interpreter, so a dry run does not pay lxml's import cost (lxml is used for the
+RelaxNG schema instead, see ``schema.py``).  Hardening: any DOCTYPE is refused
+(so no entity declarations, no external DTD, nothing fetched from a network),
+undefined entities are errors, and the input size is bounded.
+
+Every ``Node`` remembers which attributes and children the model read; the model
+calls :meth:`Node.finish` to refuse anything left over, so an unsupported element
+is an error naming it instead of a device silently dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import pyexpat
+
+from qemuwrap.errors import XMLError
+
+MAX_XML_BYTES = 1 << 20  # 1 MiB: a domain definition is a few KiB
+
+
+class Node:
+    """One XML element: tag, attributes, text, children, source position."""
+
+    __slots__ = ("tag", "attrib", "children", "text", "line", "start", "end", "parent",
+                 "_used_attrs", "_used_children", "_index")
+
+    def __init__(self, tag: str, attrib: dict[str, str], line: int, start: int,
+                 parent: Node | None):
+        self.tag = tag
+        self.attrib = attrib
+        self.children: list[Node] = []
+        self.text = ""
+        self.line = line
+        self.start = start  # byte offset of '<'
+        self.end = start  # byte offset just past the element's last '>'
+        self.parent = parent
+        self._used_attrs: set[str] = set()
+        self._used_children: set[int] = set()
+        self._index = 1  # position among siblings of the same tag, for the path
+
+    # -- naming --------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        parts = []
+        node: Node | None = self
+        while node is not None:
+            same = node.parent.children_named(node.tag) if node.parent else [node]
+            parts.append(node.tag if len(same) == 1 else f"{node.tag}[{node._index}]")
+            node = node.parent
+        return "/" + "/".join(reversed(parts))
+
+    def error(self, message: str) -> XMLError:
+        """An error about this element; the message names it and its line."""
+        return XMLError(f"{self.path} (line {self.line}): {message}", self.path, self.line)
+
+    # -- reading ---------------------------------------------------------------
+    def children_named(self, tag: str) -> list[Node]:
+        return [c for c in self.children if c.tag == tag]
+
+    def get(self, name: str, default: str | None = None, *, choices=None) -> str | None:
+        """Attribute ``name``; with ``choices``, any other value is an error."""
+        self._used_attrs.add(name)
+        value = self.attrib.get(name)
+        if value is None:
+            return default
+        if choices is not None and value not in choices:
+            allowed = ", ".join(f"'{c}'" for c in choices)
+            raise self.error(f"unsupported {name}='{value}' (supported: {allowed})")
+        return value
+
+    def require(self, name: str, *, choices=None) -> str:
+        value = self.get(name, choices=choices)
+        if value is None:
+            raise self.error(f"missing attribute '{name}'")
+        return value
+
+    def get_int(self, name: str, default: int | None = None, *, minimum: int = 0,
+                maximum: int | None = None) -> int | None:
+        raw = self.get(name)
+        if raw is None:
+            return default
+        return self._to_int(raw, f"attribute '{name}'", minimum, maximum)
+
+    def int_text(self, *, minimum: int = 0, maximum: int | None = None) -> int:
+        return self._to_int(self.text.strip(), "value", minimum, maximum)
+
+    def _to_int(self, raw: str, what: str, minimum: int, maximum: int | None) -> int:
+        try:
+            value = int(raw, 0) if raw.lower().startswith("0x") else int(raw, 10)
+        except ValueError:
+            raise self.error(f"{what} '{raw}' is not an integer") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = f" to {maximum}" if maximum is not None else " or more"
+            raise self.error(f"{what} {value} is out of range ({minimum}{upper})")
+        return value
+
+    def take(self, tag: str) -> list[Node]:
+        """All children named ``tag``, marked as consumed."""
+        found = []
+        for i, child in enumerate(self.children):
+            if child.tag == tag:
+                self._used_children.add(i)
+                found.append(child)
+        return found
+
+    def take_one(self, tag: str) -> Node | None:
+        """The single child named ``tag`` (or None); a repeat is an error."""
+        found = self.take(tag)
+        if len(found) > 1:
+            raise found[1].error(f"element '{tag}' can only appear once")
+        return found[0] if found else None
+
+    def flag(self, tag: str) -> bool:
+        """An empty marker element such as ``<acpi/>`` or ``<readonly/>``."""
+        node = self.take_one(tag)
+        if node is not None:
+            node.finish()
+        return node is not None
+
+    def finish(self, *, text_allowed: bool = False) -> None:
+        """Refuse attributes, children or text that nothing consumed."""
+        for name in self.attrib:
+            if name not in self._used_attrs:
+                raise self.error(f"unsupported attribute '{name}'")
+        for i, child in enumerate(self.children):
+            if i not in self._used_children:
+                raise child.error(f"unsupported element '{child.tag}'")
+        if not text_allowed and self.text.strip():
+            raise self.error("unexpected text content")
+
+
+def parse_bytes(data: bytes) -> Node:
+    """Parse ``data`` into a Node tree; raises XMLError on anything unsafe or malformed."""
+    if len(data) > MAX_XML_BYTES:
+        raise XMLError(f"document is larger than {MAX_XML_BYTES} bytes")
+    parser = pyexpat.ParserCreate()
+    parser.buffer_text = True
+    parser.SetParamEntityParsing(pyexpat.XML_PARAM_ENTITY_PARSING_NEVER)
+    stack: list[Node] = []
+    root: list[Node] = []
+
+    def refuse_doctype(*_args):
+        raise XMLError(f"line {parser.CurrentLineNumber}: DOCTYPE and entity declarations "
+                       "are not allowed")
+
+    def start(tag, attrs):
+        if ":" in tag:
+            raise XMLError(f"line {parser.CurrentLineNumber}: unsupported element '{tag}'")
+        parent = stack[-1] if stack else None
+        node = Node(tag, attrs, parser.CurrentLineNumber, parser.CurrentByteIndex, parent)
+        if parent is not None:
+            node._index = sum(1 for c in parent.children if c.tag == tag) + 1
+            parent.children.append(node)
+        else:
+            root.append(node)
+        stack.append(node)
+
+    def end(_tag):
+        node = stack.pop()
+        idx = parser.CurrentByteIndex
+        # expat points at "</tag>" for an end tag, and just past "<tag/>" for an empty one.
+        node.end = data.index(b">", idx) + 1 if data.startswith(b"</", idx) else idx
+
+    def chars(text):
+        stack[-1].text += text
+
+    parser.StartDoctypeDeclHandler = refuse_doctype
+    parser.EntityDeclHandler = refuse_doctype
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = chars
+    try:
+        parser.Parse(data, True)
+    except pyexpat.ExpatError as exc:
+        raise XMLError(f"malformed XML: {pyexpat.ErrorString(exc.code)} "
+                       f"(line {exc.lineno}, column {exc.offset})") from None
+    return root[0]
+
+
+def read_file(path: str | os.PathLike) -> tuple[bytes, Node]:
+    """Read and parse a definition file, bounded in size before it is read whole."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_XML_BYTES + 1)
+    except OSError as exc:
+        raise XMLError(f"cannot read: {exc.strerror}") from None
+    return data, parse_bytes(data)

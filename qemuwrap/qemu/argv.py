@@ -1,0 +1,106 @@
+"""A QEMU command line as data: options with the XML element each came from.
+
+Values are escaped for QEMU's option syntax (a ``,`` inside a value is doubled),
+so no text from the XML can add an option of its own; whole words are quoted
+for a POSIX shell when the command is printed.
+"""
+
+from __future__ import annotations
+
+from qemuwrap.conf.xmlreader import Node
+from qemuwrap.record import Factory, Record
+
+_SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                        "@%+=:,./-_")
+
+
+def escape(value: object) -> str:
+    """One value inside a QEMU option string: commas doubled."""
+    return str(value).replace(",", ",,")
+
+
+def optstr(*items: object, **props: object) -> str:
+    """``first,k=v,...``: positional items are bare values, None props are left out.
+
+    Python names map to QEMU's: ``debug_threads`` is ``debug-threads``; keys with a
+    '.' (``file.filename``) are passed with ``**{...}``.
+    """
+    parts = [escape(i) for i in items]
+    for key, value in props.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        parts.append(f"{key.replace('_', '-')}={escape(value)}")
+    return ",".join(parts)
+
+
+def shell_quote(word: str) -> str:
+    """Quote a word for a POSIX shell only where needed (no shlex: keeps start-up light)."""
+    if word and all(c in _SHELL_SAFE for c in word):
+        return word
+    return "'" + word.replace("'", "'\\''") + "'"
+
+
+class Arg(Record):
+    """One option (``-device``) with its value, and where it came from."""
+
+    option: str
+    value: str | None = None
+    source: Node | None = None
+    why: str | None = None  # for options that no element asked for
+
+    @property
+    def words(self) -> list[str]:
+        return [self.option] if self.value is None else [self.option, self.value]
+
+
+class Command(Record):
+    """Environment and argv of one QEMU process."""
+
+    binary: str
+    env: dict[str, str] = Factory(dict)
+    args: list[Arg] = Factory(list)
+
+    def add(self, option: str, value: str | None = None, source: Node | None = None,
+            why: str | None = None) -> None:
+        self.args.append(Arg(option, value, source, why))
+
+    @property
+    def argv(self) -> list[str]:
+        out = [self.binary]
+        for arg in self.args:
+            out.extend(arg.words)
+        return out
+
+    def to_args(self) -> str:
+        """libvirt's ``.args`` layout: env lines, binary, one option per line, `` \\``-joined."""
+        lines = [f"{k}={shell_quote(v)}" for k, v in self.env.items()]
+        lines.append(shell_quote(self.binary))
+        lines.extend(" ".join(shell_quote(w) for w in arg.words) for arg in self.args)
+        return " \\\n".join(lines) + "\n"
+
+    def to_json(self) -> dict:
+        return {"env": dict(self.env), "argv": self.argv}
+
+    def explain(self, xml: bytes) -> str:
+        """Each option beside the XML element (as written in ``xml``) it came from."""
+        rows = []
+        for arg in self.args:
+            text = " ".join(shell_quote(w) for w in arg.words)
+            if arg.source is not None:
+                src = arg.source
+                # A leaf element whole; a container by its start tag only.
+                end = src.end if not src.children else xml.index(b">", src.start) + 1
+                raw = xml[src.start:end].decode("utf-8", "replace")
+                first = " ".join(raw.split())
+                if len(first) > 72:
+                    first = first[:69] + "..."
+                note = f"line {arg.source.line}: {first}"
+            else:
+                note = f"qemuwrap: {arg.why}" if arg.why else ""
+            rows.append((text, note))
+        width = min(max(len(t) for t, _ in rows), 60) if rows else 0
+        out = [shell_quote(self.binary)]
+        out.extend(f"{t.ljust(width)}  # {n}" if n else t for t, n in rows)
+        return "\n".join(out) + "\n"

@@ -1,0 +1,138 @@
+"""The qemuwrap command as a user runs it: output, exit statuses, one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import DEFAULT_CAPS, GOLDEN_STATE_ROOT, XML2ARGV
+
+BASE = ["--caps", str(DEFAULT_CAPS), "--state-dir", GOLDEN_STATE_ROOT]
+
+
+def qemuwrap(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "qemuwrap", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=60)
+
+
+def test_dry_run_prints_the_golden_args():
+    res = qemuwrap("dry-run", str(XML2ARGV / "genid.xml"), *BASE)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == (XML2ARGV / "genid.args").read_text()
+    assert res.stderr == ""
+
+
+def test_dry_run_is_ready_to_paste_into_a_shell():
+    """The printed text, run through a shell, yields exactly the argv (quoting is right)."""
+    res = qemuwrap("dry-run", str(XML2ARGV / "escape-shell.xml"), *BASE)
+    js = json.loads(qemuwrap("dry-run", "--json", str(XML2ARGV / "escape-shell.xml"),
+                             *BASE).stdout)
+    script = res.stdout.replace("/usr/bin/qemu-system-x86_64",
+                                'python3 -c "import sys,json; print(json.dumps(sys.argv[1:]))"'
+                                " /usr/bin/qemu-system-x86_64", 1)
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == js["argv"]
+    assert "guest=it's a $guest,debug-threads=on" in js["argv"]
+
+
+def test_dry_run_json():
+    res = qemuwrap("dry-run", "--json", str(XML2ARGV / "genid.xml"), *BASE)
+    data = json.loads(res.stdout)
+    assert data["env"]["LC_ALL"] == "C"
+    assert data["argv"][0] == "/usr/bin/qemu-system-x86_64"
+    i = data["argv"].index("-uuid")
+    assert data["argv"][i + 2:i + 4] == [
+        "-device", "vmgenid,guid=e9392370-2917-565e-692b-d057f46512d6,id=vmgenid0"]
+
+
+def test_dry_run_explain_names_the_element():
+    res = qemuwrap("dry-run", "--explain", str(XML2ARGV / "genid.xml"), *BASE)
+    line = next(ln for ln in res.stdout.splitlines() if "vmgenid" in ln)
+    assert "line 4: <genid>e9392370-2917-565e-692b-d057f46512d6</genid>" in line
+
+
+def test_dry_run_with_empty_genid_writes_nothing_and_says_so(tmp_path):
+    src = tmp_path / "auto.xml"
+    src.write_bytes((XML2ARGV / "genid-auto.xml").read_bytes())
+    before = (hashlib.sha256(src.read_bytes()).hexdigest(), src.stat().st_mtime_ns)
+    res = qemuwrap("dry-run", str(src), *BASE)
+    assert res.returncode == 0
+    assert "is not saved" in res.stderr and res.stderr.count("\n") == 1
+    guid = res.stderr.split("genid ")[1].split()[0]
+    assert f"vmgenid,guid={guid},id=vmgenid0" in res.stdout
+    assert (hashlib.sha256(src.read_bytes()).hexdigest(), src.stat().st_mtime_ns) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["auto.xml"]
+
+
+@pytest.mark.parametrize("name", ["genid-twice", "genid-noacpi", "unsupported-device",
+                                  "genid-no-device"])
+def test_refusals_are_one_line_with_file_and_reason(name):
+    caps = (XML2ARGV / f"{name}.caps")
+    args = ["--caps", str(DEFAULT_CAPS.parent / caps.read_text().strip())] if caps.exists() \
+        else ["--caps", str(DEFAULT_CAPS)]
+    path = str(XML2ARGV / f"{name}.xml")
+    res = qemuwrap("dry-run", path, *args)
+    assert res.returncode == 1
+    assert res.stdout == ""
+    expected = (XML2ARGV / f"{name}.err").read_text()
+    assert res.stderr == f"qemuwrap: {path}: {expected}"
+    assert "Traceback" not in res.stderr
+
+
+def test_missing_file_and_malformed_xml(tmp_path):
+    res = qemuwrap("dry-run", str(tmp_path / "nope.xml"), *BASE)
+    assert res.returncode == 1
+    assert res.stderr == f"qemuwrap: {tmp_path / 'nope.xml'}: cannot read: No such file or " \
+                         "directory\n"
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<domain type='qemu'><name>x</name>")
+    res = qemuwrap("dry-run", str(bad), *BASE)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    assert "malformed XML" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_entities_are_refused(tmp_path):
+    bomb = tmp_path / "bomb.xml"
+    bomb.write_text('<?xml version="1.0"?>\n<!DOCTYPE domain [<!ENTITY a "aaaaaaaaaa">'
+                    '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>\n'
+                    "<domain type='qemu'><name>&b;</name></domain>\n")
+    res = qemuwrap("dry-run", str(bomb), *BASE)
+    assert res.returncode == 1
+    assert "DOCTYPE and entity declarations are not allowed" in res.stderr
+
+
+def test_oversized_file_is_refused(tmp_path):
+    big = tmp_path / "big.xml"
+    big.write_text("<domain type='qemu'>" + " " * (2 << 20) + "</domain>")
+    res = qemuwrap("dry-run", str(big), *BASE)
+    assert res.returncode == 1 and "larger than" in res.stderr
+
+
+def test_usage_errors_exit_2():
+    assert qemuwrap("dry-run").returncode == 2
+    assert qemuwrap("frobnicate", "x.xml").returncode == 2
+    assert qemuwrap("dry-run", "--json", "--explain", "x.xml").returncode == 2
+
+
+def test_validate(tmp_path):
+    res = qemuwrap("validate", str(XML2ARGV / "full-pc.xml"), *BASE)
+    assert res.returncode == 0, res.stderr
+    res = qemuwrap("validate", str(XML2ARGV / "unsupported-device.xml"), *BASE)
+    assert res.returncode == 1 and "sound" in res.stderr
+
+
+def test_dry_run_imports_stay_light(tmp_path):
+    """A dry run with a valid capabilities cache imports no asyncio, qemu.qmp or lxml."""
+    code = ("import sys; from qemuwrap.cli import main; rc = main(['dry-run', sys.argv[1], "
+            "'--caps', sys.argv[2]]); heavy = [m for m in ('asyncio', 'qemu.qmp', 'lxml', "
+            "'lxml.etree') if m in sys.modules]; print(heavy, file=sys.stderr); "
+            "raise SystemExit(rc)")
+    res = subprocess.run([sys.executable, "-c", code, str(XML2ARGV / "genid.xml"),
+                          str(DEFAULT_CAPS)], capture_output=True, text=True)
+    assert res.returncode == 0
+    assert res.stderr.strip() == "[]"

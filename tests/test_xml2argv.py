@@ -1,0 +1,53 @@
+"""Golden argv tests (libvirt's qemuxml2argvtest): data/xml2argv/NAME.xml gives NAME.args,
+or NAME.err with the one-line refusal. NAME.caps, if present, names the capabilities
+file in data/caps to use instead of the default QEMU 7.2 one."""
+
+from __future__ import annotations
+
+import pytest
+
+from qemuwrap.conf import guid
+from qemuwrap.conf.domain import load
+from qemuwrap.errors import QemuwrapError
+from qemuwrap.qemu.capabilities import Capabilities
+from qemuwrap.qemu.command import build_command
+from qemuwrap.statedir import guest_dir
+
+from conftest import CAPS_DIR, DEFAULT_CAPS, GOLDEN_STATE_ROOT, XML2ARGV, check_golden
+
+CASES = sorted(p.stem for p in XML2ARGV.glob("*.xml"))
+
+
+def caps_for(name: str) -> Capabilities:
+    sidecar = XML2ARGV / f"{name}.caps"
+    path = CAPS_DIR / sidecar.read_text().strip() if sidecar.exists() else DEFAULT_CAPS
+    return Capabilities.from_file(path)
+
+
+def translate(name: str):
+    """(domain, command) for a case, with libvirt's deterministic test RNG."""
+    _data, dom = load(str(XML2ARGV / f"{name}.xml"), random=guid.counting_random)
+    return dom, build_command(dom, caps_for(name), guest_dir(dom.name, GOLDEN_STATE_ROOT))
+
+
+def test_enough_cases():
+    assert len(CASES) >= 30
+    assert {"genid", "genid-auto"} <= set(CASES)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_xml2argv(name):
+    args, err = XML2ARGV / f"{name}.args", XML2ARGV / f"{name}.err"
+    assert not (args.exists() and err.exists()), "a case has .args or .err, not both"
+    try:
+        _dom, cmd = translate(name)
+    except QemuwrapError as exc:
+        message = str(exc)
+        assert "\n" not in message
+        if not err.exists() and args.exists():
+            pytest.fail(f"expected {args.name} but translation failed: {message}")
+        check_golden(err, message + "\n")
+        return
+    if err.exists():
+        pytest.fail(f"expected the refusal in {err.name}, got a command")
+    check_golden(args, cmd.to_args())
