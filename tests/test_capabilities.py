@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import hashlib
 import json
@@ -66,7 +65,7 @@ def probe_calls(monkeypatch, shipped):
 
     def fake_probe(emulator, *, timeout=10.0):
         calls.append(emulator)
-        return dataclasses.replace(shipped, emulator=emulator)
+        return capabilities.Capabilities.from_dict({**shipped.to_dict(), "emulator": emulator})
 
     monkeypatch.setattr(capabilities, "probe", fake_probe)
     return calls

@@ -52,9 +52,7 @@ def _redirect_paths(dom, tmp_path, caps: Capabilities):
 
 
 async def _query(sock: str) -> dict:
-    from qemu.qmp import QMPClient
-
-    from qemu.qmp import ConnectError
+    from qemu.qmp import ConnectError, QMPClient
 
     qmp = QMPClient("test")
     for _ in range(500):  # QEMU creates the socket file a moment before it listens

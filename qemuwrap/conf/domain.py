@@ -7,13 +7,12 @@ actions always present).
 
 from __future__ import annotations
 
-
 from qemuwrap.conf import guid
 from qemuwrap.conf.devices import Devices
 from qemuwrap.conf.xmlreader import Node, parse_bytes, read_file
 from qemuwrap.conf.xmlwriter import Writer
-from qemuwrap.record import Factory, Record
 from qemuwrap.errors import XMLError
+from qemuwrap.record import Factory, Record
 
 #: libvirt's memory units, in bytes.
 MEMORY_UNITS = {

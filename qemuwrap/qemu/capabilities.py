@@ -4,7 +4,7 @@ The command builder must know the binary's version, devices (``vmgenid``),
 machine types and their aliases before it writes a single option. Asking QEMU
 costs ~100 ms, so :func:`load` keeps the answer on disk keyed by the binary's
 path, size and mtime. A cache hit must stay cheap: this module imports only
-json, os and dataclasses at the top; asyncio, subprocess and qemu.qmp
+json and os at the top; asyncio, subprocess and qemu.qmp
 are imported inside :func:`probe`, which a hit never calls.
 
 Regenerate a shipped capabilities file (like libvirt's qemucapabilitiesdata)::
@@ -17,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass, replace
 
 from qemuwrap.errors import QemuwrapError
+from qemuwrap.record import Record
 
 # The builtin SHA-256: hashlib would load OpenSSL (~3 ms) for one short digest per run.
 try:
@@ -48,8 +48,7 @@ class CapabilitiesError(QemuwrapError):
     """
 
 
-@dataclass(frozen=True)
-class Machine:
+class Machine(Record):
     """One machine type; the alias (``pc``, ``q35``) is what most XML names."""
 
     name: str
@@ -57,8 +56,7 @@ class Machine:
     is_default: bool
 
 
-@dataclass(frozen=True)
-class Capabilities:
+class Capabilities(Record):
     """The facts about one binary that decide which options the command may use."""
 
     emulator: str
@@ -412,7 +410,9 @@ def load(emulator: str, *, cache_dir: Path | str | None = None) -> Capabilities:
     path = cache_path(emulator, cache_dir)
     caps = _read_cache(path, key)
     if caps is not None:
-        return caps if caps.emulator == emulator else replace(caps, emulator=emulator)
+        if caps.emulator != emulator:
+            caps.emulator = emulator
+        return caps
     caps = probe(emulator)
     try:
         if _cache_key(emulator) == key:  # not replaced while we probed it

@@ -8,6 +8,7 @@ never fails later on an option we could have judged here.
 from __future__ import annotations
 
 import re
+
 from qemuwrap.conf.domain import Domain
 from qemuwrap.conf.xmlreader import Node
 from qemuwrap.errors import UnsupportedError
