@@ -58,6 +58,79 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def _options(args):
+    from qemuwrap.launcher import Options
+
+    return Options(state_dir=args.state_dir,
+                   shutdown_timeout=getattr(args, "shutdown_timeout", 30.0),
+                   transient=getattr(args, "transient", False),
+                   console=getattr(args, "console", False), caps=getattr(args, "caps", None))
+
+
+def cmd_run(args) -> int:
+    from qemuwrap import launcher
+
+    return launcher.run(args.file, _options(args), ready_fd=args.ready_fd)
+
+
+def cmd_start(args) -> int:
+    from qemuwrap import launcher
+
+    rec = launcher.start(args.file, _options(args))
+    print(f"guest '{rec['name']}' started: QEMU pid {rec['qemu_pid']}, "
+          f"genid {rec['genid'] or 'none'}, state {rec['state_dir']}")
+    return 0
+
+
+def cmd_adopt(args) -> int:
+    from qemuwrap import launcher
+
+    return launcher.adopt(args.name, _options(args))
+
+
+def cmd_shutdown(args) -> int:
+    from qemuwrap import launcher
+
+    print(launcher.shutdown(args.name, _options(args)))
+    return 0
+
+
+def cmd_destroy(args) -> int:
+    from qemuwrap import launcher
+
+    print(launcher.destroy(args.name, _options(args)))
+    return 0
+
+
+def cmd_status(args) -> int:
+    import json
+
+    from qemuwrap import launcher
+
+    st = launcher.status(args.name, _options(args))
+    if args.json:
+        print(json.dumps(st, indent=2))
+    else:
+        for key, value in st.items():
+            print(f"{key + ':':16}{'' if value is None else value}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    import json
+
+    from qemuwrap import launcher
+
+    guests = launcher.list_guests(_options(args))
+    if args.json:
+        print(json.dumps(guests, indent=2))
+        return 0
+    print(f"{'NAME':20} {'STATE':12} {'QEMU PID':>8}  GENID")
+    for g in guests:
+        print(f"{g['name']:20} {g['state']:12} {g['qemu_pid']:>8}  {g['genid'] or '-'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qemuwrap", description="Start QEMU guests from "
                                      "libvirt domain XML, without libvirtd.")
@@ -82,6 +155,54 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check FILE.xml against the schema and this QEMU")
     common(p)
     p.set_defaults(func=cmd_validate)
+
+    def lifecycle(p):
+        p.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="how long a guest gets to power off before it is forced off "
+                            "(default 30)")
+
+    p = sub.add_parser("run", help="start FILE.xml and supervise it in the foreground")
+    common(p)
+    lifecycle(p)
+    p.add_argument("--transient", action="store_true",
+                   help="start even if a generated genid cannot be saved into FILE.xml")
+    p.add_argument("--console", action="store_true",
+                   help="show the guest's serial console (port 0, pty) on stdout")
+    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("start", help="start FILE.xml with a supervisor in the background")
+    common(p)
+    lifecycle(p)
+    p.add_argument("--transient", action="store_true",
+                   help="start even if a generated genid cannot be saved into FILE.xml")
+    p.set_defaults(func=cmd_start)
+
+    def by_name(p):
+        p.add_argument("name", metavar="NAME", help="guest name")
+        p.add_argument("--state-dir", metavar="DIR", help="state directory root")
+
+    for cmd, func, text in (("shutdown", cmd_shutdown, "power the guest off (ACPI), force "
+                             "after the timeout"),
+                            ("destroy", cmd_destroy, "stop the guest's QEMU now"),
+                            ("adopt", cmd_adopt, "supervise a guest whose supervisor died")):
+        p = sub.add_parser(cmd, help=text)
+        by_name(p)
+        if cmd != "destroy":
+            lifecycle(p)
+        if cmd == "adopt":
+            p.add_argument("--caps", metavar="FILE", help=argparse.SUPPRESS)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("status", help="show a guest's state")
+    by_name(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("list", help="list running guests")
+    p.add_argument("--state-dir", metavar="DIR", help="state directory root")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
     return parser
 
 

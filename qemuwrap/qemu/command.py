@@ -22,7 +22,8 @@ from qemuwrap.record import Factory, Record
 
 #: QEMU's environment: fixed, so a command is the same wherever it is built.
 QEMU_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-QMP_SOCKET = "qmp.sock"
+QMP_SOCKET = "qmp.sock"  # the supervisor's QMP monitor
+CONTROL_SOCKET = "control.sock"  # a second QMP monitor for shutdown/destroy/status
 PIDFILE = "qemu.pid"
 
 _NIC_DEVICES = {"virtio": "virtio-net-pci", "e1000": "e1000", "rtl8139": "rtl8139"}
@@ -44,8 +45,15 @@ class Paths(Record):
         return os.path.join(self.state_dir, QMP_SOCKET)
 
     @property
+    def control_socket(self) -> str:
+        return os.path.join(self.state_dir, CONTROL_SOCKET)
+
+    @property
     def pidfile(self) -> str:
         return os.path.join(self.state_dir, PIDFILE)
+
+    def serial_log(self, port: int) -> str:
+        return os.path.join(self.state_dir, f"serial{port}.log")
 
 
 def _fail(node: Node | None, message: str) -> UnsupportedError:
@@ -176,6 +184,11 @@ class _Builder:
                 why="QMP monitor socket in the state directory")
         cmd.add("-mon", optstr(chardev="charmonitor", id="monitor", mode="control"),
                 why="QMP monitor")
+        cmd.add("-chardev", optstr("socket", id="charcontrol", path=self.paths.control_socket,
+                                   server="on", wait="off"),
+                why="second QMP socket, for shutdown/destroy/status beside the supervisor")
+        cmd.add("-mon", optstr(chardev="charcontrol", id="control", mode="control"),
+                why="QMP monitor for qemuwrap's other commands")
         cmd.add("-pidfile", self.paths.pidfile, why="QEMU's pid for status/adoption")
         cmd.add("-rtc", optstr(base=dom.clock_offset), dom.nodes.get("clock"),
                 why="default clock offset utc")
@@ -322,9 +335,10 @@ class _Builder:
             self.cmd.add("-device", optstr(device, netdev=f"hostnet{n}", id=f"net{n}",
                                            mac=nic.mac, **self.pci_props(nic)), nic.node)
 
-    def _chardev(self, chr_id: str, source, node: Node | None) -> None:
+    def _chardev(self, chr_id: str, source, node: Node | None, log: str | None = None) -> None:
         if source.type == "pty":
-            value = optstr("pty", id=chr_id)
+            # A pty drops output nobody reads: keep the console in the state directory too.
+            value = optstr("pty", id=chr_id, logfile=log, logappend="off" if log else None)
         elif source.type == "file":
             value = optstr("file", id=chr_id, path=source.path)
         else:
@@ -348,7 +362,8 @@ class _Builder:
                     continue
                 serials.append(Serial(console.source, console.port, console.node))
         for serial in sorted(serials, key=lambda s: s.port):
-            self._chardev(f"charserial{serial.port}", serial.source, serial.node)
+            self._chardev(f"charserial{serial.port}", serial.source, serial.node,
+                          self.paths.serial_log(serial.port))
             self.cmd.add("-device", optstr("isa-serial", chardev=f"charserial{serial.port}",
                                            id=f"serial{serial.port}", index=serial.port),
                          serial.node)
