@@ -64,20 +64,29 @@ start_acpid() {
 }
 start_acpid || echo "demo: power button not available"
 
-# qemuwrap.poweroff=N on the kernel command line: power off N seconds after boot (0: never).
+# qemuwrap.poweroff=N on the kernel command line: power off N seconds after boot (0: never);
+# qemuwrap.reboot=N: reboot N seconds after boot (for testing on_reboot).
 delay=0
+reboot_delay=0
 for word in $(cat /proc/cmdline); do
     case "$word" in
         qemuwrap.poweroff=*) delay=${word#*=} ;;
+        qemuwrap.reboot=*) reboot_delay=${word#*=} ;;
     esac
 done
 case "$delay" in
     '' | *[!0-9]*) delay=0 ;;
 esac
+case "$reboot_delay" in
+    '' | *[!0-9]*) reboot_delay=0 ;;
+esac
 # Started after the first genid line, so a short timer cannot cut the guest off before it.
 start_timer() {
     if [ "$delay" -gt 0 ]; then
         (sleep "$delay"; /etc/acpi/powerbtn) &
+    fi
+    if [ "$reboot_delay" -gt 0 ]; then
+        (sleep "$reboot_delay"; echo "demo: rebooting" >/dev/console; sleep 0.2; reboot -f) &
     fi
 }
 

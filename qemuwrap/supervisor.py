@@ -33,6 +33,8 @@ EXIT_DESTROYED = 4  # stopped by force: destroy, shutdown timeout, QEMU told to 
 
 #: SHUTDOWN reasons that mean "someone on the host stopped QEMU".
 _HOST_REASONS = ("host-qmp-quit", "host-signal", "host-ui")
+#: SHUTDOWN reasons of a reboot that -action reboot=shutdown turned into a shutdown.
+_REBOOT_REASONS = ("guest-reset", "host-qmp-system-reset")
 
 
 class LaunchError(QemuwrapError):
@@ -225,7 +227,7 @@ class Supervisor:
             if dom.on_poweroff == "destroy" or self.reason in _HOST_REASONS:
                 return  # -action shutdown=poweroff: QEMU exits by itself
             # -action shutdown=pause: QEMU stopped; what happens next is ours to say.
-            if self.stopping or self.reason == "guest-reset":
+            if self.stopping or self.reason in _REBOOT_REASONS:
                 await self._quit()  # asked to stop, or on_reboot=destroy
             elif dom.on_poweroff == "restart":
                 self.log("on_poweroff=restart: resetting the guest (same genid)")
@@ -281,7 +283,7 @@ class Supervisor:
             self.log(f"QEMU stopped from the host ({self.reason})")
             return EXIT_DESTROYED
         clean = returncode in (0, None) and not self.panicked
-        if self.reason in ("guest-shutdown", "guest-reset") and clean:
+        if self.reason in ("guest-shutdown", *_REBOOT_REASONS) and clean:
             self.log("guest powered off" if self.reason == "guest-shutdown"
                      else "guest rebooted; on_reboot=destroy")
             return EXIT_POWEROFF

@@ -35,3 +35,34 @@ def check_golden(path: Path, actual: str) -> None:
     assert path.exists(), f"{path} is missing: review the output and create it " \
                           "(QEMUWRAP_REGENERATE=1)"
     assert actual == path.read_text(), f"output differs from {path.name}"
+
+
+@pytest.fixture(scope="session")
+def demo_image():
+    """The demo guest (cloud kernel + our initramfs), built once; skipped without QEMU."""
+    if QEMU is None:
+        pytest.skip("qemu-system-x86_64 is not installed (Debian package qemu-system-x86)")
+    from qemuwrap import demoguest
+
+    dest = Path(os.environ.get("QEMUWRAP_DEMO_DIR") or demoguest.DEFAULT_DIR)
+    return demoguest.build(dest)
+
+
+def demo_xml(path: Path, image, *, name: str = "demo", genid: str | None = "",
+             cmdline: str = "", lifecycle: dict | None = None, extra_devices: str = "") -> Path:
+    """Write a definition of the demo guest; genid "" means <genid/>, None means none."""
+    text = (ROOT / "examples" / "demo.xml").read_text()
+    text = text.replace("<name>demo</name>", f"<name>{name}</name>")
+    text = text.replace("/var/tmp/qemuwrap-demo/vmlinuz", str(image.kernel))
+    text = text.replace("/var/tmp/qemuwrap-demo/initrd.img", str(image.initrd))
+    import re
+
+    text = re.sub(r"<cmdline>[^<]*</cmdline>",
+                  f"<cmdline>console=ttyS0 panic=-1 quiet {cmdline}</cmdline>", text)
+    genid_el = "" if genid is None else ("<genid/>" if genid == "" else f"<genid>{genid}</genid>")
+    text = re.sub(r"<genid[^>]*/>|<genid>[^<]*</genid>", genid_el, text)
+    for tag, value in (lifecycle or {}).items():
+        text = re.sub(rf"<{tag}>[^<]*</{tag}>", f"<{tag}>{value}</{tag}>", text)
+    text = text.replace("<memballoon", extra_devices + "<memballoon")
+    path.write_text(text)
+    return path
