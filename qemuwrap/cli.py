@@ -8,9 +8,10 @@ subcommands that need them, so a dry run starts fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from qemuwrap.errors import QemuwrapError
+from qemuwrap.errors import QemuwrapError, UsageError
 
 
 def _caps_for(dom, caps_file: str | None):
@@ -70,7 +71,50 @@ def _options(args):
 def cmd_run(args) -> int:
     from qemuwrap import launcher
 
-    return launcher.run(args.file, _options(args), ready_fd=args.ready_fd)
+    return launcher.run(args.file, _options(args), ready_fd=args.ready_fd,
+                        restore_from=args.restore_from, loadvm=args.loadvm)
+
+
+def _print_genid_change(rec: dict) -> None:
+    print(f"genid: {rec.get('previous_genid') or 'none'} -> {rec.get('genid') or 'none'}")
+
+
+def cmd_save(args) -> int:
+    from qemuwrap import lifecycle
+
+    print(lifecycle.save(args.name, args.file, _options(args)))
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from qemuwrap import lifecycle
+
+    rec = lifecycle.restore(args.file, _options(args), xml=args.xml)
+    print(f"guest '{rec['name']}' restored: QEMU pid {rec['qemu_pid']}")
+    _print_genid_change(rec)
+    return 0
+
+
+def cmd_snapshot(args) -> int:
+    from qemuwrap import lifecycle
+
+    opts = _options(args)
+    if args.action == "list":
+        for snap in lifecycle.snapshot_list(args.name, opts):
+            print(snap["name"])
+        return 0
+    if not args.snap:
+        raise UsageError(f"snapshot {args.action} needs a snapshot name")
+    if args.action == "create":
+        print(lifecycle.snapshot_create(args.name, args.snap, opts))
+    elif args.action == "delete":
+        print(lifecycle.snapshot_delete(args.name, args.snap, opts))
+    else:
+        rec = lifecycle.snapshot_revert(args.name, args.snap, opts)
+        print(f"guest '{rec['name']}' reverted to snapshot '{args.snap}': QEMU pid "
+              f"{rec['qemu_pid']}")
+        _print_genid_change(rec)
+    return 0
 
 
 def cmd_start(args) -> int:
@@ -169,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--console", action="store_true",
                    help="show the guest's serial console (port 0, pty) on stdout")
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--restore-from", metavar="SAVEFILE", help=argparse.SUPPRESS)
+    p.add_argument("--loadvm", metavar="SNAPSHOT", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("start", help="start FILE.xml with a supervisor in the background")
@@ -194,6 +240,32 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--caps", metavar="FILE", help=argparse.SUPPRESS)
         p.set_defaults(func=func)
 
+    p = sub.add_parser("save", help="save a running guest's state to FILE and stop it")
+    by_name(p)
+    p.add_argument("file", metavar="FILE", help="save file to write")
+    p.set_defaults(func=cmd_save)
+
+    p = sub.add_parser("restore", help="start a saved guest again, with a new genid")
+    p.add_argument("file", metavar="FILE", help="save file written by 'qemuwrap save'")
+    p.add_argument("--xml", metavar="FILE.xml", help="definition to restore with "
+                   "(default: the one the guest was started from)")
+    p.add_argument("--state-dir", metavar="DIR", help="state directory root")
+    p.add_argument("--transient", action="store_true",
+                   help="restore even if the new genid cannot be saved into the definition")
+    p.add_argument("--caps", metavar="FILE", help=argparse.SUPPRESS)
+    lifecycle(p)
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("snapshot", help="internal snapshots on qcow2 disks: create, list, "
+                       "revert (new genid), delete")
+    p.add_argument("action", choices=("create", "list", "revert", "delete"))
+    by_name(p)
+    p.add_argument("snap", metavar="SNAP", nargs="?", help="snapshot name")
+    p.add_argument("--transient", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--caps", metavar="FILE", help=argparse.SUPPRESS)
+    lifecycle(p)
+    p.set_defaults(func=cmd_snapshot)
+
     p = sub.add_parser("status", help="show a guest's state")
     by_name(p)
     p.add_argument("--json", action="store_true")
@@ -211,9 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except QemuwrapError as exc:
-        where = getattr(args, "file", None) or getattr(args, "name", None)
+        where = getattr(args, "name", None) or getattr(args, "file", None)
         prefix = f"qemuwrap: {where}: " if where else "qemuwrap: "
         print(prefix + str(exc).replace("\n", " "), file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `qemuwrap status NAME | head -1`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -11,12 +11,15 @@ import subprocess
 import sys
 import time
 
-from qemuwrap import qmp
-from qemuwrap.conf.domain import Domain, load, parse_domain
+from qemuwrap import qmp, savefile
+from qemuwrap.conf import guid
+from qemuwrap.conf.abi import check_abi_stability
+from qemuwrap.conf.domain import Domain, load, loads, parse_domain
 from qemuwrap.conf.xmlreader import read_file
 from qemuwrap.definition import DefinitionWriteError, save_genid
 from qemuwrap.errors import QemuwrapError
 from qemuwrap.qemu import capabilities
+from qemuwrap.qemu.argv import shell_quote
 from qemuwrap.qemu.command import build_command
 from qemuwrap.state import GuestBusyError, GuestDir, all_guests
 from qemuwrap.supervisor import EXIT_DESTROYED, EXIT_ERROR, Supervisor
@@ -59,8 +62,14 @@ def _refuse_if_running(gdir: GuestDir) -> None:
                              f"(QEMU pid {proc.pid}); use 'qemuwrap adopt {gdir.name}'")
 
 
-def run(path: str, opts: Options, *, ready_fd: int | None = None) -> int:
-    """Start the guest and supervise it in this process until it ends."""
+def run(path: str, opts: Options, *, ready_fd: int | None = None,
+        restore_from: str | None = None, loadvm: str | None = None) -> int:
+    """Start the guest and supervise it in this process until it ends.
+
+    ``restore_from``: continue from a save file; ``loadvm``: from an internal snapshot.
+    Both re-execute the guest's past, so the guest gets a new generation ID (when its
+    definition requests one), saved into the definition once QEMU has loaded the state.
+    """
     try:
         data, dom, gdir = prepare(path, opts)
         gdir.lock()
@@ -69,23 +78,33 @@ def run(path: str, opts: Options, *, ready_fd: int | None = None) -> int:
         raise
     try:
         _refuse_if_running(gdir)
-        if dom.genid_generated:
-            try:
-                save_genid(path, data, dom)
-            except DefinitionWriteError as exc:
-                if not opts.transient:
-                    raise DefinitionWriteError(f"{exc}; use --transient to start without "
-                                               "saving it") from None
-        cmd = build_command(dom, _caps(dom, opts.caps), gdir.path)
+        previous = dom.genid_str
+        incoming_uri = None
+        if restore_from is not None:
+            incoming_uri = _check_save_file(restore_from, dom)
+        if (restore_from or loadvm) and dom.genid_requested:
+            dom.genid = guid.generate_v4()
+        elif dom.genid_generated:
+            _save_or_transient(path, data, dom, opts)
+        caps = _caps(dom, opts.caps)
+        cmd = build_command(dom, caps, gdir.path, incoming=incoming_uri is not None,
+                            loadvm=loadvm)
+        restart_cmd = build_command(dom, caps, gdir.path)
         if ready_fd is not None:  # background: our own messages go to the state directory
             logfd = os.open(gdir.file("supervisor.log"),
                             os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             os.dup2(logfd, 1)
             os.dup2(logfd, 2)
             os.close(logfd)
-        sup = Supervisor(dom, gdir, cmd, source=os.path.abspath(path),
+        sup = Supervisor(dom, gdir, cmd, source=os.path.abspath(path), restart_cmd=restart_cmd,
                          shutdown_timeout=opts.shutdown_timeout, console=opts.console)
-        return asyncio.run(_launch_and_run(sup, gdir, ready_fd))
+        after_load = None
+        if (restore_from or loadvm) and dom.genid_requested:
+            def after_load():
+                _save_or_transient(path, data, dom, opts)
+                sup.log(f"genid: {previous} -> {dom.genid_str}")
+        return asyncio.run(_launch_and_run(sup, gdir, ready_fd, incoming=incoming_uri,
+                                           after_load=after_load, previous=previous))
     except QemuwrapError as exc:
         _report_ready(ready_fd, error=str(exc))
         raise
@@ -93,13 +112,35 @@ def run(path: str, opts: Options, *, ready_fd: int | None = None) -> int:
         gdir.unlock()
 
 
-async def _launch_and_run(sup: Supervisor, gdir: GuestDir, ready_fd: int | None) -> int:
+def _save_or_transient(path: str, data: bytes, dom: Domain, opts: Options) -> None:
+    """Save the domain's genid into its file; without --transient, failing to is fatal."""
     try:
-        await sup.launch()
+        save_genid(path, data, dom)
+    except DefinitionWriteError as exc:
+        if not opts.transient:
+            raise DefinitionWriteError(f"{exc}; use --transient to start without "
+                                       "saving it") from None
+
+
+def _check_save_file(save_path: str, dom: Domain) -> str:
+    """The seed's ABI-stability check of ``dom`` against the saved definition; the URI
+    QEMU loads the state from."""
+    meta, offset = savefile.read(save_path)
+    saved = loads(meta["xml"])
+    check_abi_stability(saved, dom)
+    return f"exec:tail -c +{offset + 1} {shell_quote(os.path.abspath(save_path))}"
+
+
+async def _launch_and_run(sup: Supervisor, gdir: GuestDir, ready_fd: int | None, *,
+                          incoming: str | None = None, after_load=None,
+                          previous: str | None = None) -> int:
+    try:
+        await sup.launch(incoming=incoming, after_load=after_load)
     except QemuwrapError:
         gdir.remove()  # a failed start leaves nothing behind
         raise
-    _report_ready(ready_fd, record=gdir.read_record())
+    record = gdir.read_record()
+    _report_ready(ready_fd, record={**record, "previous_genid": previous})
     return await sup.run()
 
 
@@ -115,7 +156,8 @@ def _report_ready(fd: int | None, *, error: str | None = None, record: dict | No
         pass
 
 
-def start(path: str, opts: Options) -> dict:
+def start(path: str, opts: Options, *, restore_from: str | None = None,
+          loadvm: str | None = None) -> dict:
     """Run the supervisor in the background; return once the guest runs (or failed)."""
     r, w = os.pipe()
     argv = [sys.executable, "-m", "qemuwrap", "run", os.path.abspath(path),
@@ -126,6 +168,10 @@ def start(path: str, opts: Options) -> dict:
         argv.append("--transient")
     if opts.caps:
         argv += ["--caps", os.path.abspath(opts.caps)]
+    if restore_from:
+        argv += ["--restore-from", os.path.abspath(restore_from)]
+    if loadvm:
+        argv += ["--loadvm", loadvm]
     subprocess.Popen(argv, pass_fds=(w,), start_new_session=True, stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(w)

@@ -20,6 +20,8 @@ import socket
 import sys
 import time
 
+from qemu.qmp import EventListener
+
 from qemuwrap import qmp
 from qemuwrap.conf.domain import Domain
 from qemuwrap.errors import QemuwrapError
@@ -66,10 +68,13 @@ class Supervisor:
     """Runs and watches the QEMU of one guest."""
 
     def __init__(self, dom: Domain, gdir: GuestDir, cmd: Command, *, source: str | None,
-                 shutdown_timeout: float = 30.0, console: bool = False, log=None):
+                 shutdown_timeout: float = 30.0, console: bool = False, log=None,
+                 restart_cmd: Command | None = None):
         self.dom = dom
         self.gdir = gdir
         self.cmd = cmd
+        # A restore or revert starts once from saved state; a restart boots afresh.
+        self.restart_cmd = restart_cmd or cmd
         self.source = source
         self.shutdown_timeout = shutdown_timeout
         self.console = console
@@ -101,6 +106,8 @@ class Supervisor:
         from qemuwrap.definition import atomic_write
 
         atomic_write(self.gdir.file("domain.xml"), self.dom.format().encode(), mode=0o600)
+        if self.source:  # kept after the guest ends: snapshot revert finds the definition
+            atomic_write(self.gdir.file("definition"), self.source.encode(), mode=0o600)
         self.gdir.write_record({
             "name": self.dom.name, "uuid": self.dom.uuid_str, "genid": self.dom.genid_str,
             "source": self.source, "state_dir": self.gdir.path,
@@ -115,8 +122,13 @@ class Supervisor:
         self.gdir.clear_runtime()
 
     # -- start -------------------------------------------------------------------------
-    async def launch(self) -> None:
-        """Start QEMU paused, check its generation ID over QMP, then let the guest run."""
+    async def launch(self, *, incoming: str | None = None, after_load=None) -> None:
+        """Start QEMU paused, check its generation ID over QMP, then let the guest run.
+
+        ``incoming``: a migration URI to load saved state from before resuming (QEMU was
+        started with ``-incoming defer``). ``after_load()`` runs once the state is loaded
+        and the genid checked, before the guest runs (a restore saves its new genid there).
+        """
         self._pre_launch()
         logfd = os.open(self.gdir.file("qemu.log"),
                         os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -132,8 +144,13 @@ class Supervisor:
         self._exited = asyncio.ensure_future(self._wait_child())
         try:
             await self._attach(alive=lambda: not self._exited.done())
+            if incoming is not None:
+                await self._load_state(incoming)
             await self._check_genid()
-            if self.dom.current_memory_kib and self.dom.current_memory_kib < self.dom.memory_kib:
+            if after_load is not None:
+                after_load()
+            if (incoming is None and self.dom.current_memory_kib
+                    and self.dom.current_memory_kib < self.dom.memory_kib):
                 await self.client.execute("balloon", {"value": self.dom.current_memory_kib * 1024})
             await self.client.execute("cont")
         except BaseException as exc:
@@ -149,6 +166,35 @@ class Supervisor:
         self.log(f"running, QEMU pid {self.pid}, genid {self.dom.genid_str or 'none'}")
         if self.console:
             await self._attach_console()
+
+    async def _load_state(self, uri: str) -> None:
+        """Feed QEMU a saved state and wait (on MIGRATION events, no polling) for the end.
+
+        QEMU 7.2 exits when a load fails, so the process's end is watched as well.
+        """
+        listener = EventListener(("MIGRATION",))
+        self.client.register_listener(listener)
+
+        async def outcome() -> str:
+            async for event in listener:
+                status = event["data"]["status"]
+                if status in ("completed", "failed", "cancelled"):
+                    return status
+            return "failed"
+
+        try:
+            await self.client.execute("migrate-set-capabilities", {
+                "capabilities": [{"capability": "events", "state": True}]})
+            await self.client.execute("migrate-incoming", {"uri": uri})
+            waiter = asyncio.ensure_future(outcome())
+            await asyncio.wait([waiter, self._exited], return_when=asyncio.FIRST_COMPLETED)
+            status = waiter.result() if waiter.done() else "failed"
+            waiter.cancel()
+        finally:
+            self.client.remove_listener(listener)
+        if status != "completed":
+            detail = _tail(self.gdir.file("qemu.log"))
+            raise LaunchError("loading the saved state failed" + (f": {detail}" if detail else ""))
 
     async def adopt(self, record: dict) -> None:
         """Take over a QEMU whose supervisor died: attach, and watch it through a pidfd."""
@@ -264,6 +310,7 @@ class Supervisor:
                     return status
                 self.log("on_crash=restart: starting QEMU again (same genid)")
                 await self._detach()
+                self.cmd = self.restart_cmd
                 await self.launch()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -280,6 +327,13 @@ class Supervisor:
             self.log("QEMU stopped by force")
             return EXIT_DESTROYED
         if self.reason in _HOST_REASONS:
+            try:  # `qemuwrap save` leaves a marker before it tells QEMU to quit
+                with open(self.gdir.file("saved")) as f:
+                    self.log(f"guest saved to {f.read()}")
+                os.unlink(self.gdir.file("saved"))
+                return EXIT_POWEROFF
+            except FileNotFoundError:
+                pass
             self.log(f"QEMU stopped from the host ({self.reason})")
             return EXIT_DESTROYED
         clean = returncode in (0, None) and not self.panicked

@@ -10,6 +10,10 @@ UUID pattern being stricter than its own UUID parser, and model bugs.
 
 from __future__ import annotations
 
+import itertools
+import random
+import xml.etree.ElementTree as ET
+
 import pytest
 
 from qemuwrap.conf import guid, schema
@@ -187,7 +191,7 @@ VALID = {
                                "<controller type='usb' index='1' model='qemu-xhci'/>"
                                "<controller type='usb' index='2' model='nec-xhci'/>"
                                "<controller type='usb' index='3' model='none'/>"
-                               "<controller type='usb'/>"
+                               "<controller type='usb' index='4'/>"
                                "<controller type='ide' model='piix4'>" + PCI + "</controller>"
                                "<controller type='ide' index='1' model='piix3'/>"
                                "<controller type='sata' index='255' model='ahci'>"
@@ -199,7 +203,8 @@ VALID = {
                               "<mac address='52:54:00:AB:cd:EF'/></interface>"
                               "<interface type='user'>" + PCI + "<model type='rtl8139'/>"
                               "<mac address='02:00:00:00:00:01'/></interface>"
-                              "<interface type='user'><model type='virtio'/></interface>"),
+                              "<interface type='user'><model type='virtio'/>"
+                              "<mac address='52:54:00:00:00:02'/></interface>"),
     "serials": dom(devices="<serial type='pty'/>"
                            "<serial type='pty'><source path='pts/3'/><target port='1'/></serial>"
                            "<serial type='file'><target type='isa-serial' port='2'>"
@@ -506,7 +511,7 @@ MODEL_BUGS = {
     "serial-port-hex": dom(devices="<serial type='pty'><target port='0x1'/></serial>"),
     "drive-address-hex": dom(devices=disk(FILE_SRC + "<target dev='hda'/>"
                                           "<address type='drive' unit='0x1'/>")),
-    "graphics-port-hex": dom(devices="<graphics type='vnc' port='0x1700'/>"),
+    "graphics-port-hex": dom(devices="<graphics type='vnc' port='0x170c'/>"),
     "domain-id-hex": dom(root="type='qemu' id='0x1'"),
     # ... and Python's int() syntax: digit group underscores, non-ASCII digits.
     "memory-underscore": dom(memory="<memory>262_144</memory>"),
@@ -580,6 +585,46 @@ def test_libvirt_uuid_pattern_stricter_than_parser(xml):
 def test_known_model_bugs(xml):
     assert not schema_accepts(xml)
     assert model_accepts(xml), "the model now refuses this: move the case to INVALID"
+
+
+def reorder(xml: str, order) -> str:
+    """``xml`` with the children of every element rearranged by ``order(list)``."""
+    root = ET.fromstring(xml)
+    for element in root.iter():
+        children = list(element)
+        for child in children:
+            element.remove(child)
+        element.extend(order(children))
+    return ET.tostring(root, encoding="unicode")
+
+
+def shuffled(seed: int):
+    rng = random.Random(seed)
+    return lambda items: rng.sample(items, len(items))
+
+
+@pytest.mark.parametrize("xml", list(VALID.values()), ids=list(VALID))
+def test_child_order_does_not_matter(xml):
+    """libvirt and the model take children in any order; libxml2's interleave must too."""
+    for order in (lambda items: items[::-1], shuffled(1), shuffled(2), shuffled(3)):
+        variant = reorder(xml, order)
+        assert model_accepts(variant), variant
+        assert schema_accepts(variant), variant
+
+
+@pytest.mark.parametrize("xml", [
+    disk("<driver type='raw'/>" + FILE_SRC + "<target dev='vda'/><readonly/>" + PCI),
+    disk("<driver/><source dev='/dev/sdb'/><target dev='sda'/><readonly/>"
+         "<address type='drive' unit='1'/>", "type='block'"),
+    disk("<driver/><target dev='hdc' bus='ide'/><readonly/><address type='drive'/>",
+         "device='cdrom'"),
+], ids=["virtio", "sata-block", "cdrom"])
+def test_disk_children_in_every_order(xml):
+    """The disk grammar is the most involved interleave: try all 120 orders."""
+    root = ET.fromstring(xml)
+    for perm in itertools.permutations(list(root)):
+        variant = dom(devices=reorder(xml, lambda items, perm=perm: list(perm)))
+        assert schema_accepts(variant), variant
 
 
 # Golden inputs written by others; the ones the two sides judge differently, and why.

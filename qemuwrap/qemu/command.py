@@ -15,7 +15,7 @@ from qemuwrap.conf.devices import Controller, Disk, DriveAddress, PCIAddress, Se
 from qemuwrap.conf.domain import Domain
 from qemuwrap.conf.xmlreader import Node
 from qemuwrap.errors import UnsupportedError
-from qemuwrap.qemu.argv import Command, optstr
+from qemuwrap.qemu.argv import Arg, Command, optstr
 from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.validate import MachineType, validate
 from qemuwrap.record import Factory, Record
@@ -419,7 +419,17 @@ class _Builder:
                          why="libvirt's default memballoon (virtio)")
 
 
-def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str) -> Command:
-    """Validate ``dom`` against ``caps`` and build its QEMU command."""
+def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str, *,
+                  incoming: bool = False, loadvm: str | None = None) -> Command:
+    """Validate ``dom`` against ``caps`` and build its QEMU command.
+
+    ``incoming``: QEMU waits for a saved state (``-incoming defer``; the restore feeds
+    it over QMP). ``loadvm``: QEMU starts from an internal snapshot of that name.
+    """
     machine = validate(dom, caps)
-    return _Builder(dom, caps, machine, Paths(os.fspath(state_dir))).build()
+    cmd = _Builder(dom, caps, machine, Paths(os.fspath(state_dir))).build()
+    if incoming:
+        cmd.args.insert(-1, Arg("-incoming", "defer", why="restore: state comes over QMP"))
+    if loadvm is not None:
+        cmd.args.insert(-1, Arg("-loadvm", loadvm, why="revert: start from this snapshot"))
+    return cmd
