@@ -1,0 +1,209 @@
+"""The project's evidence that the guest sees what the XML says across its life:
+save/restore and snapshot revert give a running guest (not rebooted) a new genid,
+equal to the one in the definition and in query-vm-generation-id; a plain restart
+keeps it. Real QEMU (TCG) with the demo guest, which prints the ID it reads from
+its own memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+
+import pytest
+
+from qemuwrap import qmp
+from test_launcher import GENID, Env
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture
+def env(tmp_path, demo_image):
+    e = Env(tmp_path, demo_image)
+    yield e
+    e.cleanup()
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def definition_genid(path) -> str:
+    return re.search(r"<genid>([0-9a-f-]{36})</genid>", path.read_text()).group(1)
+
+
+def qemu_genid(env: Env, name: str) -> str:
+    return qmp.command(env.record(name)["control_socket"], "query-vm-generation-id")["guid"]
+
+
+def qcow2_disk(env: Env) -> str:
+    disk = env.tmp / "disk.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
+    return f"""<disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    """
+
+
+def test_save_restore_gives_the_running_guest_a_new_genid(env):
+    path = env.xml(genid=GENID)
+    assert env.qw("start", str(path)).returncode == 0
+    env.wait_serial("demo", f"genid: {GENID}")
+    save = env.tmp / "demo.save"
+    res = env.qw("save", "demo", str(save))
+    assert res.returncode == 0, res.stderr
+    assert f"genid: {GENID}" in res.stdout
+    assert env.status("demo")["state"] == "shut off"
+    assert "guest saved to" in (env.gdir("demo") / "supervisor.log").read_text()
+    saved_bytes = sha(save)
+
+    res = env.qw("restore", str(save))
+    assert res.returncode == 0, res.stderr
+    new = definition_genid(path)
+    assert new != GENID
+    assert f"genid: {GENID} -> {new}" in res.stdout
+    assert qemu_genid(env, "demo") == new
+    text = env.wait_serial("demo", f"genid: {new}", timeout=15)
+    assert "demo: up" not in text  # the same guest, continued, not rebooted
+    assert sha(save) == saved_bytes  # restore only reads the save file
+
+    # A plain shutdown and start keeps the ID.
+    assert env.qw("shutdown", "demo").returncode == 0
+    assert env.qw("start", str(path)).returncode == 0
+    env.wait_serial("demo", f"genid: {new}")
+    assert definition_genid(path) == new == qemu_genid(env, "demo")
+    assert env.qw("destroy", "demo").returncode == 0
+
+
+def test_snapshot_revert_gives_a_new_genid(env):
+    path = env.xml(genid=GENID, extra_devices=qcow2_disk(env))
+    assert env.qw("start", str(path)).returncode == 0
+    env.wait_serial("demo", f"genid: {GENID}")
+    res = env.qw("snapshot", "create", "demo", "before")
+    assert res.returncode == 0, res.stderr
+    assert env.qw("snapshot", "list", "demo").stdout.split() == ["before"]
+    res = env.qw("snapshot", "revert", "demo", "before")
+    assert res.returncode == 0, res.stderr
+    new = definition_genid(path)
+    assert new != GENID
+    assert f"genid: {GENID} -> {new}" in res.stdout
+    assert qemu_genid(env, "demo") == new
+    text = env.wait_serial("demo", f"genid: {new}", timeout=15)
+    assert "demo: up" not in text
+    assert env.status("demo")["state"] == "running"
+    res = env.qw("snapshot", "delete", "demo", "before")
+    assert res.returncode == 0, res.stderr
+    assert env.qw("snapshot", "list", "demo").stdout.split() == []
+    assert env.qw("destroy", "demo").returncode == 0
+
+
+def test_snapshot_refusals(env):
+    path = env.xml(genid=GENID)  # no qcow2 disk
+    assert env.qw("start", str(path)).returncode == 0
+    res = env.qw("snapshot", "create", "demo", "x")
+    assert res.returncode == 1 and "qcow2" in res.stderr
+    assert env.qw("destroy", "demo").returncode == 0
+    path = env.xml(name="d2", genid=GENID, extra_devices=qcow2_disk(env))
+    assert env.qw("start", str(path)).returncode == 0
+    res = env.qw("snapshot", "revert", "d2", "nope")
+    assert res.returncode == 1 and "no snapshot 'nope'" in res.stderr
+    assert env.status("d2")["state"] == "running"  # a bad revert stops nothing
+    assert env.qw("destroy", "d2").returncode == 0
+
+
+@pytest.fixture
+def saved(env):
+    """A guest saved to a file, its definition, and both files' checksums."""
+    path = env.xml(genid=GENID)
+    assert env.qw("start", str(path)).returncode == 0
+    env.wait_serial("demo", f"genid: {GENID}")
+    save = env.tmp / "demo.save"
+    assert env.qw("save", "demo", str(save)).returncode == 0
+    return path, save, sha(path), sha(save)
+
+
+def assert_untouched(path, save, path_sha, save_sha):
+    assert sha(path) == path_sha and sha(save) == save_sha
+
+
+def test_restore_refuses_an_abi_change_and_can_be_retried(env, saved):
+    path, save, path_sha, save_sha = saved
+    original = path.read_text()
+    path.write_text(original.replace("<memory unit='MiB'>256</memory>",
+                                     "<memory unit='MiB'>512</memory>"))
+    res = env.qw("restore", str(save))
+    assert res.returncode == 1
+    assert res.stderr == f"qemuwrap: {save}: Target domain memory 524288 does not match " \
+                         "source 262144\n"
+    assert sha(save) == save_sha and env.qemus() == []
+    path.write_text(original)
+    assert env.qw("restore", str(save)).returncode == 0  # the retry works
+    assert env.qw("destroy", "demo").returncode == 0
+
+
+def test_restore_refuses_another_genid(env, saved):
+    path, save, _path_sha, save_sha = saved
+    other = "43dc0cf8-809b-4adb-9bea-a9abb5f3d90e"
+    path.write_text(path.read_text().replace(GENID, other))
+    res = env.qw("restore", str(save))
+    assert res.returncode == 1
+    assert f"Target domain genid {other} does not match source {GENID}" in res.stderr
+    assert sha(save) == save_sha
+
+
+def test_restore_refuses_truncated_and_foreign_files(env, saved):
+    path, save, path_sha, save_sha = saved
+    cut = env.tmp / "cut.save"
+    cut.write_bytes(save.read_bytes()[: save.stat().st_size // 2])
+    res = env.qw("restore", str(cut))
+    assert res.returncode == 1 and "truncated" in res.stderr and res.stderr.count("\n") == 1
+    foreign = env.tmp / "foreign.save"
+    foreign.write_bytes(b"\0" * 8192)
+    res = env.qw("restore", str(foreign))
+    assert res.returncode == 1 and "not a qemuwrap save file" in res.stderr
+    assert_untouched(path, save, path_sha, save_sha)
+    assert env.qemus() == []
+
+
+def test_restore_with_a_missing_disk_fails_cleanly(env, tmp_path):
+    path = env.xml(genid=GENID, extra_devices=qcow2_disk(env))
+    assert env.qw("start", str(path)).returncode == 0
+    env.wait_serial("demo", f"genid: {GENID}")
+    save = env.tmp / "demo.save"
+    assert env.qw("save", "demo", str(save)).returncode == 0
+    path_sha, save_sha = sha(path), sha(save)
+    disk = env.tmp / "disk.qcow2"
+    disk.rename(env.tmp / "moved.qcow2")
+    res = env.qw("restore", str(save))
+    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    assert "QEMU failed to start" in res.stderr and str(disk) in res.stderr
+    assert_untouched(path, save, path_sha, save_sha)
+    assert not env.gdir("demo").joinpath("state.json").exists()
+    (env.tmp / "moved.qcow2").rename(disk)
+    res = env.qw("restore", str(save))  # the saved state was not lost
+    assert res.returncode == 0, res.stderr
+    assert env.qw("destroy", "demo").returncode == 0
+
+
+def test_failed_save_keeps_the_old_file(env):
+    path = env.xml(genid=GENID, cmdline="qemuwrap.poweroff=1",
+                   lifecycle={"on_poweroff": "preserve"})
+    save = env.tmp / "demo.save"
+    save.write_bytes(b"an older save")
+    assert env.qw("start", str(path)).returncode == 0
+    env.wait_serial("demo", "demo: powering off")
+    import time
+
+    deadline = time.monotonic() + 20
+    while env.status("demo")["state"] != "shutdown" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    res = env.qw("save", "demo", str(save))
+    assert res.returncode == 1 and "only a running or paused guest" in res.stderr
+    assert save.read_bytes() == b"an older save"
+    assert sorted(p.name for p in env.tmp.iterdir() if p.name.startswith("demo.save")) == \
+        ["demo.save"]
+    assert env.qw("destroy", "demo").returncode == 0
