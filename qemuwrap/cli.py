@@ -71,8 +71,7 @@ def _options(args):
 def cmd_run(args) -> int:
     from qemuwrap import launcher
 
-    return launcher.run(args.file, _options(args), ready_fd=args.ready_fd,
-                        restore_from=args.restore_from, loadvm=args.loadvm)
+    return launcher.run(args.file, _options(args))
 
 
 def _print_genid_change(rec: dict) -> None:
@@ -92,6 +91,18 @@ def cmd_restore(args) -> int:
     rec = lifecycle.restore(args.file, _options(args), xml=args.xml)
     print(f"guest '{rec['name']}' restored: QEMU pid {rec['qemu_pid']}")
     _print_genid_change(rec)
+    return 0
+
+
+def cmd_clone(args) -> int:
+    from qemuwrap import clone
+
+    result = clone.clone(args.file, args.new_file, args.new_name, copy=args.copy,
+                         state_dir=args.state_dir)
+    for line in clone.describe(result):
+        print(line)
+    for note in result.warnings:
+        print(f"qemuwrap: {args.new_file}: note: {note}", file=sys.stderr)
     return 0
 
 
@@ -212,9 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start even if a generated genid cannot be saved into FILE.xml")
     p.add_argument("--console", action="store_true",
                    help="show the guest's serial console (port 0, pty) on stdout")
-    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--restore-from", metavar="SAVEFILE", help=argparse.SUPPRESS)
-    p.add_argument("--loadvm", metavar="SNAPSHOT", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("start", help="start FILE.xml with a supervisor in the background")
@@ -265,6 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--caps", metavar="FILE", help=argparse.SUPPRESS)
     lifecycle(p)
     p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("clone", help="copy a guest: new name, uuid, genid and MACs, "
+                       "disks as qcow2 overlays (or --copy)")
+    p.add_argument("file", metavar="SRC.xml", help="definition of the guest to clone")
+    p.add_argument("new_file", metavar="NEW.xml", help="definition to write (must not exist)")
+    p.add_argument("--name", dest="new_name", metavar="NEW", required=True,
+                   help="the clone's guest name")
+    p.add_argument("--copy", action="store_true", help="copy the writable disks in full "
+                   "instead of making qcow2 overlays backed by them")
+    p.add_argument("--state-dir", metavar="DIR", help="state directory root (where to "
+                   "check that the source guest is not running)")
+    p.set_defaults(func=cmd_clone)
 
     p = sub.add_parser("status", help="show a guest's state")
     by_name(p)

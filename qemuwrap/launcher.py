@@ -4,14 +4,12 @@ destroy, status, list. The supervisor itself is in ``supervisor.py``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 
-from qemuwrap import qmp, savefile
+from qemuwrap import savefile
 from qemuwrap.conf import guid
 from qemuwrap.conf.abi import check_abi_stability
 from qemuwrap.conf.domain import Domain, load, loads, parse_domain
@@ -22,7 +20,6 @@ from qemuwrap.qemu import capabilities
 from qemuwrap.qemu.argv import shell_quote
 from qemuwrap.qemu.command import build_command
 from qemuwrap.state import GuestBusyError, GuestDir, all_guests
-from qemuwrap.supervisor import EXIT_DESTROYED, EXIT_ERROR, Supervisor
 
 DEFAULT_EMULATOR = "/usr/bin/qemu-system-x86_64"
 
@@ -46,11 +43,9 @@ def _caps(dom: Domain, caps_file: str | None):
 
 
 def prepare(path: str, opts: Options) -> tuple[bytes, Domain, GuestDir]:
-    """Read, schema-check and model the definition; find the guest's state directory."""
-    from qemuwrap.conf import schema
-
+    """Read and model the definition (the strict model refuses anything unsupported; the
+    RelaxNG schema, which agrees with it, is checked by ``qemuwrap validate``)."""
     data, dom = load(path)
-    schema.validate_bytes(data, path)
     return data, dom, GuestDir(dom.name, opts.state_dir)
 
 
@@ -62,27 +57,26 @@ def _refuse_if_running(gdir: GuestDir) -> None:
                              f"(QEMU pid {proc.pid}); use 'qemuwrap adopt {gdir.name}'")
 
 
-def run(path: str, opts: Options, *, ready_fd: int | None = None,
-        restore_from: str | None = None, loadvm: str | None = None) -> int:
-    """Start the guest and supervise it in this process until it ends.
+def run(path: str, opts: Options, *, background: bool = False,
+        restore_from: str | None = None, loadvm: str | None = None):
+    """Start the guest and supervise it until it ends (exit status), or with
+    ``background`` hand the supervisor to a forked child and return the guest's record
+    once it runs.
 
     ``restore_from``: continue from a save file; ``loadvm``: from an internal snapshot.
     Both re-execute the guest's past, so the guest gets a new generation ID (when its
     definition requests one), saved into the definition once QEMU has loaded the state.
     """
-    try:
-        data, dom, gdir = prepare(path, opts)
-        gdir.lock()
-    except QemuwrapError as exc:
-        _report_ready(ready_fd, error=str(exc))
-        raise
+    data, dom, gdir = prepare(path, opts)
+    gdir.lock()
     try:
         _refuse_if_running(gdir)
         previous = dom.genid_str
         incoming_uri = None
         if restore_from is not None:
             incoming_uri = _check_save_file(restore_from, dom)
-        if (restore_from or loadvm) and dom.genid_requested:
+        new_genid = bool(restore_from or loadvm) and dom.genid_requested
+        if new_genid:
             dom.genid = guid.generate_v4()
         elif dom.genid_generated:
             _save_or_transient(path, data, dom, opts)
@@ -90,26 +84,114 @@ def run(path: str, opts: Options, *, ready_fd: int | None = None,
         cmd = build_command(dom, caps, gdir.path, incoming=incoming_uri is not None,
                             loadvm=loadvm)
         restart_cmd = build_command(dom, caps, gdir.path)
-        if ready_fd is not None:  # background: our own messages go to the state directory
-            logfd = os.open(gdir.file("supervisor.log"),
-                            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            os.dup2(logfd, 1)
-            os.dup2(logfd, 2)
-            os.close(logfd)
-        sup = Supervisor(dom, gdir, cmd, source=os.path.abspath(path), restart_cmd=restart_cmd,
-                         shutdown_timeout=opts.shutdown_timeout, console=opts.console)
-        after_load = None
-        if (restore_from or loadvm) and dom.genid_requested:
-            def after_load():
-                _save_or_transient(path, data, dom, opts)
-                sup.log(f"genid: {previous} -> {dom.genid_str}")
-        return asyncio.run(_launch_and_run(sup, gdir, ready_fd, incoming=incoming_uri,
-                                           after_load=after_load, previous=previous))
-    except QemuwrapError as exc:
-        _report_ready(ready_fd, error=str(exc))
-        raise
+        job = _Job(path, data, dom, gdir, opts, cmd, restart_cmd, incoming_uri,
+                   previous if new_genid else None)
+        if not background:
+            return job.supervise(ready_fd=None)
+        return _fork(job)
     finally:
         gdir.unlock()
+
+
+class _Job:
+    """Everything a supervisor needs, gathered before QEMU starts."""
+
+    def __init__(self, path, data, dom, gdir, opts, cmd, restart_cmd, incoming_uri, previous):
+        self.path, self.data, self.dom, self.gdir, self.opts = path, data, dom, gdir, opts
+        self.cmd, self.restart_cmd = cmd, restart_cmd
+        self.incoming_uri, self.previous = incoming_uri, previous
+
+    def supervise(self, ready_fd: int | None) -> int:
+        import signal
+
+        from qemuwrap import process
+
+        # A stop asked for while QEMU starts is remembered, and honoured once it runs.
+        early: list[int] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, _frame: early.append(signum))
+
+        try:
+            pid = process.start_qemu(self.cmd, self.gdir, self.dom)
+        except QemuwrapError:
+            self.gdir.remove()
+            raise
+        # asyncio and qemu.qmp load while QEMU starts.
+        import asyncio
+
+        from qemuwrap.supervisor import Supervisor
+
+        sup = Supervisor(self.dom, self.gdir, self.cmd, source=os.path.abspath(self.path),
+                         restart_cmd=self.restart_cmd, pid=pid,
+                         shutdown_timeout=self.opts.shutdown_timeout, console=self.opts.console,
+                         early_signals=early)
+        after_load = None
+        if self.previous is not None:
+            def after_load():
+                _save_or_transient(self.path, self.data, self.dom, self.opts)
+                sup.log(f"genid: {self.previous} -> {self.dom.genid_str}")
+        return asyncio.run(self._launch_and_run(sup, ready_fd, after_load))
+
+    async def _launch_and_run(self, sup, ready_fd: int | None, after_load) -> int:
+        try:
+            await sup.launch(incoming=self.incoming_uri, after_load=after_load)
+        except QemuwrapError:
+            self.gdir.remove()  # a failed start leaves nothing behind
+            raise
+        if ready_fd is not None:
+            record = {**self.gdir.read_record(), "previous_genid": self.previous or
+                      self.dom.genid_str}
+            _report(ready_fd, {"record": record})
+        return await sup.run()
+
+
+def _fork(job: _Job) -> dict:
+    """Run ``job`` in a child of its own session; wait until it says the guest runs.
+
+    A fork, not a new interpreter: everything already read, checked and locked carries
+    over (the child inherits the guest's lock; the parent's copy goes when it exits).
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the supervisor
+        status = 1
+        try:
+            os.close(r)
+            os.setsid()
+            logfd = os.open(job.gdir.file("supervisor.log"),
+                            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            nullfd = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(nullfd, 0)
+            os.dup2(logfd, 1)
+            os.dup2(logfd, 2)
+            try:
+                status = job.supervise(ready_fd=w)
+            except QemuwrapError as exc:
+                _report(w, {"error": str(exc)})
+                print(f"qemuwrap: {job.dom.name}: {exc}", file=sys.stderr)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        line = f.readline()
+    if not line:
+        raise QemuwrapError("the supervisor ended before the guest was started; see "
+                            f"{job.gdir.file('supervisor.log')}")
+    msg = json.loads(line)
+    if msg.get("error"):
+        raise QemuwrapError(msg["error"])
+    return msg["record"]
+
+
+def _report(fd: int, msg: dict) -> None:
+    """Tell the waiting parent how the launch went (one JSON line on a pipe)."""
+    try:
+        os.write(fd, json.dumps(msg).encode() + b"\n")
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _save_or_transient(path: str, data: bytes, dom: Domain, opts: Options) -> None:
@@ -131,58 +213,10 @@ def _check_save_file(save_path: str, dom: Domain) -> str:
     return f"exec:tail -c +{offset + 1} {shell_quote(os.path.abspath(save_path))}"
 
 
-async def _launch_and_run(sup: Supervisor, gdir: GuestDir, ready_fd: int | None, *,
-                          incoming: str | None = None, after_load=None,
-                          previous: str | None = None) -> int:
-    try:
-        await sup.launch(incoming=incoming, after_load=after_load)
-    except QemuwrapError:
-        gdir.remove()  # a failed start leaves nothing behind
-        raise
-    record = gdir.read_record()
-    _report_ready(ready_fd, record={**record, "previous_genid": previous})
-    return await sup.run()
-
-
-def _report_ready(fd: int | None, *, error: str | None = None, record: dict | None = None):
-    """Tell a waiting ``start`` how the launch went (one JSON line on a pipe)."""
-    if fd is None:
-        return
-    msg = {"error": error} if error else {"record": record}
-    try:
-        os.write(fd, json.dumps(msg).encode() + b"\n")
-        os.close(fd)
-    except OSError:
-        pass
-
-
 def start(path: str, opts: Options, *, restore_from: str | None = None,
           loadvm: str | None = None) -> dict:
-    """Run the supervisor in the background; return once the guest runs (or failed)."""
-    r, w = os.pipe()
-    argv = [sys.executable, "-m", "qemuwrap", "run", os.path.abspath(path),
-            "--ready-fd", str(w), "--shutdown-timeout", str(opts.shutdown_timeout)]
-    if opts.state_dir:
-        argv += ["--state-dir", os.path.abspath(opts.state_dir)]
-    if opts.transient:
-        argv.append("--transient")
-    if opts.caps:
-        argv += ["--caps", os.path.abspath(opts.caps)]
-    if restore_from:
-        argv += ["--restore-from", os.path.abspath(restore_from)]
-    if loadvm:
-        argv += ["--loadvm", loadvm]
-    subprocess.Popen(argv, pass_fds=(w,), start_new_session=True, stdin=subprocess.DEVNULL,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        line = f.readline()
-    if not line:
-        raise QemuwrapError("the supervisor ended before the guest was started")
-    msg = json.loads(line)
-    if msg.get("error"):
-        raise QemuwrapError(msg["error"])
-    return msg["record"]
+    """Start the guest with its supervisor in the background; the guest's record."""
+    return run(path, opts, background=True, restore_from=restore_from, loadvm=loadvm)
 
 
 def adopt(name: str, opts: Options) -> int:
@@ -199,6 +233,10 @@ def adopt(name: str, opts: Options) -> int:
         if cmd.argv != record["argv"]:
             raise QemuwrapError(f"guest '{name}': the running QEMU's command differs from "
                                 "its live definition; not adopting it")
+        import asyncio
+
+        from qemuwrap.supervisor import Supervisor
+
         sup = Supervisor(dom, gdir, cmd, source=record.get("source"),
                          shutdown_timeout=opts.shutdown_timeout)
 
@@ -209,6 +247,12 @@ def adopt(name: str, opts: Options) -> int:
         return asyncio.run(go())
     finally:
         gdir.unlock()
+
+
+def _qmp_command(*args, **kwargs):
+    from qemuwrap import qmp  # asyncio: only for commands that talk to QEMU
+
+    return qmp.command(*args, **kwargs)
 
 
 def _running(name: str, opts: Options) -> tuple[GuestDir, dict, object]:
@@ -252,7 +296,7 @@ def shutdown(name: str, opts: Options) -> str:
             _wait_gone(sup, 10)
             return f"guest '{name}' is shut down"
         raise QemuwrapError(f"guest '{name}' is still running")
-    qmp.command(record["control_socket"], "system_powerdown")
+    _qmp_command(record["control_socket"], "system_powerdown")
     if _wait_gone(proc, opts.shutdown_timeout):
         gdir.clear_runtime()
         return f"guest '{name}' is shut down"
@@ -265,7 +309,7 @@ def destroy(name: str, opts: Options) -> str:
     gdir, record, proc = _running(name, opts)
     supervised = gdir.supervised()
     try:
-        qmp.command(record["control_socket"], "quit", timeout=5)
+        _qmp_command(record["control_socket"], "quit", timeout=5)
     except QemuwrapError:
         proc.kill()
     if not _wait_gone(proc, 10):
@@ -282,7 +326,7 @@ def destroy(name: str, opts: Options) -> str:
 
 def _destroy_unsupervised(gdir: GuestDir, record: dict, proc) -> None:
     try:
-        qmp.command(record["control_socket"], "quit", timeout=5)
+        _qmp_command(record["control_socket"], "quit", timeout=5)
     except QemuwrapError:
         pass
     if not _wait_gone(proc, 10):
@@ -308,7 +352,7 @@ def status(name: str, opts: Options) -> dict:
                control_socket=record["control_socket"],
                uptime=round(time.time() - record["started"], 1))
     try:
-        st = qmp.command(record["control_socket"], "query-status", timeout=2)
+        st = _qmp_command(record["control_socket"], "query-status", timeout=2)
         out["state"] = {"prelaunch": "starting", "inmigrate": "restoring"}.get(
             st["status"], st["status"])
     except QemuwrapError:
@@ -325,5 +369,5 @@ def list_guests(opts: Options) -> list[dict]:
     return out
 
 
-__all__ = ["EXIT_DESTROYED", "EXIT_ERROR", "Options", "adopt", "destroy", "list_guests",
+__all__ = ["Options", "adopt", "destroy", "list_guests",
            "run", "shutdown", "start", "status"]

@@ -22,7 +22,7 @@ import time
 
 from qemu.qmp import EventListener
 
-from qemuwrap import qmp
+from qemuwrap import process, qmp
 from qemuwrap.conf.domain import Domain
 from qemuwrap.errors import QemuwrapError
 from qemuwrap.qemu.argv import Command
@@ -69,7 +69,8 @@ class Supervisor:
 
     def __init__(self, dom: Domain, gdir: GuestDir, cmd: Command, *, source: str | None,
                  shutdown_timeout: float = 30.0, console: bool = False, log=None,
-                 restart_cmd: Command | None = None):
+                 restart_cmd: Command | None = None, pid: int | None = None,
+                 early_signals: list[int] | None = None):
         self.dom = dom
         self.gdir = gdir
         self.cmd = cmd
@@ -80,8 +81,8 @@ class Supervisor:
         self.console = console
         self.log = log or (lambda msg: print(f"qemuwrap: {dom.name}: {msg}", file=sys.stderr,
                                              flush=True))
-        self.proc: asyncio.subprocess.Process | None = None
-        self.pid: int | None = None
+        self.pid = pid  # QEMU's, when the caller spawned it already
+        self.early_signals = early_signals if early_signals is not None else []
         self.client = None
         self._exited: asyncio.Future | None = None
         self._events_task: asyncio.Task | None = None
@@ -91,12 +92,6 @@ class Supervisor:
         self.panicked = False
 
     # -- hooks (as in QEMU's machine.py) ----------------------------------------
-    def _pre_launch(self) -> None:
-        for name in ("qemu.log", *(f"serial{s.port}.log" for s in self.dom.devices.serials)):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.gdir.file(name))
-        self.gdir.clear_runtime()
-
     def _post_launch(self) -> None:
         import psutil
 
@@ -123,25 +118,16 @@ class Supervisor:
 
     # -- start -------------------------------------------------------------------------
     async def launch(self, *, incoming: str | None = None, after_load=None) -> None:
-        """Start QEMU paused, check its generation ID over QMP, then let the guest run.
+        """Attach to the QEMU :meth:`spawn` started (spawning it if not), check the
+        generation ID it will show the guest, then let the guest run.
 
         ``incoming``: a migration URI to load saved state from before resuming (QEMU was
         started with ``-incoming defer``). ``after_load()`` runs once the state is loaded
         and the genid checked, before the guest runs (a restore saves its new genid there).
         """
-        self._pre_launch()
-        logfd = os.open(self.gdir.file("qemu.log"),
-                        os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.cmd.argv, env=self.cmd.env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=logfd, stderr=logfd, start_new_session=True)
-        except OSError as exc:
-            raise LaunchError(f"cannot run {self.cmd.binary}: {exc.strerror}") from None
-        finally:
-            os.close(logfd)
-        self.pid = self.proc.pid
-        self._exited = asyncio.ensure_future(self._wait_child())
+        if self.pid is None:  # not spawned by the caller yet (a restart)
+            self.pid = process.start_qemu(self.cmd, self.gdir, self.dom)
+        self._exited = process.watch(asyncio.get_running_loop(), self.pid, child=True)
         try:
             await self._attach(alive=lambda: not self._exited.done())
             if incoming is not None:
@@ -158,7 +144,7 @@ class Supervisor:
             if isinstance(exc, LaunchError):
                 raise
             detail = _tail(self.gdir.file("qemu.log"))
-            status = self.proc.returncode
+            status = self._exited.result() if self._exited.done() else None
             what = f"QEMU exited with status {status}" if status is not None else str(exc)
             raise LaunchError(f"QEMU failed to start: {what}" +
                               (f": {detail}" if detail else "")) from None
@@ -199,17 +185,7 @@ class Supervisor:
     async def adopt(self, record: dict) -> None:
         """Take over a QEMU whose supervisor died: attach, and watch it through a pidfd."""
         self.pid = record["qemu_pid"]
-        pidfd = os.pidfd_open(self.pid)
-        loop = asyncio.get_running_loop()
-        self._exited = loop.create_future()
-
-        def gone():
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-            if not self._exited.done():
-                self._exited.set_result(None)  # not our child: its status is not ours to read
-
-        loop.add_reader(pidfd, gone)
+        self._exited = process.watch(asyncio.get_running_loop(), self.pid, child=False)
         await self._attach()
         record.update(supervisor_pid=os.getpid(),
                       supervisor_create_time=_create_time(os.getpid()))
@@ -257,9 +233,6 @@ class Supervisor:
         loop.add_reader(fd, copy)
 
     # -- watching ---------------------------------------------------------------------
-    async def _wait_child(self):
-        return await self.proc.wait()
-
     async def _pump_events(self) -> None:
         with contextlib.suppress(asyncio.CancelledError, EOFError, ConnectionError):
             async for event in self.client.events:
@@ -302,6 +275,8 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal)
         sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=running")
+        if self.early_signals:  # SIGTERM/SIGINT arrived while QEMU was starting
+            self._on_signal()
         try:
             while True:
                 returncode = await asyncio.shield(self._exited)
@@ -311,6 +286,7 @@ class Supervisor:
                 self.log("on_crash=restart: starting QEMU again (same genid)")
                 await self._detach()
                 self.cmd = self.restart_cmd
+                self.pid = None
                 await self.launch()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -389,9 +365,9 @@ class Supervisor:
 
     async def _kill(self) -> None:
         """End a QEMU that failed during launch, and reap it."""
-        if self.proc is not None and self.proc.returncode is None:
+        if self._exited is not None and not self._exited.done():
             with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
+                os.kill(self.pid, signal.SIGKILL)
         if self._exited is not None:
             with contextlib.suppress(Exception):
                 await self._exited

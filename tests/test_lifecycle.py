@@ -14,6 +14,7 @@ import subprocess
 import pytest
 
 from qemuwrap import qmp
+
 from test_launcher import GENID, Env
 
 pytestmark = [pytest.mark.slow]

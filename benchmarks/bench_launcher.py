@@ -1,0 +1,148 @@
+"""Launcher figures on the real QEMU (TCG): start overhead, idle supervisor, save/restore.
+
+Run: .venv/bin/python benchmarks/bench_launcher.py [--runs N] [--idle SECONDS]
+Figures only, nothing passes or fails. Needs qemu-system-x86_64 and the demo guest
+(built on first use into /var/tmp/qemuwrap-demo).
+
+- start overhead: `qemuwrap start` (exec until the guest runs: QMP attached, genid
+  checked, resumed) against bare `qemu-system-x86_64` with the same argv (exec until its
+  QMP socket greets), same machine, interleaved runs, medians.
+- idle supervisor: CPU time and RSS of a background supervisor over --idle seconds.
+- save/restore of the demo guest: wall time of each command, and from `restore` until
+  the running guest prints its new genid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import demo_xml  # noqa: E402
+from qemuwrap import demoguest, qmp  # noqa: E402
+from qemuwrap.conf.domain import load  # noqa: E402
+from qemuwrap.qemu import capabilities  # noqa: E402
+from qemuwrap.qemu.command import build_command  # noqa: E402
+
+QW = [sys.executable, "-m", "qemuwrap"]
+
+
+def qw(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*QW, *args], capture_output=True, text=True, check=True)
+
+
+async def _greeting(sock: str, proc: subprocess.Popen) -> None:
+    client = await qmp.connect(sock, alive=lambda: proc.poll() is None)
+    await qmp.disconnect(client)
+
+
+def bare_qemu(xml: Path, state: Path) -> float:
+    _data, dom = load(str(xml))
+    cmd = build_command(dom, capabilities.load(dom.devices.emulator), state)
+    state.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd.argv, env=cmd.env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    asyncio.run(_greeting(cmd.env["HOME"] + "/qmp.sock", proc))
+    elapsed = time.perf_counter() - t
+    proc.kill()
+    proc.wait()
+    shutil.rmtree(state, ignore_errors=True)
+    return elapsed
+
+
+def qemuwrap_start(xml: Path, root: Path, name: str) -> float:
+    t = time.perf_counter()
+    qw("start", str(xml), "--state-dir", str(root))
+    elapsed = time.perf_counter() - t
+    qw("destroy", name, "--state-dir", str(root))
+    return elapsed
+
+
+def wait_for(path: Path, pattern: str, timeout: float = 60) -> float:
+    t = time.perf_counter()
+    while time.perf_counter() - t < timeout:
+        if path.exists() and re.search(pattern, path.read_text(errors="replace")):
+            return time.perf_counter()
+        time.sleep(0.01)
+    raise RuntimeError(f"{pattern} not seen in {path}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--idle", type=float, default=30.0)
+    args = ap.parse_args()
+    if not shutil.which("qemu-system-x86_64"):
+        print("qemu-system-x86_64 is not installed")
+        return 1
+    image = demoguest.build(Path(os.environ.get("QEMUWRAP_DEMO_DIR") or demoguest.DEFAULT_DIR))
+    work = Path(tempfile.mkdtemp(prefix="qemuwrap-bench-"))
+    root = work / "state"
+    try:
+        xml = demo_xml(work / "bench.xml", image, name="bench",
+                       genid="e9392370-2917-565e-692b-d057f46512d6")
+        capabilities.load("/usr/bin/qemu-system-x86_64")  # warm the capabilities cache
+        bare, wrapped = [], []
+        for _ in range(args.runs):
+            bare.append(bare_qemu(xml, work / "bare"))
+            wrapped.append(qemuwrap_start(xml, root, "bench"))
+        b, w = statistics.median(bare) * 1000, statistics.median(wrapped) * 1000
+        print(f"bare qemu exec -> QMP ready:          median {b:.0f} ms ({args.runs} runs)")
+        print(f"qemuwrap start -> guest running:      median {w:.0f} ms ({args.runs} runs)")
+        print(f"qemuwrap overhead:                    {w - b:.0f} ms")
+
+        import psutil
+
+        qw("start", str(xml), "--state-dir", str(root))
+        rec = json.loads((root / "bench" / "state.json").read_text())
+        sup = psutil.Process(rec["supervisor_pid"])
+        time.sleep(2)
+        cpu0 = sum(sup.cpu_times()[:2])
+        time.sleep(args.idle)
+        cpu = sum(sup.cpu_times()[:2]) - cpu0
+        rss = sup.memory_info().rss / 2**20
+        print(f"idle supervisor over {args.idle:.0f} s:          CPU {cpu * 1000:.0f} ms "
+              f"({cpu / args.idle * 100:.2f} %), RSS {rss:.1f} MiB")
+        qw("destroy", "bench", "--state-dir", str(root))
+
+        xml = demo_xml(work / "bench.xml", image, name="bench", genid="")
+        qw("start", str(xml), "--state-dir", str(root))
+        serial = root / "bench" / "serial0.log"
+        wait_for(serial, r"genid: ")
+        save = work / "bench.save"
+        t = time.perf_counter()
+        out = qw("save", "bench", str(save), "--state-dir", str(root)).stdout
+        t_save = time.perf_counter() - t
+        t = time.perf_counter()
+        out = qw("restore", str(save), "--state-dir", str(root)).stdout
+        t_restore = time.perf_counter() - t
+        new = re.search(r"-> ([0-9a-f-]{36})", out).group(1)
+        t_seen = wait_for(serial, f"genid: {new}") - t
+        size = save.stat().st_size / 2**20
+        print(f"save (256 MiB guest, {size:.0f} MiB file):     {t_save * 1000:.0f} ms")
+        print(f"restore -> guest running:             {t_restore * 1000:.0f} ms")
+        print(f"restore -> guest prints the new genid: {t_seen * 1000:.0f} ms")
+        qw("destroy", "bench", "--state-dir", str(root))
+    finally:
+        subprocess.run([*QW, "destroy", "bench", "--state-dir", str(root)],
+                       capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,368 @@
+"""``qemuwrap clone``: the clone is a different guest (name, uuid, genid, MACs) on its own
+disks, the source is left byte for byte as it was, and a refused or failed clone leaves
+nothing behind. The boot test proves the guest itself reads the clone's new genid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from qemuwrap.clone import clone, describe
+from qemuwrap.conf import guid, schema
+from qemuwrap.conf.domain import load
+from qemuwrap.errors import QemuwrapError
+
+from conftest import demo_xml, needs_qemu
+from test_launcher import Env
+
+needs_qemu_img = pytest.mark.skipif(shutil.which("qemu-img") is None,
+                                    reason="qemu-img is not installed (Debian package "
+                                    "qemu-utils)")
+
+GENID = "e9392370-2917-465e-a92b-d057f46512d6"
+UUID = "c7a5fdbd-edaf-9455-926a-d65c16db1809"
+MACS = ("52:54:00:aa:bb:01", "52:54:00:aa:bb:02")
+V4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+MAC = re.compile(r"52:54:00(:[0-9a-f]{2}){3}")
+
+
+def qemu_img(*args: str) -> str:
+    return subprocess.run(["qemu-img", *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def img_info(path: Path) -> dict:
+    return json.loads(qemu_img("info", "-U", "--output=json", str(path)))
+
+
+class Source:
+    """A source guest in tmp_path: a qcow2 system disk with data, a read-only raw disk,
+    a cdrom and two NICs; ``extra_disks`` adds more disk XML."""
+
+    def __init__(self, tmp: Path, *, genid: str | None = GENID, extra_disks: str = ""):
+        self.dir = tmp / "images"
+        self.dir.mkdir(exist_ok=True)
+        self.raw = self.dir / "seed.raw"
+        self.raw.write_bytes(b"qemuwrap clone test " * 50_000 + b"\0" * 24_000)
+        self.qcow2 = self.dir / "src.qcow2"
+        qemu_img("convert", "-f", "raw", "-O", "qcow2", str(self.raw), str(self.qcow2))
+        self.data = self.dir / "data.raw"
+        self.data.write_bytes(b"read-only data\n" * 1000)
+        self.iso = self.dir / "cd.iso"
+        self.iso.write_bytes(b"\0" * 2048 * 16)
+        genid_el = "" if genid is None else f"<genid>{genid}</genid>"
+        self.xml = tmp / "src.xml"
+        self.xml.write_text(f"""<domain type='qemu'>
+  <name>src</name>
+  <uuid>{UUID}</uuid>
+  {genid_el}
+  <memory unit='MiB'>128</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <features><acpi/></features>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{self.qcow2}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='{self.data}'/>
+      <target dev='vdb' bus='virtio'/>
+      <readonly/>
+    </disk>
+    <disk type='file' device='cdrom'>
+      <source file='{self.iso}'/>
+      <target dev='hdc' bus='ide'/>
+    </disk>
+    {extra_disks}
+    <interface type='user'><mac address='{MACS[0]}'/><model type='virtio'/></interface>
+    <interface type='user'><mac address='{MACS[1]}'/><model type='e1000'/></interface>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+""")
+        self.before = self.snapshot()
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Every file of the source (definition and images), by name."""
+        files = {p.name: p.read_bytes() for p in self.dir.iterdir()}
+        files[self.xml.name] = self.xml.read_bytes()
+        return files
+
+    def assert_untouched(self, *, new_files: tuple[str, ...] = ()) -> None:
+        now = self.snapshot()
+        for name in new_files:
+            now.pop(name)
+        assert now == self.before
+
+
+@pytest.fixture
+def source(tmp_path):
+    if shutil.which("qemu-img") is None:
+        pytest.skip("qemu-img is not installed (Debian package qemu-utils)")
+    return Source(tmp_path)
+
+
+@needs_qemu_img
+def test_clone_is_a_new_guest_on_overlays(source, tmp_path):
+    dst = tmp_path / "new.xml"
+    res = clone(str(source.xml), str(dst), "new", state_dir=str(tmp_path / "state"))
+    _, old = load(str(source.xml))
+    _, new = load(str(dst))
+    schema.validate_file(dst)
+
+    assert (new.name, res.old_name, res.new_name) == ("new", "src", "new")
+    assert new.uuid_str == res.new_uuid != UUID == res.old_uuid
+    assert V4.fullmatch(new.uuid_str)
+    assert new.genid_requested and not new.genid_generated
+    assert new.genid_str == res.new_genid != GENID == res.old_genid
+    assert V4.fullmatch(new.genid_str)
+
+    macs = [nic.mac for nic in new.devices.interfaces]
+    assert all(MAC.fullmatch(m) for m in macs)
+    assert len(set(macs)) == 2 and not set(macs) & set(MACS)
+    assert res.macs == list(zip(MACS, macs, strict=True))
+    assert [nic.model for nic in new.devices.interfaces] == ["virtio", "e1000"]
+
+    overlay = source.dir / "new-vda.qcow2"
+    assert res.new_disks == [str(overlay)]
+    vda, vdb, hdc = new.devices.disks
+    assert (vda.source, vda.driver_type, vda.readonly) == (str(overlay), "qcow2", False)
+    info = img_info(overlay)
+    assert info["format"] == "qcow2"
+    assert info["backing-filename"] == str(source.qcow2)
+    assert info["backing-filename-format"] == "qcow2"
+    assert info["virtual-size"] == img_info(source.qcow2)["virtual-size"]
+    qemu_img("compare", str(source.qcow2), str(overlay))
+    # Read-only disk and cdrom stay shared; everything else equals the source.
+    assert (vdb, hdc) == tuple(old.devices.disks[1:])
+    for attr in ("memory_kib", "vcpus", "os", "acpi", "on_reboot"):
+        assert getattr(new, attr) == getattr(old, attr)
+    source.assert_untouched(new_files=("new-vda.qcow2",))
+    assert describe(res) == [
+        "name: src -> new",
+        f"uuid: {UUID} -> {new.uuid_str}",
+        f"genid: {GENID} -> {new.genid_str}",
+        f"mac: {MACS[0]} -> {macs[0]}",
+        f"mac: {MACS[1]} -> {macs[1]}",
+        f"disk vda: {source.qcow2} -> {overlay} (qcow2 overlay backed by {source.qcow2})",
+    ]
+    assert (dst.stat().st_mode & 0o777) == 0o644
+    # The lock taken on the source guest left no state directory behind.
+    assert not (tmp_path / "state").exists()
+
+
+@needs_qemu_img
+def test_copy_is_independent(source, tmp_path):
+    dst = tmp_path / "new.xml"
+    res = clone(str(source.xml), str(dst), "new", copy=True, state_dir=str(tmp_path / "st"))
+    copy = source.dir / "new-vda.qcow2"
+    assert res.new_disks == [str(copy)]
+    info = img_info(copy)
+    assert info["format"] == "qcow2" and "backing-filename" not in info
+    qemu_img("compare", str(source.qcow2), str(copy))
+    _, new = load(str(dst))
+    assert (new.devices.disks[0].source, new.devices.disks[0].driver_type) == (str(copy),
+                                                                             "qcow2")
+    assert describe(res)[-1] == f"disk vda: {source.qcow2} -> {copy} (independent qcow2 copy)"
+    source.assert_untouched(new_files=("new-vda.qcow2",))
+
+
+@needs_qemu_img
+def test_copy_keeps_a_raw_disk_raw(tmp_path):
+    src = Source(tmp_path, extra_disks=f"""<disk type='file' device='disk'>
+      <source file='{tmp_path / "images" / "seed.raw"}'/>
+      <target dev='sda' bus='sata'/>
+    </disk>""")
+    res = clone(str(src.xml), str(tmp_path / "new.xml"), "new", copy=True,
+                state_dir=str(tmp_path / "st"))
+    raw = src.dir / "new-sda.raw"
+    assert res.new_disks == [str(src.dir / "new-vda.qcow2"), str(raw)]
+    assert raw.read_bytes() == src.raw.read_bytes()
+    _, new = load(str(tmp_path / "new.xml"))
+    assert new.devices.disks[-1].driver_type == "raw"
+
+
+@needs_qemu_img
+def test_counting_random_gives_libvirts_test_genid(source, tmp_path):
+    res = clone(str(source.xml), str(tmp_path / "new.xml"), "new",
+                state_dir=str(tmp_path / "st"), random=guid.counting_random)
+    assert res.new_genid == "00010203-0405-4607-8809-0a0b0c0d0e0f"
+    # One draw for all NICs: distinct even from a source that repeats itself.
+    assert [new for _, new in res.macs] == ["52:54:00:00:01:02", "52:54:00:03:04:05"]
+
+
+@needs_qemu_img
+def test_genid_requestedness_is_kept(tmp_path):
+    """No <genid>: the clone has none. <genid/>: the source never had a genid, the
+    clone gets a concrete new one."""
+    (tmp_path / "a").mkdir()
+    src = Source(tmp_path / "a", genid=None)
+    res = clone(str(src.xml), str(tmp_path / "a" / "new.xml"), "new",
+                state_dir=str(tmp_path / "st"))
+    assert (res.old_genid, res.new_genid) == (None, None)
+    assert "genid: none -> none" in describe(res)
+    assert "<genid" not in (tmp_path / "a" / "new.xml").read_text()
+
+    (tmp_path / "b").mkdir()
+    src = Source(tmp_path / "b", genid=None)
+    src.xml.write_text(src.xml.read_text().replace("<memory", "<genid/><memory"))
+    res = clone(str(src.xml), str(tmp_path / "b" / "new.xml"), "new",
+                state_dir=str(tmp_path / "st"))
+    assert res.old_genid is None and V4.fullmatch(res.new_genid)
+    assert f"<genid>{res.new_genid}</genid>" in (tmp_path / "b" / "new.xml").read_text()
+    assert "<genid/>" in src.xml.read_text()
+
+
+@needs_qemu_img
+@pytest.mark.parametrize("name, message", [
+    ("src", "other than the source's"),
+    ("../x", "cannot be used as a directory name"),
+    ("", "cannot be used as a directory name"),
+    (" new", "white space"),
+])
+def test_refuses_bad_names(source, tmp_path, name, message):
+    with pytest.raises(QemuwrapError, match=re.escape(message)):
+        clone(str(source.xml), str(tmp_path / "new.xml"), name, state_dir=str(tmp_path))
+    assert not (tmp_path / "new.xml").exists()
+    source.assert_untouched()
+
+
+@needs_qemu_img
+def test_refuses_a_missing_directory(source, tmp_path):
+    with pytest.raises(QemuwrapError, match="its directory does not exist"):
+        clone(str(source.xml), str(tmp_path / "no" / "new.xml"), "new",
+              state_dir=str(tmp_path / "st"))
+    source.assert_untouched()
+
+
+@needs_qemu_img
+def test_refuses_existing_definition(source, tmp_path):
+    dst = tmp_path / "new.xml"
+    dst.write_text("mine")
+    with pytest.raises(QemuwrapError, match="new.xml already exists"):
+        clone(str(source.xml), str(dst), "new", state_dir=str(tmp_path / "st"))
+    assert dst.read_text() == "mine"
+    source.assert_untouched()
+
+
+@needs_qemu_img
+def test_refuses_existing_disk_and_creates_nothing(tmp_path):
+    src = Source(tmp_path, extra_disks=f"""<disk type='file' device='disk'>
+      <source file='{tmp_path / "images" / "seed.raw"}'/>
+      <target dev='vdc' bus='virtio'/>
+    </disk>""")
+    taken = src.dir / "new-vdc.qcow2"
+    taken.write_bytes(b"someone else's")
+    src.before = src.snapshot()
+    with pytest.raises(QemuwrapError, match="new-vdc.qcow2 already exists"):
+        clone(str(src.xml), str(tmp_path / "new.xml"), "new", state_dir=str(tmp_path / "st"))
+    src.assert_untouched()  # vda's overlay was not made either
+    assert not (tmp_path / "new.xml").exists()
+
+
+@needs_qemu_img
+def test_failed_qemu_img_removes_what_was_created(tmp_path):
+    """vda's overlay is made, then vdc's fails (its source is no qcow2): vda's goes."""
+    bad = tmp_path / "images" / "bad.qcow2"
+    src = Source(tmp_path, extra_disks=f"""<disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{bad}'/>
+      <target dev='vdc' bus='virtio'/>
+    </disk>""")
+    bad.write_bytes(b"not a qcow2 image" * 100)
+    src.before = src.snapshot()
+    with pytest.raises(QemuwrapError,
+                       match="disk 'vdc': qemu-img create failed: .*not in qcow2 format"):
+        clone(str(src.xml), str(tmp_path / "new.xml"), "new", state_dir=str(tmp_path / "st"))
+    src.assert_untouched()
+    assert not (tmp_path / "new.xml").exists()
+
+
+@needs_qemu_img
+def test_refuses_block_device(tmp_path):
+    src = Source(tmp_path, extra_disks="""<disk type='block' device='disk'>
+      <source dev='/dev/null'/>
+      <target dev='vdc' bus='virtio'/>
+    </disk>""")
+    with pytest.raises(QemuwrapError, match="'vdc' is a block device"):
+        clone(str(src.xml), str(tmp_path / "new.xml"), "new", copy=True,
+              state_dir=str(tmp_path / "st"))
+    src.assert_untouched()
+
+
+@needs_qemu_img
+def test_warns_of_what_stays_shared(tmp_path):
+    log = tmp_path / "serial.log"
+    src = Source(tmp_path)
+    src.xml.write_text(src.xml.read_text().replace(
+        "<memballoon", f"<serial type='file'><source path='{log}'/></serial>\n"
+                       "<graphics type='vnc' port='5907' autoport='no'/><memballoon"))
+    res = clone(str(src.xml), str(tmp_path / "new.xml"), "new", state_dir=str(tmp_path / "s"))
+    assert res.warnings == [f"serial port 0 still uses {log} (shared with the source)",
+                            "VNC port 5907 is fixed (shared with the source)"]
+
+
+@pytest.fixture
+def env(tmp_path, demo_image):
+    e = Env(tmp_path, demo_image)
+    yield e
+    e.cleanup()
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_refuses_a_running_source(env):
+    """An overlay on (or a copy of) a disk a running guest writes is corrupt: refused
+    while supervised, and still refused when the QEMU outlived its supervisor."""
+    path = env.xml(genid=GENID)
+    res = env.qw("start", str(path))
+    assert res.returncode == 0, res.stderr
+    try:
+        with pytest.raises(QemuwrapError, match="guest 'demo' is running or starting"):
+            clone(str(path), str(env.tmp / "new.xml"), "new", state_dir=str(env.root))
+        other = env.xml(name="other")
+        with pytest.raises(QemuwrapError, match="a guest named 'demo' is running"):
+            clone(str(other), str(env.tmp / "new.xml"), "demo", state_dir=str(env.root))
+        rec = env.record("demo")
+        os.kill(rec["supervisor_pid"], signal.SIGKILL)
+        psutil.Process(rec["supervisor_pid"]).wait(10)
+        with pytest.raises(QemuwrapError, match=f"guest 'demo' is running; .*QEMU pid "
+                                                f"{rec['qemu_pid']}"):
+            clone(str(path), str(env.tmp / "new.xml"), "new", state_dir=str(env.root))
+        assert not (env.tmp / "new.xml").exists()
+    finally:
+        env.qw("destroy", "demo")
+    # Once it is off, the same clone works.
+    clone(str(path), str(env.tmp / "new.xml"), "new", state_dir=str(env.root))
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_the_clone_boots_with_its_new_genid(tmp_path, demo_image):
+    """The guest itself reads the clone's genid from vmgenid memory, not the source's."""
+    root = tmp_path / "state"
+    src = demo_xml(tmp_path / "demo.xml", demo_image, genid=GENID,
+                   cmdline="qemuwrap.poweroff=1")
+    res = clone(str(src), str(tmp_path / "twin.xml"), "twin", state_dir=str(root))
+    assert res.old_genid == GENID and res.new_genid != GENID
+    run = subprocess.run([sys.executable, "-m", "qemuwrap", "run", str(tmp_path / "twin.xml"),
+                          "--state-dir", str(root)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    serial = (root / "twin" / "serial0.log").read_text(errors="replace")
+    assert f"genid: {res.new_genid}" in serial
+    assert GENID not in serial
+    assert not (root / "demo").exists()  # the source guest never ran
