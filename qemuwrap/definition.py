@@ -9,7 +9,6 @@ formatting and everything else a user wrote stay byte for byte.
 from __future__ import annotations
 
 import os
-import tempfile
 
 from qemuwrap.conf import guid
 from qemuwrap.conf.domain import Domain
@@ -29,8 +28,9 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, mode: int | None = Non
             mode = os.stat(path).st_mode & 0o7777
         except FileNotFoundError:
             mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                               suffix=".tmp")
+    # A name of our own beside the target (tempfile costs ~5 ms of start-up to import).
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -51,6 +51,8 @@ def prepare(path: str, opts: Options) -> tuple[bytes, Domain, GuestDir]:
 
 def _refuse_if_running(gdir: GuestDir) -> None:
     record = gdir.read_record()
+    if record is None:
+        return  # nothing ran here, or it ended cleanly
     proc = gdir.qemu_process(record)
     if proc is not None:
         raise GuestBusyError(f"guest '{gdir.name}' is running without a supervisor "
@@ -116,7 +118,7 @@ class _Job:
         except QemuwrapError:
             self.gdir.remove()
             raise
-        # asyncio and qemu.qmp load while QEMU starts.
+        # asyncio and qemu.qmp (~100 ms) load while QEMU starts.
         import asyncio
 
         from qemuwrap.supervisor import Supervisor
@@ -169,6 +171,12 @@ def _fork(job: _Job) -> dict:
             except QemuwrapError as exc:
                 _report(w, {"error": str(exc)})
                 print(f"qemuwrap: {job.dom.name}: {exc}", file=sys.stderr)
+            except BaseException:  # a bug: keep the traceback in supervisor.log
+                import traceback
+
+                traceback.print_exc()
+                _report(w, {"error": "the supervisor failed; see "
+                                     f"{job.gdir.file('supervisor.log')}"})
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

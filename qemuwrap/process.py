@@ -65,6 +65,17 @@ def watch(loop, pid: int, *, child: bool):
     return fut
 
 
+def create_time(pid: int) -> float:
+    """When ``pid`` started, in seconds since the epoch: psutil's own formula (boot time +
+    start ticks), without importing psutil (~20 ms) on the way to a running guest."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    ticks = int(stat[stat.rindex(b")") + 2:].split()[19])
+    with open("/proc/stat", "rb") as f:
+        btime = next(int(line.split()[1]) for line in f if line.startswith(b"btime"))
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _reap(pid: int) -> int | None:
     try:
         _pid, status = os.waitpid(pid, 0)

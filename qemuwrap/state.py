@@ -21,7 +21,6 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 
 from qemuwrap.definition import atomic_write
 from qemuwrap.errors import QemuwrapError
@@ -140,6 +139,8 @@ class GuestDir:
 
     def remove(self) -> None:
         """Remove the whole directory (a start that failed leaves nothing behind)."""
+        import shutil
+
         shutil.rmtree(self.path, ignore_errors=True)
 
 

@@ -93,10 +93,6 @@ class Supervisor:
 
     # -- hooks (as in QEMU's machine.py) ----------------------------------------
     def _post_launch(self) -> None:
-        import psutil
-
-        me = psutil.Process()
-        proc = psutil.Process(self.pid)
         self.dom.id = self.pid
         from qemuwrap.definition import atomic_write
 
@@ -106,8 +102,9 @@ class Supervisor:
         self.gdir.write_record({
             "name": self.dom.name, "uuid": self.dom.uuid_str, "genid": self.dom.genid_str,
             "source": self.source, "state_dir": self.gdir.path,
-            "qemu_pid": self.pid, "qemu_create_time": proc.create_time(),
-            "supervisor_pid": me.pid, "supervisor_create_time": me.create_time(),
+            "qemu_pid": self.pid, "qemu_create_time": process.create_time(self.pid),
+            "supervisor_pid": os.getpid(),
+            "supervisor_create_time": process.create_time(os.getpid()),
             "qmp_socket": self.gdir.file("qmp.sock"),
             "control_socket": self.gdir.file("control.sock"),
             "started": time.time(), "argv": self.cmd.argv, "env": self.cmd.env,
@@ -188,7 +185,7 @@ class Supervisor:
         self._exited = process.watch(asyncio.get_running_loop(), self.pid, child=False)
         await self._attach()
         record.update(supervisor_pid=os.getpid(),
-                      supervisor_create_time=_create_time(os.getpid()))
+                      supervisor_create_time=process.create_time(os.getpid()))
         self.gdir.write_record(record)
         self.log(f"adopted QEMU pid {self.pid}, genid {self.dom.genid_str or 'none'}")
 
@@ -383,8 +380,3 @@ class Supervisor:
             await qmp.disconnect(self.client)
             self.client = None
 
-
-def _create_time(pid: int) -> float:
-    import psutil
-
-    return psutil.Process(pid).create_time()

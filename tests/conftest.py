@@ -17,6 +17,11 @@ DEFAULT_CAPS = CAPS_DIR / "qemu-7.2.0.x86_64.json"
 #: The state directory root golden files are written for.
 GOLDEN_STATE_ROOT = "/run/qemuwrap"
 
+# qemuwrap commands the tests run as subprocesses use this working tree, not an
+# installed copy.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+
 QEMU = shutil.which("qemu-system-x86_64")
 needs_qemu = pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 is not installed "
                                 "(Debian package qemu-system-x86)")

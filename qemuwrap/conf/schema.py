@@ -15,9 +15,16 @@ from qemuwrap.conf.xmlreader import MAX_XML_BYTES
 from qemuwrap.errors import XMLError
 
 SCHEMA_PATH = Path(__file__).with_name("domain.rng")
+_RNG = "{http://relaxng.org/ns/structure/1.0}"
 
 #: The compiled schema, built on first use and kept for the life of the process.
 _relaxng = None
+#: For error messages only: element name -> schema whose start is that element's define.
+_focused: dict = {}
+#: libxml2's generic messages, best first; any other kind names the attribute, value or
+#: element at fault and is preferred.
+_VAGUE = ("RELAXNG_ERR_INTEREXTRA", "RELAXNG_ERR_ATTRVALID", "RELAXNG_ERR_CONTENTVALID",
+          "RELAXNG_ERR_INTERSEQ", "RELAXNG_ERR_TYPECMP", "RELAXNG_ERR_NOSTATE")
 
 
 def _schema():
@@ -28,6 +35,22 @@ def _schema():
 
         _relaxng = etree.RelaxNG(etree.parse(str(SCHEMA_PATH), _parser()))
     return _relaxng
+
+
+def _focused_schema(tag: str):
+    """The schema for ``<tag>`` alone, if one define is exactly that element (else None)."""
+    if tag not in _focused:
+        from lxml import etree
+
+        grammar = etree.parse(str(SCHEMA_PATH), _parser())
+        names = [d.get("name") for d in grammar.iterfind(f"{_RNG}define")
+                 if len(d) == 1 and d[0].tag == f"{_RNG}element" and d[0].get("name") == tag]
+        if len(names) == 1:
+            grammar.find(f"{_RNG}start")[0].set("name", names[0])
+            _focused[tag] = etree.RelaxNG(grammar)
+        else:
+            _focused[tag] = None
+    return _focused[tag]
 
 
 def _parser():
@@ -60,15 +83,46 @@ def validate_bytes(data: bytes, name: str = "<string>") -> None:
         raise _error(exc.lineno, exc.msg) from None
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        line = data[:data.find(b"<!DOCTYPE")].count(b"\n") + 1
+        line = data[:max(data.find(b"<!DOCTYPE"), 0)].count(b"\n") + 1
         raise _error(line, "DOCTYPE and entity declarations are not allowed")
     if schema.validate(root):
         return
-    log = schema.error_log
-    first = log[0]
-    # libxml2 reports interleave errors with line 0; a later entry names the element.
-    line = first.line or next((e.line for e in log if e.line > 0), root.sourceline)
-    raise _error(line, first.message)
+    raise _error(*_explain(schema, root))
+
+
+def _explain(validator, element) -> tuple[int, str]:
+    """Line and message for ``element``, which ``validator`` has just refused.
+
+    When a child inside an <interleave> fails, libxml2 drops the child's own errors
+    and says only "Extra element X in interleave"; validating that child alone
+    against its define brings them back.  Of the messages left, the most specific
+    is shown rather than libxml2's first, which is often a generic one.
+    """
+    log = list(validator.error_log)
+    culprit = element
+    extra = [i for i, e in enumerate(log) if e.type_name == "RELAXNG_ERR_INTEREXTRA"]
+    if extra:
+        # libxml2 logs inner failures first: the last one is about a child of ``element``.
+        path = next((e.path for e in log[extra[-1]:] if e.path), None)
+        culprit = _find(element, path)
+        focused = _focused_schema(culprit.tag) if culprit is not element else None
+        if focused is not None and not focused.validate(culprit):
+            return _explain(focused, culprit)
+    entry = min(log, key=lambda e: _VAGUE.index(e.type_name) + 1 if e.type_name in _VAGUE
+                else 0)
+    return entry.line or culprit.sourceline or 0, entry.message
+
+
+def _find(element, path: str | None):
+    """The element at libxml2's ``path``, which starts at ``element`` itself."""
+    rest = path.strip("/").partition("/")[2] if path else ""
+    if not rest:
+        return element
+    try:
+        found = element.xpath(rest)
+    except Exception:  # an unexpected path from libxml2 only costs precision
+        return element
+    return found[0] if found else element
 
 
 def validate_file(path: str | os.PathLike) -> None:
