@@ -106,6 +106,17 @@ def cmd_clone(args) -> int:
     return 0
 
 
+def cmd_demo_build(args) -> int:
+    from qemuwrap import demoguest
+
+    try:
+        image = demoguest.build(demoguest.Path(args.dir))
+    except demoguest.DemoBuildError as exc:
+        raise QemuwrapError(str(exc)) from None
+    print(f"demo guest: {image.kernel} {image.initrd}")
+    return 0
+
+
 def cmd_snapshot(args) -> int:
     from qemuwrap import lifecycle
 
@@ -285,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", metavar="DIR", help="state directory root (where to "
                    "check that the source guest is not running)")
     p.set_defaults(func=cmd_clone)
+
+    p = sub.add_parser("demo-build", help="build the demo guest (Debian's cloud kernel and "
+                       "busybox) that prints its generation ID")
+    p.add_argument("dir", nargs="?", default="/var/tmp/qemuwrap-demo",
+                   help="where to put it (default /var/tmp/qemuwrap-demo, as "
+                        "examples/demo.xml expects)")
+    p.set_defaults(func=cmd_demo_build)
 
     p = sub.add_parser("status", help="show a guest's state")
     by_name(p)

@@ -353,3 +353,53 @@ def test_name_is_checked_before_it_becomes_a_path(env):
     res = env.qw("start", str(path))
     assert res.returncode == 1 and "cannot be used as a directory name" in res.stderr
     assert not (env.tmp / "etc").exists()
+
+
+def test_unsaveable_genid_refuses_unless_transient(env, monkeypatch):
+    """A definition that cannot take its generated genid (here: the write is made to
+    fail; as root no permission bit can stop it) starts only with --transient."""
+    from qemuwrap import launcher
+    from qemuwrap.definition import DefinitionWriteError
+
+    def fail(*_args, **_kwargs):
+        raise DefinitionWriteError("cannot save the genid into x.xml: Read-only file system")
+
+    monkeypatch.setattr(launcher, "save_genid", fail)
+    path = env.xml(cmdline="qemuwrap.poweroff=1")
+    before = path.read_bytes()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with pytest.raises(DefinitionWriteError, match="use --transient"):
+            launcher.run(str(path), launcher.Options(state_dir=str(env.root)))
+        assert env.qemus() == []
+        status = launcher.run(str(path), launcher.Options(state_dir=str(env.root),
+                                                          transient=True))
+        assert status == 0
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert path.read_bytes() == before
+    assert "genid: " in env.serial("demo")
+
+
+def test_systemd_readiness(env, tmp_path):
+    """Type=notify: READY=1 once the guest runs, STOPPING=1 when asked to stop."""
+    import socket
+
+    path = env.xml(genid=GENID)
+    sock_path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(sock_path)
+        s.settimeout(60)
+        proc = subprocess.Popen(env.argv("run", str(path)), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "NOTIFY_SOCKET": sock_path})
+        env.procs.append(proc)
+        ready = s.recv(200).decode()
+        assert ready.startswith("READY=1\n") and f"MAINPID={proc.pid}" in ready
+        assert (env.gdir("demo") / "state.json").exists()  # the guest runs already
+        env.wait_serial("demo", f"genid: {GENID}")
+        proc.send_signal(signal.SIGTERM)
+        assert s.recv(200) == b"STOPPING=1"
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
