@@ -24,7 +24,6 @@ from qemuwrap.conf.xmlreader import read_file
 from qemuwrap.definition import atomic_write
 from qemuwrap.errors import QemuwrapError
 from qemuwrap.launcher import Options, _running, _supervisor, _wait_gone, start
-from qemuwrap.qemu.argv import shell_quote
 from qemuwrap.state import GuestDir
 
 SAVED_MARKER = "saved"  # in the state dir: tells the supervisor QEMU ended by a save
@@ -45,10 +44,12 @@ def save(name: str, path: str, opts: Options) -> str:
         "name": name, "xml": live.format(inactive=True), "source": record.get("source"),
         "genid": live.genid_str, "saved": time.time()})
     tmp = f"{path}.{os.getpid()}.tmp"
+    # Not O_APPEND (Linux's pwrite would append the size field too): QEMU shares this
+    # file offset and goes on writing right after the header.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, head)
-        asyncio.run(_migrate_to(record["control_socket"], tmp))
+        asyncio.run(_migrate_to(record["control_socket"], fd))
         savefile.set_stream_size(fd, size_at, len(head))
         os.fsync(fd)
         os.close(fd)
@@ -80,7 +81,10 @@ def save(name: str, path: str, opts: Options) -> str:
     return f"guest '{name}' saved to {path}; genid: {live.genid_str or 'none'}"
 
 
-async def _migrate_to(control: str, tmp: str) -> None:
+async def _migrate_to(control: str, fd: int) -> None:
+    """Migrate into the open file ``fd`` (handed to QEMU over QMP): QEMU writes the file
+    itself, so "completed" means every byte is in it (through a pipe to a helper
+    process it would only mean every byte left QEMU)."""
     client = await qmp.connect(control, name="qemuwrap-save", timeout=5)
     listener = EventListener(("MIGRATION",))
     client.register_listener(listener)
@@ -92,7 +96,9 @@ async def _migrate_to(control: str, tmp: str) -> None:
         await client.execute("stop")
         await client.execute("migrate-set-capabilities", {
             "capabilities": [{"capability": "events", "state": True}]})
-        await client.execute("migrate", {"uri": f"exec:cat >> {shell_quote(tmp)}"})
+        client.send_fd_scm(fd)
+        await client.execute("getfd", {"fdname": "qemuwrap-save"})
+        await client.execute("migrate", {"uri": "fd:qemuwrap-save"})
         async for event in listener:
             state = event["data"]["status"]
             if state == "completed":
