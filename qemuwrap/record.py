@@ -29,21 +29,28 @@ class Record:
         super().__init_subclass__(**kwargs)
         own = tuple(cls.__dict__.get("__annotations__", {}))
         cls._fields = tuple(f for f in (*cls._fields, *own) if not f.startswith("_"))
+        # Defaults resolved once per class, not on every instance.
+        cls._plain = {f: getattr(cls, f) for f in cls._fields
+                      if hasattr(cls, f) and not isinstance(getattr(cls, f), Factory)}
+        cls._factories = {f: getattr(cls, f).make for f in cls._fields
+                          if isinstance(getattr(cls, f, None), Factory)}
 
     def __init__(self, *args, **kwargs):
-        if len(args) > len(self._fields):
-            raise TypeError(f"{type(self).__name__} takes at most {len(self._fields)} values")
-        values = dict(zip(self._fields, args, strict=False))
-        for name in self._fields[len(args):]:
-            if name in kwargs:
-                values[name] = kwargs.pop(name)
-                continue
-            default = getattr(type(self), name, _MISSING)
-            if default is _MISSING:
-                raise TypeError(f"{type(self).__name__} needs '{name}'")
-            values[name] = default.make() if isinstance(default, Factory) else default
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} has no field {next(iter(kwargs))!r}")
+        fields = self._fields
+        if len(args) > len(fields):
+            raise TypeError(f"{type(self).__name__} takes at most {len(fields)} values")
+        values = dict(self._plain)
+        for name, make in self._factories.items():
+            if name not in kwargs:
+                values[name] = make()
+        values.update(zip(fields, args, strict=False))
+        for name in kwargs:
+            if name not in fields:
+                raise TypeError(f"{type(self).__name__} has no field {name!r}")
+        values.update(kwargs)
+        if len(values) != len(fields):
+            missing = next(f for f in fields if f not in values)
+            raise TypeError(f"{type(self).__name__} needs '{missing}'")
         self.__dict__.update(values)
 
     def _key(self) -> tuple:

@@ -7,10 +7,13 @@ The random source is injectable so tests get libvirt's deterministic value
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 
 RandomSource = Callable[[int], bytes]
 _HEX = frozenset("0123456789abcdefABCDEF")
+_CANONICAL = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                        r"[0-9a-fA-F]{12}")
 
 #: The production source: the kernel's CSPRNG (getrandom(2) behind os.urandom).
 system_random: RandomSource = os.urandom
@@ -27,6 +30,8 @@ def parse(text: str) -> bytes | None:
     Accepted: 32 hex digits in either case, leading spaces, dashes or spaces
     between byte pairs, trailing white space.
     """
+    if _CANONICAL.fullmatch(text):  # the common case, fast
+        return bytes.fromhex(text.replace("-", ""))
     s = text.lstrip(" ")
     pairs = []
     i = 0

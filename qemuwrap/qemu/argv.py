@@ -37,18 +37,26 @@ def optstr(*items: object, **props: object) -> str:
 
 def shell_quote(word: str) -> str:
     """Quote a word for a POSIX shell only where needed (no shlex: keeps start-up light)."""
-    if word and all(c in _SHELL_SAFE for c in word):
+    if word and _SHELL_SAFE.issuperset(word):
         return word
     return "'" + word.replace("'", "'\\''") + "'"
 
 
-class Arg(Record):
-    """One option (``-device``) with its value, and where it came from."""
+class Arg:
+    """One option (``-device``) with its value, and where it came from (a plain class:
+    a command has dozens, built on every translation)."""
 
-    option: str
-    value: str | None = None
-    source: Node | None = None
-    why: str | None = None  # for options that no element asked for
+    __slots__ = ("option", "value", "source", "why")
+
+    def __init__(self, option: str, value: str | None = None, source: Node | None = None,
+                 why: str | None = None):
+        self.option = option
+        self.value = value
+        self.source = source
+        self.why = why  # for options that no element asked for
+
+    def __repr__(self) -> str:
+        return f"Arg({self.option!r}, {self.value!r})"
 
     @property
     def words(self) -> list[str]:
