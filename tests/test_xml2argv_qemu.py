@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 
 import pytest
 
 from qemuwrap.conf import guid
 from qemuwrap.conf.domain import load
-from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.command import build_command
 
 from conftest import QEMU, XML2ARGV, needs_qemu
@@ -27,27 +27,35 @@ CASES = sorted(p.stem for p in XML2ARGV.glob("*.xml") if (XML2ARGV / f"{p.stem}.
 pytestmark = needs_qemu
 
 
-def _redirect_paths(dom, tmp_path, caps: Capabilities):
-    """Point disks, chardev files and sockets at scratch files QEMU can open."""
+def _redirect_paths(dom, tmp_path, request, cleanup):
+    """Point disks, chardev files, sockets and kernels at scratch files QEMU can open."""
     for i, disk in enumerate(dom.devices.disks):
         if disk.source is None:
             continue
-        if disk.type == "block":
-            pytest.skip("a block device case needs a real block device; its argv shape "
-                        "is covered by the golden file")
         image = tmp_path / f"disk{i}.{disk.driver_type or 'raw'}"
         subprocess.run(["qemu-img", "create", "-q", "-f", disk.driver_type or "raw",
                         str(image), "16M"], check=True)
         disk.source = str(image)
+        if disk.type == "block":
+            loop = subprocess.run(["losetup", "--find", "--show", str(image)],
+                                  capture_output=True, text=True)
+            if loop.returncode:
+                pytest.skip(f"a block device case needs a loop device: {loop.stderr.strip()}")
+            disk.source = loop.stdout.strip()
+            cleanup.append(["losetup", "-d", disk.source])
     for chardev_owner in [*dom.devices.serials, *dom.devices.consoles]:
         src = chardev_owner.source
         if src.path is None:
             continue
-        if src.type == "unix" and src.mode == "connect":
-            pytest.skip("a client socket needs a listener; covered by the golden file")
         src.path = str(tmp_path / f"chr-{id(src)}")
+        if src.type == "unix" and src.mode == "connect":
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(src.path)
+            listener.listen(1)
+            request.addfinalizer(listener.close)
     if dom.os.kernel:
-        pytest.skip("direct kernel boot needs the demo kernel; covered by the launcher tests")
+        image = request.getfixturevalue("demo_image")
+        dom.os.kernel, dom.os.initrd = str(image.kernel), str(image.initrd)
     dom.devices.emulator = QEMU
 
 
@@ -87,25 +95,30 @@ async def _query(sock: str) -> dict:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_qemu_accepts_golden_command(name, tmp_path):
+def test_qemu_accepts_golden_command(name, tmp_path, request):
     caps = caps_for(name)
     if "type='kvm'" in (XML2ARGV / f"{name}.xml").read_text() and not os.access("/dev/kvm",
                                                                               os.R_OK | os.W_OK):
         pytest.skip("a kvm domain needs a usable /dev/kvm")
     _data, dom = load(str(XML2ARGV / f"{name}.xml"), random=guid.counting_random)
-    _redirect_paths(dom, tmp_path, caps)
-    state = tmp_path / "state"
-    state.mkdir()
-    cmd = build_command(dom, caps, state)
-    proc = subprocess.Popen(cmd.argv, env=cmd.env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cleanup: list[list[str]] = []
     try:
-        got = asyncio.run(_query(str(state / "qmp.sock")))
-        proc.wait(timeout=10)
+        _redirect_paths(dom, tmp_path, request, cleanup)
+        state = tmp_path / "state"
+        state.mkdir()
+        cmd = build_command(dom, caps, state)
+        proc = subprocess.Popen(cmd.argv, env=cmd.env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            got = asyncio.run(_query(str(state / "qmp.sock")))
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        for argv in cleanup:
+            subprocess.run(argv, capture_output=True)
     stderr = proc.stderr.read().decode(errors="replace")
     assert proc.returncode == 0, stderr
     # QEMU only warns on stderr for what it accepts anyway: there must be nothing, except
