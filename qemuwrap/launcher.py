@@ -9,9 +9,7 @@ import os
 import sys
 import time
 
-from qemuwrap import savefile
 from qemuwrap.conf import guid
-from qemuwrap.conf.abi import check_abi_stability
 from qemuwrap.conf.domain import Domain, load, loads, parse_domain
 from qemuwrap.conf.xmlreader import read_file
 from qemuwrap.definition import DefinitionWriteError, save_genid
@@ -215,6 +213,9 @@ def _save_or_transient(path: str, data: bytes, dom: Domain, opts: Options) -> No
 def _check_save_file(save_path: str, dom: Domain) -> str:
     """The seed's ABI-stability check of ``dom`` against the saved definition; the URI
     QEMU loads the state from."""
+    from qemuwrap import savefile
+    from qemuwrap.conf.abi import check_abi_stability
+
     meta, offset = savefile.read(save_path)
     saved = loads(meta["xml"])
     check_abi_stability(saved, dom)
