@@ -21,6 +21,31 @@ class Factory:
 _MISSING = object()
 
 
+def _make_init(cls):
+    """An ``__init__`` written for the class's fields, as dataclasses does (a generic one
+    that loops over the fields costs several microseconds per object)."""
+    params, body, scope = [], [], {"_MISSING": _MISSING}
+    for name in cls._fields:
+        default = getattr(cls, name, _MISSING)
+        if default is _MISSING:
+            if any("=" in p for p in params):
+                raise TypeError(f"{cls.__name__}: field '{name}' without a default follows "
+                                "one with a default")
+            params.append(name)
+            body.append(f"    self.{name} = {name}")
+        elif isinstance(default, Factory):
+            scope[f"_make_{name}"] = default.make
+            params.append(f"{name}=_MISSING")
+            body.append(f"    self.{name} = _make_{name}() if {name} is _MISSING else {name}")
+        else:
+            scope[f"_default_{name}"] = default
+            params.append(f"{name}=_default_{name}")
+            body.append(f"    self.{name} = {name}")
+    source = f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass")
+    exec(source, scope)  # noqa: S102 - generated from the class's own field names
+    return scope["__init__"]
+
+
 class Record:
     _fields: tuple[str, ...] = ()
     _hidden: frozenset[str] = frozenset({"node"})
@@ -29,29 +54,7 @@ class Record:
         super().__init_subclass__(**kwargs)
         own = tuple(cls.__dict__.get("__annotations__", {}))
         cls._fields = tuple(f for f in (*cls._fields, *own) if not f.startswith("_"))
-        # Defaults resolved once per class, not on every instance.
-        cls._plain = {f: getattr(cls, f) for f in cls._fields
-                      if hasattr(cls, f) and not isinstance(getattr(cls, f), Factory)}
-        cls._factories = {f: getattr(cls, f).make for f in cls._fields
-                          if isinstance(getattr(cls, f, None), Factory)}
-
-    def __init__(self, *args, **kwargs):
-        fields = self._fields
-        if len(args) > len(fields):
-            raise TypeError(f"{type(self).__name__} takes at most {len(fields)} values")
-        values = dict(self._plain)
-        for name, make in self._factories.items():
-            if name not in kwargs:
-                values[name] = make()
-        values.update(zip(fields, args, strict=False))
-        for name in kwargs:
-            if name not in fields:
-                raise TypeError(f"{type(self).__name__} has no field {name!r}")
-        values.update(kwargs)
-        if len(values) != len(fields):
-            missing = next(f for f in fields if f not in values)
-            raise TypeError(f"{type(self).__name__} needs '{missing}'")
-        self.__dict__.update(values)
+        cls.__init__ = _make_init(cls)
 
     def _key(self) -> tuple:
         return tuple(getattr(self, f) for f in self._fields if f not in self._hidden)

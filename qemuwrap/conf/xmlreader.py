@@ -25,7 +25,7 @@ class Node:
     """One XML element: tag, attributes, text, children, source position."""
 
     __slots__ = ("tag", "attrib", "children", "text", "line", "start", "end", "parent",
-                 "_used_attrs", "_used_children", "_index")
+                 "_used_attrs", "_used_tags", "_by_tag")
 
     def __init__(self, tag: str, attrib: dict[str, str], line: int, start: int,
                  parent: Node | None):
@@ -38,8 +38,8 @@ class Node:
         self.end = start  # byte offset just past the element's last '>'
         self.parent = parent
         self._used_attrs: set[str] = set()
-        self._used_children: set[int] = set()
-        self._index = 1  # position among siblings of the same tag, for the path
+        self._used_tags: set[str] = set()
+        self._by_tag: dict[str, list[Node]] | None = None
 
     # -- naming --------------------------------------------------------------
     @property
@@ -48,7 +48,8 @@ class Node:
         node: Node | None = self
         while node is not None:
             same = node.parent.children_named(node.tag) if node.parent else [node]
-            parts.append(node.tag if len(same) == 1 else f"{node.tag}[{node._index}]")
+            index = next(i for i, c in enumerate(same, 1) if c is node)
+            parts.append(node.tag if len(same) == 1 else f"{node.tag}[{index}]")
             node = node.parent
         return "/" + "/".join(reversed(parts))
 
@@ -99,12 +100,12 @@ class Node:
 
     def take(self, tag: str) -> list[Node]:
         """All children named ``tag``, marked as consumed."""
-        found = []
-        for i, child in enumerate(self.children):
-            if child.tag == tag:
-                self._used_children.add(i)
-                found.append(child)
-        return found
+        if self._by_tag is None:  # index the children once: the model asks for many tags
+            self._by_tag = {}
+            for child in self.children:
+                self._by_tag.setdefault(child.tag, []).append(child)
+        self._used_tags.add(tag)
+        return self._by_tag.get(tag, [])
 
     def take_one(self, tag: str) -> Node | None:
         """The single child named ``tag`` (or None); a repeat is an error."""
@@ -125,8 +126,8 @@ class Node:
         for name in self.attrib:
             if name not in self._used_attrs:
                 raise self.error(f"unsupported attribute '{name}'")
-        for i, child in enumerate(self.children):
-            if i not in self._used_children:
+        for child in self.children:
+            if child.tag not in self._used_tags:
                 raise child.error(f"unsupported element '{child.tag}'")
         if not text_allowed and self.text.strip():
             raise self.error("unexpected text content")
@@ -149,12 +150,12 @@ def parse_bytes(data: bytes) -> Node:
     def start(tag, attrs):
         if ":" in tag:
             raise XMLError(f"line {parser.CurrentLineNumber}: unsupported element '{tag}'")
-        parent = stack[-1] if stack else None
-        node = Node(tag, attrs, parser.CurrentLineNumber, parser.CurrentByteIndex, parent)
-        if parent is not None:
-            node._index = sum(1 for c in parent.children if c.tag == tag) + 1
+        if stack:
+            parent = stack[-1]
+            node = Node(tag, attrs, parser.CurrentLineNumber, parser.CurrentByteIndex, parent)
             parent.children.append(node)
         else:
+            node = Node(tag, attrs, parser.CurrentLineNumber, parser.CurrentByteIndex, None)
             root.append(node)
         stack.append(node)
 

@@ -23,15 +23,11 @@ def optstr(*items: object, **props: object) -> str:
     """``first,k=v,...``: positional items are bare values, None props are left out.
 
     Python names map to QEMU's: ``debug_threads`` is ``debug-threads``; keys with a
-    '.' (``file.filename``) are passed with ``**{...}``.
+    '.' (``file.filename``) are passed with ``**{...}``. Values are escaped.
     """
-    parts = [escape(i) for i in items]
-    for key, value in props.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            value = "on" if value else "off"
-        parts.append(f"{key.replace('_', '-')}={escape(value)}")
+    parts = [str(i).replace(",", ",,") for i in items]
+    parts.extend(f"{key.replace('_', '-')}={str(value).replace(',', ',,')}"
+                 for key, value in props.items() if value is not None)
     return ",".join(parts)
 
 
@@ -85,7 +81,7 @@ class Command(Record):
         """libvirt's ``.args`` layout: env lines, binary, one option per line, `` \\``-joined."""
         lines = [f"{k}={shell_quote(v)}" for k, v in self.env.items()]
         lines.append(shell_quote(self.binary))
-        lines.extend(" ".join(shell_quote(w) for w in arg.words) for arg in self.args)
+        lines.extend(" ".join(map(shell_quote, arg.words)) for arg in self.args)
         return " \\\n".join(lines) + "\n"
 
     def to_json(self) -> dict:
