@@ -78,7 +78,9 @@ def save(name: str, path: str, opts: Options) -> str:
         gdir.clear_runtime()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(gdir.file(SAVED_MARKER))
-    return f"guest '{name}' saved to {path}; genid: {live.genid_str or 'none'}"
+    genid = live.genid_str or "none"
+    return (f"guest '{name}' saved to {path}\n"
+            f"genid: {genid} -> {genid} (unchanged; a restore gives the guest a new one)")
 
 
 async def _migrate_to(control: str, fd: int) -> None:
@@ -178,7 +180,9 @@ def snapshot_create(name: str, snap: str, opts: Options) -> str:
     if any(s["name"] == snap for s in snapshot_list(name, opts)):
         raise QemuwrapError(f"guest '{name}' already has a snapshot '{snap}'")
     _hmp(record["control_socket"], f"savevm {snap}")
-    return f"snapshot '{snap}' of guest '{name}' created; genid: {record.get('genid') or 'none'}"
+    genid = record.get("genid") or "none"
+    return (f"snapshot '{snap}' of guest '{name}' created\n"
+            f"genid: {genid} -> {genid} (unchanged; a revert gives the guest a new one)")
 
 
 def snapshot_delete(name: str, snap: str, opts: Options) -> str:
