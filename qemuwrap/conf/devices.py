@@ -56,10 +56,10 @@ def parse_address(parent: Node, allowed: tuple[str, ...]) -> Address | None:
     kind = node.require("type", choices=allowed)
     if kind == "pci":
         addr: Address = PCIAddress(
-            domain=node.get_int("domain", 0, maximum=0xFFFF),
-            bus=node.get_int("bus", 0, maximum=0xFF),
-            slot=node.get_int("slot", 0, maximum=0x1F),
-            function=node.get_int("function", 0, maximum=7),
+            domain=node.get_int("domain", 0, maximum=0xFFFF, hex_ok=True),
+            bus=node.get_int("bus", 0, maximum=0xFF, hex_ok=True),
+            slot=node.get_int("slot", 0, maximum=0x1F, hex_ok=True),
+            function=node.get_int("function", 0, maximum=7, hex_ok=True),
             multifunction=node.get("multifunction", choices=("on", "off")))
     else:
         addr = DriveAddress(

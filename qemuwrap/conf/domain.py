@@ -197,7 +197,7 @@ def _parse_genid(root: Node, dom: Domain, random: guid.RandomSource) -> None:
     node.finish(text_allowed=True)
     dom.nodes["genid"] = node
     dom.genid_requested = True
-    if not node.text.strip():
+    if not node.text:  # <genid/>; white space alone is malformed, as in libvirt
         dom.genid = guid.generate_v4(random)
         dom.genid_generated = True
         return
@@ -217,6 +217,8 @@ def parse_domain(root: Node, *, random: guid.RandomSource = guid.system_random) 
     if name_node is None or not name_node.text.strip():
         raise root.error("missing <name>")
     name = name_node.text.strip()
+    if "\n" in name:
+        raise name_node.error("name can't contain newlines")
     name_node.finish(text_allowed=True)
 
     uuid_node = root.take_one("uuid")
@@ -266,6 +268,8 @@ def parse_domain(root: Node, *, random: guid.RandomSource = guid.system_random) 
     if cpu is not None:
         topo = cpu.take_one("topology")
         if topo is not None:
+            for k in ("sockets", "cores", "threads"):  # libvirt requires these three
+                topo.require(k)
             dom.topology = Topology(*(topo.get_int(k, 1, minimum=1, maximum=255)
                                       for k in ("sockets", "dies", "cores", "threads")),
                                     node=topo)

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import os
 import pyexpat
+import re
 
 from qemuwrap.errors import XMLError
 
 MAX_XML_BYTES = 1 << 20  # 1 MiB: a domain definition is a few KiB
+_DECIMAL = re.compile(r"-?[0-9]{1,20}", re.ASCII)
+_HEX = re.compile(r"0[xX][0-9a-fA-F]{1,16}", re.ASCII)
 
 
 class Node:
@@ -79,20 +82,25 @@ class Node:
         return value
 
     def get_int(self, name: str, default: int | None = None, *, minimum: int = 0,
-                maximum: int | None = None) -> int | None:
+                maximum: int | None = None, hex_ok: bool = False) -> int | None:
         raw = self.get(name)
         if raw is None:
             return default
-        return self._to_int(raw, f"attribute '{name}'", minimum, maximum)
+        return self._to_int(raw, f"attribute '{name}'", minimum, maximum, hex_ok)
 
     def int_text(self, *, minimum: int = 0, maximum: int | None = None) -> int:
         return self._to_int(self.text.strip(), "value", minimum, maximum)
 
-    def _to_int(self, raw: str, what: str, minimum: int, maximum: int | None) -> int:
-        try:
-            value = int(raw, 0) if raw.lower().startswith("0x") else int(raw, 10)
-        except ValueError:
-            raise self.error(f"{what} '{raw}' is not an integer") from None
+    def _to_int(self, raw: str, what: str, minimum: int, maximum: int | None,
+                hex_ok: bool = False) -> int:
+        """libvirt's numbers: ASCII decimal digits; ``0x`` hex only where libvirt takes it
+        (PCI address parts). Never Python's int() syntax (``1_0``, non-ASCII digits)."""
+        if _DECIMAL.fullmatch(raw):
+            value = int(raw, 10)
+        elif hex_ok and _HEX.fullmatch(raw):
+            value = int(raw, 16)
+        else:
+            raise self.error(f"{what} '{raw}' is not an integer")
         if value < minimum or (maximum is not None and value > maximum):
             upper = f" to {maximum}" if maximum is not None else " or more"
             raise self.error(f"{what} {value} is out of range ({minimum}{upper})")
