@@ -20,7 +20,6 @@ import re
 from qemuwrap.errors import XMLError
 
 MAX_XML_BYTES = 1 << 20  # 1 MiB: a domain definition is a few KiB
-_DECIMAL = re.compile(r"-?[0-9]{1,20}", re.ASCII)
 _HEX = re.compile(r"0[xX][0-9a-fA-F]{1,16}", re.ASCII)
 
 
@@ -95,7 +94,8 @@ class Node:
                 hex_ok: bool = False) -> int:
         """libvirt's numbers: ASCII decimal digits; ``0x`` hex only where libvirt takes it
         (PCI address parts). Never Python's int() syntax (``1_0``, non-ASCII digits)."""
-        if _DECIMAL.fullmatch(raw):
+        digits = raw[1:] if raw[:1] == "-" else raw
+        if digits.isascii() and digits.isdigit() and len(digits) <= 20:
             value = int(raw, 10)
         elif hex_ok and _HEX.fullmatch(raw):
             value = int(raw, 16)
