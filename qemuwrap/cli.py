@@ -200,7 +200,9 @@ def cmd_list(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qemuwrap", description="Start QEMU guests from "
                                      "libvirt domain XML, without libvirtd.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # prog given: argparse would otherwise build a help formatter (and import shutil).
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                prog="qemuwrap")
 
     def common(p):
         p.add_argument("file", metavar="FILE.xml", help="domain definition")
