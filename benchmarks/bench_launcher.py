@@ -38,7 +38,10 @@ from qemuwrap.qemu.command import build_command  # noqa: E402
 
 from conftest import demo_xml  # noqa: E402
 
-QW = [sys.executable, "-m", "qemuwrap"]
+# The installed command, as a user runs it (python -m from the work tree would compile
+# the sources on every run where PYTHONDONTWRITEBYTECODE is set).
+_SCRIPT = shutil.which("qemuwrap", path=str(Path(sys.executable).parent))
+QW = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "qemuwrap"]
 
 
 def qw(*args: str) -> subprocess.CompletedProcess:
