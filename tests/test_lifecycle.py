@@ -39,6 +39,19 @@ def qemu_genid(env: Env, name: str) -> str:
     return qmp.command(env.record(name)["control_socket"], "query-vm-generation-id")["guid"]
 
 
+def assert_running_guest_sees_a_new_genid(env: Env, path, res) -> str:
+    """After a restore or revert: a new genid, the same in the command's output, the
+    definition, QMP and the running guest, which continued (no new boot)."""
+    assert res.returncode == 0, res.stderr
+    new = definition_genid(path)
+    assert new != GENID
+    assert f"genid: {GENID} -> {new}" in res.stdout
+    assert qemu_genid(env, "demo") == new
+    text = env.wait_serial("demo", f"genid: {new}", timeout=15)
+    assert "demo: up" not in text  # the same guest, continued, not rebooted
+    return new
+
+
 def qcow2_disk(env: Env) -> str:
     disk = env.tmp / "disk.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
@@ -63,13 +76,7 @@ def test_save_restore_gives_the_running_guest_a_new_genid(env):
     saved_bytes = sha(save)
 
     res = env.qw("restore", str(save))
-    assert res.returncode == 0, res.stderr
-    new = definition_genid(path)
-    assert new != GENID
-    assert f"genid: {GENID} -> {new}" in res.stdout
-    assert qemu_genid(env, "demo") == new
-    text = env.wait_serial("demo", f"genid: {new}", timeout=15)
-    assert "demo: up" not in text  # the same guest, continued, not rebooted
+    new = assert_running_guest_sees_a_new_genid(env, path, res)
     assert sha(save) == saved_bytes  # restore only reads the save file
 
     # A plain shutdown and start keeps the ID.
@@ -88,13 +95,7 @@ def test_snapshot_revert_gives_a_new_genid(env):
     assert res.returncode == 0, res.stderr
     assert env.qw("snapshot", "list", "demo").stdout.split() == ["before"]
     res = env.qw("snapshot", "revert", "demo", "before")
-    assert res.returncode == 0, res.stderr
-    new = definition_genid(path)
-    assert new != GENID
-    assert f"genid: {GENID} -> {new}" in res.stdout
-    assert qemu_genid(env, "demo") == new
-    text = env.wait_serial("demo", f"genid: {new}", timeout=15)
-    assert "demo: up" not in text
+    assert_running_guest_sees_a_new_genid(env, path, res)
     assert env.status("demo")["state"] == "running"
     res = env.qw("snapshot", "delete", "demo", "before")
     assert res.returncode == 0, res.stderr

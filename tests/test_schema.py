@@ -23,77 +23,12 @@ from qemuwrap.errors import XMLError
 
 from conftest import XML2ARGV
 
-# libvirt's seed inputs, verbatim: tests/qemuxml2argvdata/genid.xml and genid-auto.xml
-# of "[REPOST PATCHv3 1/6] conf: Add VM Generation ID parse/format support".
-SEED_GENID = """\
-<domain type='qemu' id='1'>
-  <name>QEMUGuest1</name>
-  <uuid>c7a5fdbd-edaf-9455-926a-d65c16db1809</uuid>
-  <genid>e9392370-2917-565e-692b-d057f46512d6</genid>
-  <memory unit='KiB'>219136</memory>
-  <currentMemory unit='KiB'>219136</currentMemory>
-  <vcpu placement='static'>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <boot dev='hd'/>
-  </os>
-  <features>
-    <acpi/>
-  </features>
-  <clock offset='utc'/>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>restart</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <controller type='usb' index='0'>
-      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x2'/>
-    </controller>
-    <controller type='ide' index='0'>
-      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x1'/>
-    </controller>
-    <controller type='pci' index='0' model='pci-root'/>
-    <input type='mouse' bus='ps2'/>
-    <input type='keyboard' bus='ps2'/>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
-
-SEED_GENID_AUTO = """\
-<domain type='qemu' id='1'>
-  <name>QEMUGuest1</name>
-  <uuid>c7a5fdbd-edaf-9455-926a-d65c16db1809</uuid>
-  <genid/>
-  <memory unit='KiB'>219136</memory>
-  <currentMemory unit='KiB'>219136</currentMemory>
-  <vcpu placement='static'>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <boot dev='hd'/>
-  </os>
-  <features>
-    <acpi/>
-  </features>
-  <clock offset='utc'/>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>restart</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <controller type='usb' index='0'>
-      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x2'/>
-    </controller>
-    <controller type='ide' index='0'>
-      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x1'/>
-    </controller>
-    <controller type='pci' index='0' model='pci-root'/>
-    <input type='mouse' bus='ps2'/>
-    <input type='keyboard' bus='ps2'/>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
+# libvirt's seed inputs, verbatim (tests/qemuxml2argvdata/genid.xml and genid-auto.xml of
+# "[REPOST PATCHv3 1/6] conf: Add VM Generation ID parse/format support"), as shipped in
+# data/xml2argv; test_xml2xml checks their formatted output against the seed's, byte for
+# byte.
+SEED_GENID = (XML2ARGV / "genid.xml").read_text()
+SEED_GENID_AUTO = (XML2ARGV / "genid-auto.xml").read_text()
 
 UUID = "c7a5fdbd-edaf-9455-926a-d65c16db1809"
 PCI = "<address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>"
