@@ -108,11 +108,13 @@ class Node:
 
     def take(self, tag: str) -> list[Node]:
         """All children named ``tag``, marked as consumed."""
+        self._used_tags.add(tag)
+        if not self.children:
+            return []
         if self._by_tag is None:  # index the children once: the model asks for many tags
             self._by_tag = {}
             for child in self.children:
                 self._by_tag.setdefault(child.tag, []).append(child)
-        self._used_tags.add(tag)
         return self._by_tag.get(tag, [])
 
     def take_one(self, tag: str) -> Node | None:

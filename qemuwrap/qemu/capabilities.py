@@ -72,13 +72,12 @@ class Capabilities(Record):
 
     def resolve_machine(self, name: str) -> Machine | None:
         """The machine a name means: canonical names win over aliases, as in QEMU."""
-        for machine in self.machines:
-            if machine.name == name:
-                return machine
-        for machine in self.machines:
-            if machine.alias == name:
-                return machine
-        return None
+        index = self.__dict__.get("_machine_index")
+        if index is None:  # built once per capabilities object: every translation asks
+            index = {m.alias: m for m in self.machines if m.alias}
+            index.update((m.name, m) for m in self.machines)
+            self.__dict__["_machine_index"] = index
+        return index.get(name)
 
     def to_dict(self) -> dict:
         """JSON-ready, with sorted sets so files diff cleanly."""
