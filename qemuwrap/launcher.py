@@ -239,7 +239,7 @@ def adopt(name: str, opts: Options) -> int:
         _data, root = read_file(gdir.file("domain.xml"))
         dom = parse_domain(root)
         cmd = build_command(dom, _caps(dom, opts.caps), gdir.path)
-        if cmd.argv != record["argv"]:
+        if cmd.argv != _without_start_state(record["argv"]):
             raise QemuwrapError(f"guest '{name}': the running QEMU's command differs from "
                                 "its live definition; not adopting it")
         import asyncio
@@ -262,6 +262,19 @@ def _qmp_command(*args, **kwargs):
     from qemuwrap import qmp  # asyncio: only for commands that talk to QEMU
 
     return qmp.command(*args, **kwargs)
+
+
+def _without_start_state(argv: list[str]) -> list[str]:
+    """``argv`` less what only its first start had (``-incoming``, ``-loadvm``)."""
+    out, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in ("-incoming", "-loadvm"):
+            skip = True
+        else:
+            out.append(word)
+    return out
 
 
 def _running(name: str, opts: Options) -> tuple[GuestDir, dict, object]:

@@ -115,8 +115,8 @@ class Supervisor:
 
     # -- start -------------------------------------------------------------------------
     async def launch(self, *, incoming: str | None = None, after_load=None) -> None:
-        """Attach to the QEMU :meth:`spawn` started (spawning it if not), check the
-        generation ID it will show the guest, then let the guest run.
+        """Attach to the QEMU the caller spawned (spawning it if not, as on a restart),
+        check the generation ID it will show the guest, then let the guest run.
 
         ``incoming``: a migration URI to load saved state from before resuming (QEMU was
         started with ``-incoming defer``). ``after_load()`` runs once the state is loaded

@@ -209,3 +209,32 @@ def test_failed_save_keeps_the_old_file(env):
     assert sorted(p.name for p in env.tmp.iterdir() if p.name.startswith("demo.save")) == \
         ["demo.save"]
     assert env.qw("destroy", "demo").returncode == 0
+
+
+def test_restored_guest_can_be_adopted(env):
+    """A restored QEMU's command line has -incoming; adoption must still recognise it."""
+    import os
+    import signal
+    import time
+
+    path = env.xml(genid=GENID)
+    assert env.qw("start", str(path)).returncode == 0
+    env.wait_serial("demo", f"genid: {GENID}")
+    save = env.tmp / "demo.save"
+    assert env.qw("save", "demo", str(save)).returncode == 0
+    res = env.qw("restore", str(save))
+    new = assert_running_guest_sees_a_new_genid(env, path, res)
+    rec = env.record("demo")
+    assert "-incoming" in rec["argv"]
+    os.kill(rec["supervisor_pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while env.status("demo")["supervised"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    adopter = env.popen("adopt", "demo")
+    deadline = time.monotonic() + 20
+    while not env.status("demo")["supervised"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert env.status("demo")["supervisor_pid"] == adopter.pid
+    assert env.status("demo")["genid"] == new
+    assert env.qw("destroy", "demo").returncode == 0
+    adopter.communicate(timeout=30)
