@@ -218,6 +218,13 @@ def _check_save_file(save_path: str, dom: Domain) -> str:
 
     meta, offset = savefile.read(save_path)
     saved = loads(meta["xml"])
+    # What the definition leaves to be made up at load (a uuid, MACs) is what the saved
+    # guest had, not new random values that would fail the ABI check.
+    if dom.uuid_generated:
+        dom.uuid = saved.uuid
+    for nic, was in zip(dom.devices.interfaces, saved.devices.interfaces, strict=False):
+        if nic.mac_generated:
+            nic.mac = was.mac
     check_abi_stability(saved, dom)
     return f"exec:tail -c +{offset + 1} {shell_quote(os.path.abspath(save_path))}"
 

@@ -186,6 +186,9 @@ class Interface(Record):
     model: str = "virtio"
     address: Address | None = None
     node: Node | None = None
+    mac_generated: bool = False  # no <mac>: made up at this load
+
+    _hidden = frozenset({"node", "mac_generated"})
 
     @classmethod
     def parse(cls, node: Node, random: RandomSource) -> Interface:
@@ -208,7 +211,7 @@ class Interface(Record):
             model_node.finish()
         address = parse_address(node, ("pci",))
         node.finish()
-        return cls(mac, model, address, node)
+        return cls(mac, model, address, node, mac_node is None)
 
     def format(self, w: Writer) -> None:
         w.open("interface", ("type", "user"))
