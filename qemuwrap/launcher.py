@@ -329,39 +329,33 @@ def shutdown(name: str, opts: Options) -> str:
     if _wait_gone(proc, opts.shutdown_timeout):
         gdir.clear_runtime()
         return f"guest '{name}' is shut down"
-    _destroy_unsupervised(gdir, record, proc)
+    stop_guest(gdir, record, proc)
     return f"guest '{name}' did not power off within {opts.shutdown_timeout:g} s; forced off"
 
 
 def destroy(name: str, opts: Options) -> str:
     """Stop QEMU now (QMP quit; SIGKILL if it does not answer)."""
     gdir, record, proc = _running(name, opts)
+    stop_guest(gdir, record, proc)
+    return f"guest '{name}' destroyed"
+
+
+def stop_guest(gdir: GuestDir, record: dict, proc) -> None:
+    """End a running guest's QEMU (QMP quit, SIGKILL if it does not answer or linger),
+    then wait for its supervisor to finish, or clean up for it when there is none."""
     supervised = gdir.supervised()
     try:
         _qmp_command(record["control_socket"], "quit", timeout=5)
     except QemuwrapError:
         proc.kill()
-    if not _wait_gone(proc, 10):
+    if not _wait_gone(proc, 20):
         proc.kill()
         _wait_gone(proc, 5)
-    if not supervised:
-        gdir.clear_runtime()
+    sup = _supervisor(record) if supervised else None
+    if sup is not None:
+        _wait_gone(sup, 20)
     else:
-        sup = _supervisor(record)
-        if sup is not None:
-            _wait_gone(sup, 10)
-    return f"guest '{name}' destroyed"
-
-
-def _destroy_unsupervised(gdir: GuestDir, record: dict, proc) -> None:
-    try:
-        _qmp_command(record["control_socket"], "quit", timeout=5)
-    except QemuwrapError:
-        pass
-    if not _wait_gone(proc, 10):
-        proc.kill()
-        _wait_gone(proc, 5)
-    gdir.clear_runtime()
+        gdir.clear_runtime()
 
 
 def status(name: str, opts: Options) -> dict:
@@ -398,5 +392,5 @@ def list_guests(opts: Options) -> list[dict]:
     return out
 
 
-__all__ = ["Options", "adopt", "destroy", "list_guests",
-           "run", "shutdown", "start", "status"]
+__all__ = ["Options", "adopt", "destroy", "list_guests", "run", "shutdown", "start",
+           "status", "stop_guest"]

@@ -23,7 +23,7 @@ from qemuwrap.conf.domain import Domain, load, parse_domain
 from qemuwrap.conf.xmlreader import read_file
 from qemuwrap.definition import atomic_write
 from qemuwrap.errors import QemuwrapError
-from qemuwrap.launcher import Options, _running, _supervisor, _wait_gone, start
+from qemuwrap.launcher import Options, _running, start, stop_guest
 from qemuwrap.state import GuestDir
 
 SAVED_MARKER = "saved"  # in the state dir: tells the supervisor QEMU ended by a save
@@ -64,20 +64,10 @@ def save(name: str, path: str, opts: Options) -> str:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    supervised = gdir.supervised()
-    atomic_write(gdir.file(SAVED_MARKER), path.encode())
-    with contextlib.suppress(QemuwrapError):
-        qmp.command(record["control_socket"], "quit")
-    if not _wait_gone(proc, 20):
-        proc.kill()
-    if supervised:
-        sup = _supervisor(record)
-        if sup is not None:
-            _wait_gone(sup, 20)
-    else:
-        gdir.clear_runtime()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(gdir.file(SAVED_MARKER))
+    atomic_write(gdir.file(SAVED_MARKER), path.encode())  # the supervisor: "saved"
+    stop_guest(gdir, record, proc)
+    with contextlib.suppress(FileNotFoundError):  # no supervisor read it
+        os.unlink(gdir.file(SAVED_MARKER))
     genid = live.genid_str or "none"
     return (f"guest '{name}' saved to {path}\n"
             f"genid: {genid} -> {genid} (unchanged; a restore gives the guest a new one)")
@@ -219,13 +209,5 @@ def snapshot_revert(name: str, snap: str, opts: Options) -> dict:
     except QemuwrapError:
         proc = None  # not running: start it from the snapshot
     if proc is not None:
-        supervised = gdir.supervised()
-        qmp.command(record["control_socket"], "quit")
-        if not _wait_gone(proc, 20):
-            proc.kill()
-        sup = _supervisor(record) if supervised else None
-        if sup is not None:
-            _wait_gone(sup, 20)
-        else:
-            gdir.clear_runtime()
+        stop_guest(gdir, record, proc)
     return start(path, opts, loadvm=snap)
