@@ -55,11 +55,12 @@ def parse_address(parent: Node, allowed: tuple[str, ...]) -> Address | None:
         return None
     kind = node.require("type", choices=allowed)
     if kind == "pci":
+        # libvirt reads PCI parts with strtol base 0: 0x hex, 0 octal ('010' is 8).
         addr: Address = PCIAddress(
-            domain=node.get_int("domain", 0, maximum=0xFFFF, hex_ok=True),
-            bus=node.get_int("bus", 0, maximum=0xFF, hex_ok=True),
-            slot=node.get_int("slot", 0, maximum=0x1F, hex_ok=True),
-            function=node.get_int("function", 0, maximum=7, hex_ok=True),
+            domain=node.get_int("domain", 0, maximum=0xFFFF, base=0),
+            bus=node.get_int("bus", 0, maximum=0xFF, base=0),
+            slot=node.get_int("slot", 0, maximum=0x1F, base=0),
+            function=node.get_int("function", 0, maximum=7, base=0),
             multifunction=node.get("multifunction", choices=("on", "off")))
     else:
         addr = DriveAddress(
@@ -412,7 +413,7 @@ class Devices(Record):
         emulator = None
         em = node.take_one("emulator")
         if em is not None:
-            emulator = em.text.strip()
+            emulator = em.stripped_text
             if not emulator.startswith("/"):
                 raise em.error(f"emulator path '{emulator}' must be absolute")
             em.finish(text_allowed=True)

@@ -7,6 +7,8 @@ actions always present).
 
 from __future__ import annotations
 
+import re
+
 from qemuwrap.conf import guid
 from qemuwrap.conf.devices import Devices
 from qemuwrap.conf.xmlreader import Node, parse_bytes, read_file
@@ -14,14 +16,18 @@ from qemuwrap.conf.xmlwriter import Writer
 from qemuwrap.errors import XMLError
 from qemuwrap.record import Factory, Record
 
-#: libvirt's memory units, in bytes.
-MEMORY_UNITS = {
-    "b": 1, "bytes": 1,
-    "KB": 1000, "k": 1024, "KiB": 1024,
-    "MB": 1000**2, "M": 1024**2, "MiB": 1024**2,
-    "GB": 1000**3, "G": 1024**3, "GiB": 1024**3,
-    "TB": 1000**4, "T": 1024**4, "TiB": 1024**4,
-}
+#: libvirt's memory units (virScaleInteger), in any ASCII case: b, byte, bytes; a prefix
+#: k, m, g, t, p or e alone or with "iB" is a power of 1024, with "B" a power of 1000.
+#: re.ASCII: with Unicode case folding, the Kelvin sign would pass for 'k'.
+_MEMORY_UNIT = re.compile(r"b(?:ytes?)?|(?P<prefix>[kmgtpe])(?P<suffix>i?b)?",
+                          re.ASCII | re.IGNORECASE)
+_UNIT_NAMES = "b, byte, bytes, k, KiB, KB, M, MiB, MB, G, GiB, GB, T, TiB, TB, P, PiB, PB, " \
+              "E, EiB, EB (any case)"
+#: Spellings already read, and their bytes: the regex only for a new spelling.
+_UNIT_BYTES: dict[str, int] = {}
+#: libvirt's ceiling (virDomainParseMemory): at most LLONG_MAX bytes and, in KiB, below
+#: 2**53; anything larger is "size value too large", not a number to pass to QEMU.
+MAX_MEMORY_KIB = 2**53 - 1
 LIFECYCLE_DEFAULTS = {"on_poweroff": "destroy", "on_reboot": "restart", "on_crash": "destroy"}
 LIFECYCLE_CHOICES = {
     "on_poweroff": ("destroy", "restart", "preserve"),
@@ -47,8 +53,8 @@ class OS(Record):
         type_node = node.take_one("type")
         if type_node is None:
             raise node.error("missing <type>")
-        if type_node.text.strip() != "hvm":
-            raise type_node.error(f"unsupported OS type '{type_node.text.strip()}' "
+        if type_node.stripped_text != "hvm":
+            raise type_node.error(f"unsupported OS type '{type_node.stripped_text}' "
                                   "(supported: 'hvm')")
         arch = type_node.get("arch", "x86_64")
         machine = type_node.get("machine")
@@ -64,7 +70,7 @@ class OS(Record):
         for tag in ("kernel", "initrd"):
             child = node.take_one(tag)
             if child is not None:
-                value = child.text.strip()
+                value = child.stripped_text
                 if not value.startswith("/"):
                     raise child.error(f"path '{value}' must be absolute")
                 child.finish(text_allowed=True)
@@ -178,12 +184,33 @@ class Domain(Record):
         return w.getvalue()
 
 
+def memory_unit_bytes(unit: str) -> int | None:
+    """Bytes in one ``unit`` as libvirt's virScaleInteger reads it; None if unknown."""
+    scale = _UNIT_BYTES.get(unit)
+    if scale is None:
+        match = _MEMORY_UNIT.fullmatch(unit)
+        if match is None:
+            return None
+        if match["prefix"] is None:
+            scale = 1
+        else:
+            base = 1000 if (match["suffix"] or "").lower() == "b" else 1024
+            scale = base ** ("kmgtpe".index(match["prefix"].lower()) + 1)
+        _UNIT_BYTES[unit] = scale  # a few hundred spellings at most
+    return scale
+
+
 def _memory_kib(node: Node) -> int:
-    unit = node.get("unit", "KiB", choices=tuple(MEMORY_UNITS))
-    amount = node.int_text(minimum=1)
+    unit = node.get("unit", "KiB")
+    scale = memory_unit_bytes(unit)
+    if scale is None:
+        raise node.error(f"unsupported unit='{unit}' (supported: {_UNIT_NAMES})")
+    amount = node.int_text(minimum=1, maximum=2**64 - 1)  # libvirt's unsigned long long
     node.finish(text_allowed=True)
-    total = amount * MEMORY_UNITS[unit]
-    return -(-total // 1024)  # libvirt rounds up to whole KiB
+    kib = -(-amount * scale // 1024)  # libvirt rounds up to whole KiB
+    if kib > MAX_MEMORY_KIB:
+        raise node.error(f"size {amount} {unit} is too large (at most {MAX_MEMORY_KIB} KiB)")
+    return kib
 
 
 def _parse_genid(root: Node, dom: Domain, random: guid.RandomSource) -> None:
@@ -211,12 +238,12 @@ def parse_domain(root: Node, *, random: guid.RandomSource = guid.system_random) 
     if root.tag != "domain":
         raise root.error(f"expected root element 'domain', not '{root.tag}'")
     virt_type = root.require("type", choices=("qemu", "kvm"))
-    dom_id = root.get_int("id", minimum=-1)
+    dom_id = root.get_int("id", minimum=-1, maximum=2**31 - 1)  # a C int in libvirt
 
     name_node = root.take_one("name")
-    if name_node is None or not name_node.text.strip():
+    name = name_node.stripped_text if name_node is not None else ""
+    if not name:
         raise root.error("missing <name>")
-    name = name_node.text.strip()
     if "\n" in name:
         raise name_node.error("name can't contain newlines")
     name_node.finish(text_allowed=True)
@@ -228,7 +255,7 @@ def parse_domain(root: Node, *, random: guid.RandomSource = guid.system_random) 
     else:
         uuid = guid.parse(uuid_node.text)
         if uuid is None:
-            raise uuid_node.error(f"malformed uuid element '{uuid_node.text.strip()}'")
+            raise uuid_node.error(f"malformed uuid element '{uuid_node.stripped_text}'")
         uuid_node.finish(text_allowed=True)
 
     mem_node = root.take_one("memory")
@@ -268,11 +295,12 @@ def parse_domain(root: Node, *, random: guid.RandomSource = guid.system_random) 
     if cpu is not None:
         topo = cpu.take_one("topology")
         if topo is not None:
-            for k in ("sockets", "cores", "threads"):  # libvirt requires these three
-                topo.require(k)
-            dom.topology = Topology(*(topo.get_int(k, 1, minimum=1, maximum=255)
-                                      for k in ("sockets", "dies", "cores", "threads")),
-                                    node=topo)
+            # libvirt requires sockets, cores and threads; dies defaults to 1.
+            dom.topology = Topology(
+                *(topo.require_int(k, minimum=1, maximum=255) if k != "dies"
+                  else topo.get_int(k, 1, minimum=1, maximum=255)
+                  for k in ("sockets", "dies", "cores", "threads")),
+                node=topo)
             topo.finish()
             if dom.topology.total != dom.vcpus:
                 raise topo.error(f"topology gives {dom.topology.total} vCPUs but <vcpu> "
@@ -305,7 +333,7 @@ def parse_domain(root: Node, *, random: guid.RandomSource = guid.system_random) 
         node = root.take_one(tag)
         value = default
         if node is not None:
-            value = node.text.strip()
+            value = node.stripped_text
             if value not in LIFECYCLE_CHOICES[tag]:
                 allowed = ", ".join(f"'{c}'" for c in LIFECYCLE_CHOICES[tag])
                 raise node.error(f"unsupported action '{value}' (supported: {allowed})")

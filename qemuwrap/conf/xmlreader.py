@@ -20,7 +20,16 @@ import re
 from qemuwrap.errors import XMLError
 
 MAX_XML_BYTES = 1 << 20  # 1 MiB: a domain definition is a few KiB
-_HEX = re.compile(r"0[xX][0-9a-fA-F]{1,16}", re.ASCII)
+#: XML's white space (RelaxNG's ``\s`` and token type): str.strip() would also drop
+#: U+00A0 and friends, which the schema does not, so the two would disagree.
+XML_SPACE = " \t\n\r"
+#: C's strtol(..., 0) spellings, as libvirt reads PCI address parts: ``0x`` hex,
+#: a leading ``0`` octal (so ``08`` is an error), else decimal.  No sign, no spaces.
+_BASE0 = re.compile(r"0[xX](?P<hex>[0-9a-fA-F]+)|(?P<oct>0[0-7]*)|(?P<dec>[1-9][0-9]*)",
+                    re.ASCII)
+#: Significant digits worth converting; more is out of range for any field (2**64 has 20),
+#: and converting a long digit string costs quadratic time.
+_MAX_DIGITS = 20
 
 
 class Node:
@@ -56,7 +65,12 @@ class Node:
         return "/" + "/".join(reversed(parts))
 
     def error(self, message: str) -> XMLError:
-        """An error about this element; the message names it and its line."""
+        """An error about this element; the message names it and its line.
+
+        Values quoted from the document may hold newlines (``&#10;``) or other
+        control characters; they are escaped so the message stays one line."""
+        if not message.isprintable():
+            message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
         return XMLError(f"{self.path} (line {self.line}): {message}", self.path, self.line)
 
     # -- reading ---------------------------------------------------------------
@@ -81,29 +95,57 @@ class Node:
         return value
 
     def get_int(self, name: str, default: int | None = None, *, minimum: int = 0,
-                maximum: int | None = None, hex_ok: bool = False) -> int | None:
+                maximum: int | None = None, base: int = 10) -> int | None:
+        """Integer attribute ``name``: ``base`` 10 (libvirt's default) or 0 (C's
+        strtol base 0, which libvirt uses for PCI address parts only)."""
         raw = self.get(name)
         if raw is None:
             return default
-        return self._to_int(raw, f"attribute '{name}'", minimum, maximum, hex_ok)
+        return self._to_int(raw, f"attribute '{name}'", minimum, maximum, base)
+
+    def require_int(self, name: str, *, minimum: int = 0, maximum: int | None = None,
+                    base: int = 10) -> int:
+        """Like :meth:`get_int` for an attribute libvirt requires."""
+        value = self.get_int(name, minimum=minimum, maximum=maximum, base=base)
+        if value is None:
+            raise self.error(f"missing attribute '{name}'")
+        return value
+
+    @property
+    def stripped_text(self) -> str:
+        """The text without surrounding XML white space (what RelaxNG's tokens ignore)."""
+        return self.text.strip(XML_SPACE)
 
     def int_text(self, *, minimum: int = 0, maximum: int | None = None) -> int:
-        return self._to_int(self.text.strip(), "value", minimum, maximum)
+        """The element's text as a decimal integer; surrounding XML white space is fine."""
+        return self._to_int(self.stripped_text, "value", minimum, maximum)
 
     def _to_int(self, raw: str, what: str, minimum: int, maximum: int | None,
-                hex_ok: bool = False) -> int:
-        """libvirt's numbers: ASCII decimal digits; ``0x`` hex only where libvirt takes it
-        (PCI address parts). Never Python's int() syntax (``1_0``, non-ASCII digits)."""
-        digits = raw[1:] if raw[:1] == "-" else raw
-        if digits.isascii() and digits.isdigit() and len(digits) <= 20:
-            value = int(raw, 10)
-        elif hex_ok and _HEX.fullmatch(raw):
-            value = int(raw, 16)
+                base: int = 10) -> int:
+        """libvirt's numbers: ASCII decimal digits, a '-' only where ``minimum`` is
+        negative; with ``base`` 0, C's ``0x`` hex and ``0`` octal too.  Never Python's
+        int() syntax (``0x``, ``1_0``, ``+1``, spaces, non-ASCII digits) on the raw text."""
+        sign, digits, radix = "", raw, 10
+        if base == 0:
+            match = _BASE0.fullmatch(raw)
+            if match is None:
+                raise self.error(f"{what} '{_shorten(raw)}' is not an integer")
+            digits, radix = next((match[group], r) for group, r
+                                 in (("hex", 16), ("oct", 8), ("dec", 10))
+                                 if match[group] is not None)
         else:
-            raise self.error(f"{what} '{raw}' is not an integer")
+            if raw[:1] == "-" and minimum < 0:
+                sign, digits = "-", raw[1:]
+            if not (digits.isascii() and digits.isdigit()):
+                raise self.error(f"{what} '{_shorten(raw)}' is not an integer")
+        if len(digits) > _MAX_DIGITS:
+            digits = digits.lstrip("0") or "0"
+            if len(digits) > _MAX_DIGITS:
+                raise self.error(f"{what} '{_shorten(raw)}' is out of range "
+                                 f"({_range(minimum, maximum)})")
+        value = int(sign + digits, radix)
         if value < minimum or (maximum is not None and value > maximum):
-            upper = f" to {maximum}" if maximum is not None else " or more"
-            raise self.error(f"{what} {value} is out of range ({minimum}{upper})")
+            raise self.error(f"{what} {value} is out of range ({_range(minimum, maximum)})")
         return value
 
     def take(self, tag: str) -> list[Node]:
@@ -139,8 +181,17 @@ class Node:
         for child in self.children:
             if child.tag not in self._used_tags:
                 raise child.error(f"unsupported element '{child.tag}'")
-        if not text_allowed and self.text.strip():
+        if not text_allowed and self.text.strip(XML_SPACE):
             raise self.error("unexpected text content")
+
+
+def _range(minimum: int, maximum: int | None) -> str:
+    return f"{minimum} to {maximum}" if maximum is not None else f"{minimum} or more"
+
+
+def _shorten(raw: str, limit: int = 40) -> str:
+    """A quoted value cut to a readable length: the input may be a megabyte of digits."""
+    return raw if len(raw) <= limit else raw[:limit] + "..."
 
 
 def parse_bytes(data: bytes) -> Node:
