@@ -14,23 +14,15 @@ import sys
 from qemuwrap.errors import QemuwrapError, UsageError
 
 
-def _caps_for(dom, caps_file: str | None):
-    from qemuwrap.qemu import capabilities
-
-    if caps_file:
-        return capabilities.Capabilities.from_file(caps_file)
-    emulator = dom.devices.emulator or "/usr/bin/qemu-system-x86_64"
-    return capabilities.load(emulator)
-
-
 def translate(path: str, *, caps_file: str | None = None, state_dir: str | None = None):
     """Read a definition and build its command: (raw XML, domain, command)."""
     from qemuwrap.conf.domain import load
+    from qemuwrap.qemu import capabilities
     from qemuwrap.qemu.command import build_command
     from qemuwrap.statedir import guest_dir
 
     data, dom = load(path)
-    caps = _caps_for(dom, caps_file)
+    caps = capabilities.for_domain(dom.devices.emulator, caps_file)
     return data, dom, build_command(dom, caps, guest_dir(dom.name, state_dir))
 
 

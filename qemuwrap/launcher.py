@@ -19,8 +19,6 @@ from qemuwrap.qemu.argv import shell_quote
 from qemuwrap.qemu.command import build_command
 from qemuwrap.state import GuestBusyError, GuestDir, all_guests
 
-DEFAULT_EMULATOR = "/usr/bin/qemu-system-x86_64"
-
 
 class Options:
     """What the CLI passes down (a plain bag: argparse's namespace fits)."""
@@ -32,12 +30,6 @@ class Options:
         self.transient = transient
         self.console = console
         self.caps = caps
-
-
-def _caps(dom: Domain, caps_file: str | None):
-    if caps_file:
-        return capabilities.Capabilities.from_file(caps_file)
-    return capabilities.load(dom.devices.emulator or DEFAULT_EMULATOR)
 
 
 def prepare(path: str, opts: Options) -> tuple[bytes, Domain, GuestDir]:
@@ -80,7 +72,7 @@ def run(path: str, opts: Options, *, background: bool = False,
             dom.genid = guid.generate_v4()
         elif dom.genid_generated:
             _save_or_transient(path, data, dom, opts)
-        caps = _caps(dom, opts.caps)
+        caps = capabilities.for_domain(dom.devices.emulator, opts.caps)
         cmd = build_command(dom, caps, gdir.path, incoming=incoming_uri is not None,
                             loadvm=loadvm)
         restart_cmd = build_command(dom, caps, gdir.path)
@@ -245,7 +237,8 @@ def adopt(name: str, opts: Options) -> int:
             raise QemuwrapError(f"guest '{name}' is not running")
         _data, root = read_file(gdir.file("domain.xml"))
         dom = parse_domain(root)
-        cmd = build_command(dom, _caps(dom, opts.caps), gdir.path)
+        caps = capabilities.for_domain(dom.devices.emulator, opts.caps)
+        cmd = build_command(dom, caps, gdir.path)
         if cmd.argv != _without_start_state(record["argv"]):
             raise QemuwrapError(f"guest '{name}': the running QEMU's command differs from "
                                 "its live definition; not adopting it")

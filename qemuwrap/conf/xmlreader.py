@@ -211,13 +211,9 @@ def parse_bytes(data: bytes) -> Node:
     def start(tag, attrs):
         if ":" in tag:
             raise XMLError(f"line {parser.CurrentLineNumber}: unsupported element '{tag}'")
-        if stack:
-            parent = stack[-1]
-            node = Node(tag, attrs, parser.CurrentLineNumber, parser.CurrentByteIndex, parent)
-            parent.children.append(node)
-        else:
-            node = Node(tag, attrs, parser.CurrentLineNumber, parser.CurrentByteIndex, None)
-            root.append(node)
+        parent = stack[-1] if stack else None
+        node = Node(tag, attrs, parser.CurrentLineNumber, parser.CurrentByteIndex, parent)
+        (parent.children if parent is not None else root).append(node)
         stack.append(node)
 
     def end(_tag):

@@ -398,6 +398,17 @@ def _write_atomic(path: str, text: str) -> None:
         pass
 
 
+DEFAULT_EMULATOR = "/usr/bin/qemu-system-x86_64"
+
+
+def for_domain(emulator: str | None, caps_file: str | None = None) -> Capabilities:
+    """The capabilities a domain is translated against: a fixed file when given (tests,
+    offline use), else the cached probe of its ``<emulator>`` (or QEMU's usual path)."""
+    if caps_file:
+        return Capabilities.from_file(caps_file)
+    return load(emulator or DEFAULT_EMULATOR)
+
+
 def load(emulator: str, *, cache_dir: Path | str | None = None) -> Capabilities:
     """The binary's capabilities, from the cache when the binary is unchanged, else probed.
 
