@@ -317,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     except QemuwrapError as exc:
         where = getattr(args, "name", None) or getattr(args, "file", None)
         prefix = f"qemuwrap: {where}: " if where else "qemuwrap: "
-        print(prefix + str(exc).replace("\n", " "), file=sys.stderr)
+        for line in str(exc).split("\n"):  # one line per problem (see errors.Problems)
+            print(prefix + line, file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         return 130

@@ -13,6 +13,8 @@ class XMLError(QemuwrapError):
     def __init__(self, message: str, element: str | None = None, line: int | None = None):
         self.element = element
         self.line = line
+        #: False for a rule across fields (a model check), which a schema cannot state.
+        self.declared = True
         super().__init__(message)
 
 
@@ -24,3 +26,30 @@ class UsageError(QemuwrapError):
     """The command line was wrong."""
 
     exit_status = 2
+
+
+class Problems(QemuwrapError):
+    """Several problems found in one pass (every unsupported element, every invalid
+    value): the text is one line per problem, each printed with the usual prefix."""
+
+    def __init__(self, errors: list[QemuwrapError]):
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+    @staticmethod
+    def of(errors: list) -> QemuwrapError:
+        """The one error itself, or all of them together (an XMLError when all are)."""
+        if len(errors) == 1:
+            return errors[0]
+        if all(isinstance(e, XMLError) for e in errors):
+            return XMLProblems(list(errors))
+        return Problems(list(errors))
+
+
+class XMLProblems(Problems, XMLError):
+    """Several problems with the XML itself (see Problems)."""
+
+    def __init__(self, errors: list[QemuwrapError]):
+        Problems.__init__(self, errors)
+        self.element = getattr(errors[0], "element", None)
+        self.line = getattr(errors[0], "line", None)

@@ -9,13 +9,25 @@ fields named in ``_hidden`` (e.g. the source XML node) are left out of ``==`` an
 from __future__ import annotations
 
 
-class Factory:
+class _Factory:
     """Default made afresh for every instance (like ``field(default_factory=...)``)."""
 
     __slots__ = ("make",)
 
     def __init__(self, make):
         self.make = make
+
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    _T = TypeVar("_T")
+
+    def Factory(make: Callable[[], _T]) -> _T: ...  # noqa: N802 - a class at run time
+else:
+    Factory = _Factory
 
 
 _MISSING = object()
@@ -33,7 +45,7 @@ def _make_init(cls):
                                 "one with a default")
             params.append(name)
             body.append(f"    self.{name} = {name}")
-        elif isinstance(default, Factory):
+        elif isinstance(default, _Factory):
             scope[f"_make_{name}"] = default.make
             params.append(f"{name}=_MISSING")
             body.append(f"    self.{name} = _make_{name}() if {name} is _MISSING else {name}")
@@ -50,6 +62,9 @@ class Record:
     _fields: tuple[str, ...] = ()
     _hidden: frozenset[str] = frozenset({"node"})
 
+    if TYPE_CHECKING:  # the real __init__ is generated per class from its fields
+        def __init__(self, *args, **kwargs) -> None: ...
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         own = tuple(cls.__dict__.get("__annotations__", {}))
@@ -64,7 +79,7 @@ class Record:
             return NotImplemented
         return self._key() == other._key()
 
-    __hash__ = None  # mutable, like a non-frozen dataclass
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a non-frozen dataclass
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields

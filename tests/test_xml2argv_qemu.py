@@ -45,10 +45,10 @@ def _redirect_paths(dom, tmp_path, request, cleanup):
             cleanup.append(["losetup", "-d", disk.source])
     for chardev_owner in [*dom.devices.serials, *dom.devices.consoles]:
         src = chardev_owner.source
-        if src.path is None:
+        if src is None or src.path is None:
             continue
         src.path = str(tmp_path / f"chr-{id(src)}")
-        if src.type == "unix" and src.mode == "connect":
+        if chardev_owner.type == "unix" and src.mode == "connect":
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listener.bind(src.path)
             listener.listen(1)

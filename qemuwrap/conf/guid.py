@@ -33,7 +33,7 @@ def parse(text: str) -> bytes | None:
     if _CANONICAL.fullmatch(text):  # the common case, fast
         return bytes.fromhex(text.replace("-", ""))
     s = text.lstrip(" ")
-    pairs = []
+    pairs: list[str] = []
     i = 0
     while len(pairs) < 16:
         if i >= len(s):

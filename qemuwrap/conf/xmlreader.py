@@ -33,10 +33,14 @@ _MAX_DIGITS = 20
 
 
 class Node:
-    """One XML element: tag, attributes, text, children, source position."""
+    """One XML element: tag, attributes, text, children, source position.
+
+    A namespaced element's tag is ``"URI local"`` (expat's namespace processing); an
+    element in no namespace is just its local name.
+    """
 
     __slots__ = ("tag", "attrib", "children", "text", "line", "start", "end", "parent",
-                 "_used_attrs", "_used_tags", "_by_tag")
+                 "used_attrs", "used_tags", "text_used", "_by_tag", "source")
 
     def __init__(self, tag: str, attrib: dict[str, str], line: int, start: int,
                  parent: Node | None):
@@ -48,11 +52,18 @@ class Node:
         self.start = start  # byte offset of '<'
         self.end = start  # byte offset just past the element's last '>'
         self.parent = parent
-        self._used_attrs: set[str] = set()
-        self._used_tags: set[str] = set()
+        self.used_attrs: set[str] = set()
+        self.used_tags: set[str] = set()
+        self.text_used = False
         self._by_tag: dict[str, list[Node]] | None = None
+        self.source: bytes | None = None  # the root's: the bytes the offsets point into
 
     # -- naming --------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The tag as a user wrote it: ``qemu:commandline`` for libvirt's namespaces."""
+        return display_tag(self.tag)
+
     @property
     def path(self) -> str:
         parts = []
@@ -60,18 +71,19 @@ class Node:
         while node is not None:
             same = node.parent.children_named(node.tag) if node.parent else [node]
             index = next(i for i, c in enumerate(same, 1) if c is node)
-            parts.append(node.tag if len(same) == 1 else f"{node.tag}[{index}]")
+            parts.append(node.name if len(same) == 1 else f"{node.name}[{index}]")
             node = node.parent
         return "/" + "/".join(reversed(parts))
 
     def error(self, message: str) -> XMLError:
-        """An error about this element; the message names it and its line.
+        """An error about this element: ``line N: /domain/devices/disk[2]: message``.
 
         Values quoted from the document may hold newlines (``&#10;``) or other
         control characters; they are escaped so the message stays one line."""
         if not message.isprintable():
             message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
-        return XMLError(f"{self.path} (line {self.line}): {message}", self.path, self.line)
+        path = self.path
+        return XMLError(f"line {self.line}: {path}: {message}", path, self.line)
 
     # -- reading ---------------------------------------------------------------
     def children_named(self, tag: str) -> list[Node]:
@@ -79,7 +91,7 @@ class Node:
 
     def get(self, name: str, default: str | None = None, *, choices=None) -> str | None:
         """Attribute ``name``; with ``choices``, any other value is an error."""
-        self._used_attrs.add(name)
+        self.used_attrs.add(name)
         value = self.attrib.get(name)
         if value is None:
             return default
@@ -101,7 +113,10 @@ class Node:
         raw = self.get(name)
         if raw is None:
             return default
-        return self._to_int(raw, f"attribute '{name}'", minimum, maximum, base)
+        try:
+            return to_int(raw, f"attribute '{name}'", minimum, maximum, base)
+        except ValueError as exc:
+            raise self.error(str(exc)) from None
 
     def require_int(self, name: str, *, minimum: int = 0, maximum: int | None = None,
                     base: int = 10) -> int:
@@ -118,39 +133,15 @@ class Node:
 
     def int_text(self, *, minimum: int = 0, maximum: int | None = None) -> int:
         """The element's text as a decimal integer; surrounding XML white space is fine."""
-        return self._to_int(self.stripped_text, "value", minimum, maximum)
-
-    def _to_int(self, raw: str, what: str, minimum: int, maximum: int | None,
-                base: int = 10) -> int:
-        """libvirt's numbers: ASCII decimal digits, a '-' only where ``minimum`` is
-        negative; with ``base`` 0, C's ``0x`` hex and ``0`` octal too.  Never Python's
-        int() syntax (``0x``, ``1_0``, ``+1``, spaces, non-ASCII digits) on the raw text."""
-        sign, digits, radix = "", raw, 10
-        if base == 0:
-            match = _BASE0.fullmatch(raw)
-            if match is None:
-                raise self.error(f"{what} '{_shorten(raw)}' is not an integer")
-            digits, radix = next((match[group], r) for group, r
-                                 in (("hex", 16), ("oct", 8), ("dec", 10))
-                                 if match[group] is not None)
-        else:
-            if raw[:1] == "-" and minimum < 0:
-                sign, digits = "-", raw[1:]
-            if not (digits.isascii() and digits.isdigit()):
-                raise self.error(f"{what} '{_shorten(raw)}' is not an integer")
-        if len(digits) > _MAX_DIGITS:
-            digits = digits.lstrip("0") or "0"
-            if len(digits) > _MAX_DIGITS:
-                raise self.error(f"{what} '{_shorten(raw)}' is out of range "
-                                 f"({_range(minimum, maximum)})")
-        value = int(sign + digits, radix)
-        if value < minimum or (maximum is not None and value > maximum):
-            raise self.error(f"{what} {value} is out of range ({_range(minimum, maximum)})")
-        return value
+        self.text_used = True
+        try:
+            return to_int(self.stripped_text, "value", minimum, maximum)
+        except ValueError as exc:
+            raise self.error(str(exc)) from None
 
     def take(self, tag: str) -> list[Node]:
         """All children named ``tag``, marked as consumed."""
-        self._used_tags.add(tag)
+        self.used_tags.add(tag)
         if not self.children:
             return []
         if self._by_tag is None:  # index the children once: the model asks for many tags
@@ -163,7 +154,7 @@ class Node:
         """The single child named ``tag`` (or None); a repeat is an error."""
         found = self.take(tag)
         if len(found) > 1:
-            raise found[1].error(f"element '{tag}' can only appear once")
+            raise found[1].error(f"element '{display_tag(tag)}' can only appear once")
         return found[0] if found else None
 
     def flag(self, tag: str) -> bool:
@@ -173,16 +164,71 @@ class Node:
             node.finish()
         return node is not None
 
+    def used_all(self) -> None:
+        """Mark everything here as consumed (an element already refused as a whole)."""
+        self.used_attrs.update(self.attrib)
+        self.used_tags.update(c.tag for c in self.children)
+        self.text_used = True
+
+    def leftovers(self) -> list[XMLError]:
+        """One error per attribute, child or text that nothing consumed."""
+        out = [self.error(f"unsupported attribute '{display_tag(name)}'")
+               for name in self.attrib if name not in self.used_attrs]
+        out.extend(child.error(f"unsupported element '{child.name}'")
+                   for child in self.children if child.tag not in self.used_tags)
+        if not self.text_used and self.text.strip(XML_SPACE):
+            out.append(self.error("unexpected text content"))
+        return out
+
     def finish(self, *, text_allowed: bool = False) -> None:
-        """Refuse attributes, children or text that nothing consumed."""
-        for name in self.attrib:
-            if name not in self._used_attrs:
-                raise self.error(f"unsupported attribute '{name}'")
-        for child in self.children:
-            if child.tag not in self._used_tags:
-                raise child.error(f"unsupported element '{child.tag}'")
-        if not text_allowed and self.text.strip(XML_SPACE):
-            raise self.error("unexpected text content")
+        """Refuse attributes, children or text that nothing consumed (the first of them)."""
+        if text_allowed:
+            self.text_used = True
+        problems = self.leftovers()
+        if problems:
+            raise problems[0]
+
+
+#: Prefixes libvirt writes for its own namespaces (for messages).
+_PREFIXES = {"http://libvirt.org/schemas/domain/qemu/1.0": "qemu"}
+
+
+def display_tag(tag: str) -> str:
+    """``"URI local"`` as ``prefix:local`` (libvirt's prefix where known)."""
+    uri, sep, local = tag.rpartition(" ")
+    if not sep:
+        return tag
+    prefix = _PREFIXES.get(uri)
+    return f"{prefix}:{local}" if prefix else f"{{{uri}}}{local}"
+
+
+def to_int(raw: str, what: str, minimum: int, maximum: int | None, base: int = 10) -> int:
+    """libvirt's numbers: ASCII decimal digits, a '-' only where ``minimum`` is
+    negative; with ``base`` 0, C's ``0x`` hex and ``0`` octal too.  Never Python's
+    int() syntax (``0x``, ``1_0``, ``+1``, spaces, non-ASCII digits) on the raw text.
+    Raises ValueError with a one-line reason."""
+    sign, digits, radix = "", raw, 10
+    if base == 0:
+        match = _BASE0.fullmatch(raw)
+        if match is None:
+            raise ValueError(f"{what} '{_shorten(raw)}' is not an integer")
+        digits, radix = next((match[group], r) for group, r
+                             in (("hex", 16), ("oct", 8), ("dec", 10))
+                             if match[group] is not None)
+    else:
+        if raw[:1] == "-" and minimum < 0:
+            sign, digits = "-", raw[1:]
+        if not (digits.isascii() and digits.isdigit()):
+            raise ValueError(f"{what} '{_shorten(raw)}' is not an integer")
+    if len(digits) > _MAX_DIGITS:
+        digits = digits.lstrip("0") or "0"
+        if len(digits) > _MAX_DIGITS:
+            raise ValueError(f"{what} '{_shorten(raw)}' is out of range "
+                             f"({_range(minimum, maximum)})")
+    value = int(sign + digits, radix)
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{what} {value} is out of range ({_range(minimum, maximum)})")
+    return value
 
 
 def _range(minimum: int, maximum: int | None) -> str:
@@ -198,7 +244,7 @@ def parse_bytes(data: bytes) -> Node:
     """Parse ``data`` into a Node tree; raises XMLError on anything unsafe or malformed."""
     if len(data) > MAX_XML_BYTES:
         raise XMLError(f"document is larger than {MAX_XML_BYTES} bytes")
-    parser = pyexpat.ParserCreate()
+    parser = pyexpat.ParserCreate(namespace_separator=" ")
     parser.buffer_text = True
     parser.SetParamEntityParsing(pyexpat.XML_PARAM_ENTITY_PARSING_NEVER)
     stack: list[Node] = []
@@ -209,8 +255,6 @@ def parse_bytes(data: bytes) -> Node:
                        "are not allowed")
 
     def start(tag, attrs):
-        if ":" in tag:
-            raise XMLError(f"line {parser.CurrentLineNumber}: unsupported element '{tag}'")
         parent = stack[-1] if stack else None
         node = Node(tag, attrs, parser.CurrentLineNumber, parser.CurrentByteIndex, parent)
         (parent.children if parent is not None else root).append(node)
@@ -235,6 +279,7 @@ def parse_bytes(data: bytes) -> Node:
     except pyexpat.ExpatError as exc:
         raise XMLError(f"malformed XML: {pyexpat.ErrorString(exc.code)} "
                        f"(line {exc.lineno}, column {exc.offset})") from None
+    root[0].source = data
     return root[0]
 
 

@@ -43,5 +43,12 @@ class Writer:
         self.depth -= 1
         self.lines.append(f"{'  ' * self.depth}</{tag}>")
 
+    def raw(self, xml: str) -> None:
+        """Foreign XML kept as written, re-indented to this depth."""
+        lines = xml.split("\n")
+        indent = "  " * self.depth
+        self.lines.append(indent + lines[0])
+        self.lines.extend(lines[1:])
+
     def getvalue(self) -> str:
         return "\n".join(self.lines) + "\n"

@@ -1,0 +1,100 @@
+"""``<devices>``: every device of the guest, by kind, in the order libvirt writes them.
+
+Each kind lives in a module of its own (disk, controller, net, chardev, input, graphics,
+memballoon, ...); this container only lists them.
+"""
+
+from __future__ import annotations
+
+from qemuwrap.conf.devices.address import (
+    Address,
+    Device,
+    DriveAddress,
+    PCIAddress,
+    USBAddress,
+)
+from qemuwrap.conf.devices.chardev import CharSource, Console, Serial
+from qemuwrap.conf.devices.controller import Controller
+from qemuwrap.conf.devices.disk import Disk
+from qemuwrap.conf.devices.graphics import Graphics
+from qemuwrap.conf.devices.input import Input
+from qemuwrap.conf.devices.memballoon import BalloonModel, MemBalloon
+from qemuwrap.conf.devices.net import Interface
+from qemuwrap.conf.devices.video import Video
+from qemuwrap.conf.xmlmodel import Element, ParseContext, Path, child, children, text_child
+
+
+class Devices(Element):
+    TAG = "devices"
+    emulator: str | None = text_child("emulator", Path())
+    disks: list[Disk] = children(Disk)
+    controllers: list[Controller] = children(Controller)
+    interfaces: list[Interface] = children(Interface)
+    serials: list[Serial] = children(Serial)
+    consoles: list[Console] = children(Console)
+    inputs: list[Input] = children(Input)
+    graphics: list[Graphics] = children(Graphics)
+    videos: list[Video] = children(Video)
+    memballoon_el: MemBalloon | None = child(MemBalloon)
+
+    def check(self, ctx: ParseContext) -> None:
+        """Conflicts inside the device list itself (not QEMU-specific)."""
+        if self.memballoon_el is None:
+            self.memballoon_el = MemBalloon(model=BalloonModel.VIRTIO)
+        for dev in self.all():
+            if isinstance(dev, Device) and dev.address is not None:
+                allowed = dev.address_types()
+                kind = dev.address.VARIANT
+                if allowed is not None and kind not in allowed:
+                    what = f"'{allowed[0]}'" if allowed else "no"
+                    ctx.record(dev.address.error(f"address type '{kind}' does not fit this "
+                                                 f"{dev.TAG} (it takes {what} address)"))
+                elif isinstance(dev.address, DriveAddress) and dev.address.target != 0:
+                    ctx.record(dev.address.error("attribute 'target' must be 0 for an "
+                                                 "IDE or SATA disk"))
+        seen: set[str] = set()
+        for disk in self.disks:
+            if disk.target_dev in seen:
+                ctx.record(disk.error(f"target dev '{disk.target_dev}' is used twice"))
+            seen.add(disk.target_dev)
+        ctrls: set[tuple[str, int]] = set()
+        for ctrl in self.controllers:
+            if (ctrl.type, ctrl.index) in ctrls:
+                ctx.record(ctrl.error(f"controller type '{ctrl.type}' index {ctrl.index} "
+                                      "is defined twice"))
+            ctrls.add((ctrl.type, ctrl.index))
+        ports: set[int] = set()
+        for serial in self.serials:
+            if serial.port in ports:
+                ctx.record(serial.error(f"serial port {serial.port} is defined twice"))
+            ports.add(serial.port)
+        if len(self.graphics) > 1:
+            ctx.record(self.graphics[1].error("only one <graphics> is supported"))
+        macs: set[str] = set()
+        for nic in self.interfaces:
+            if nic.mac in macs:
+                ctx.record(nic.error(f"MAC address {nic.mac} is used twice"))
+            macs.add(nic.mac)
+
+    @property
+    def memballoon(self) -> MemBalloon:
+        """libvirt's default balloon is virtio."""
+        if self.memballoon_el is None:
+            self.memballoon_el = MemBalloon(model=BalloonModel.VIRTIO)
+        return self.memballoon_el
+
+    def all(self) -> list[Element]:
+        """Every device, in the order libvirt writes them."""
+        out: list[Element] = []
+        for f in self._body:
+            value = self.__dict__[f.name]
+            if isinstance(value, list):
+                out.extend(value)
+            elif isinstance(value, Element):
+                out.append(value)
+        return out
+
+
+__all__ = ["Address", "CharSource", "Console", "Controller", "Devices", "Disk",
+           "DriveAddress", "Graphics", "Input", "Interface", "MemBalloon", "PCIAddress",
+           "Serial", "USBAddress", "Video"]
