@@ -31,8 +31,8 @@ from qemuwrap.companions.network import (
     NetworkError,
     NetworkRuntime,
     Record,
-    netlink,
     link_index,
+    netlink,
     process_start_time,
     read_leases,
 )

@@ -9,13 +9,14 @@ import re
 
 import pytest
 
-from conftest import DATA
 from qemuwrap import networks
 from qemuwrap.companions import network as comp
 from qemuwrap.conf import guid
 from qemuwrap.conf import network as netconf
 from qemuwrap.conf.xmlreader import parse_bytes
 from qemuwrap.errors import QemuwrapError, XMLError
+
+from conftest import DATA
 
 NETS = DATA / "networks"
 
@@ -149,7 +150,6 @@ def test_dnsmasq_conf_for_the_default_network(tmp_path):
                  "resolv-file=/etc/resolv.conf",
                  "dhcp-range=192.168.122.2,192.168.122.254,255.255.255.0",
                  "dhcp-authoritative", "dhcp-lease-max=253",
-                 f"dhcp-hostsfile={tmp_path}/dnsmasq.hostsfile",
                  f"log-facility={tmp_path}/dnsmasq.log"):
         assert line in lines
     assert comp.dnsmasq_argv(files) == [
@@ -163,12 +163,11 @@ def test_dnsmasq_conf_dns_and_fixed_hosts(tmp_path):
     for line in ("domain=lab.example", "expand-hosts", "local=/lab.example/", "domain-needed",
                  "no-resolv", "server=192.0.2.53", "server=/corp.example/192.0.2.54",
                  "dhcp-range=10.20.0.100,10.20.0.199,255.255.255.0,7200",
-                 "dhcp-lease-max=102"):
+                 "dhcp-lease-max=102", "dhcp-host=52:54:00:00:00:10,10.20.0.10,web",
+                 "dhcp-host=52:54:00:00:00:11,10.20.0.11,db,infinite",
+                 "host-record=build,build.lab.example,10.20.0.50"):
         assert line in conf
     assert "resolv-file=/etc/resolv.conf" not in conf
-    assert comp.dnsmasq_hostsfile(net) == ("52:54:00:00:00:10,10.20.0.10,web\n"
-                                           "52:54:00:00:00:11,10.20.0.11,db,infinite\n")
-    assert comp.dnsmasq_addnhosts(net) == "10.20.0.50\tbuild build.lab.example\n"
 
 
 def test_isolated_network_forwards_no_dns_upstream(tmp_path):
@@ -205,7 +204,7 @@ def test_nft_ruleset_route_and_isolated():
     assert comp.nft_delete("qemuwrap-x") == "table ip qemuwrap-x\ndelete table ip qemuwrap-x\n"
 
 
-def test_dns_hosts_file_and_leases_reader(tmp_path):
+def test_leases_reader(tmp_path):
     path = tmp_path / "leases"
     path.write_text("1700000000 52:54:00:00:00:10 10.20.0.10 web 01:52:54:00:00:00:10\n"
                     "0 52:54:00:00:00:12 10.20.0.120 * *\n"

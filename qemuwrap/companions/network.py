@@ -203,13 +203,11 @@ class NetworkFiles:
         self.pid = os.path.join(rundir, "dnsmasq.pid")
         self.leases = os.path.join(rundir, "dnsmasq.leases")
         self.log = os.path.join(rundir, "dnsmasq.log")
-        self.hostsfile = os.path.join(rundir, "dnsmasq.hostsfile")
-        self.addnhosts = os.path.join(rundir, "dnsmasq.addnhosts")
 
     @property
     def removable(self) -> tuple[str, ...]:
         """What ``stop`` removes (the log stays, as a guest's logs do)."""
-        return (self.conf, self.pid, self.leases, self.hostsfile, self.addnhosts)
+        return (self.conf, self.pid, self.leases)
 
 
 def nft_table(net: Network) -> str:
@@ -226,7 +224,11 @@ def _lease(seconds: int | None) -> str | None:
 def dnsmasq_conf(net: Network, files: NetworkFiles) -> str:
     """dnsmasq's whole configuration for ``net``: bound to the bridge only, reading no
     file it is not given here (no /etc/hosts; /etc/resolv.conf only for a forwarding
-    network without its own forwarders)."""
+    network without its own forwarders).  Fixed DHCP hosts and DNS names are in this
+    file too, not in dhcp-hostsfile/addn-hosts files as libvirt has them: dnsmasq reads
+    those after dropping root (to 'nobody'), so they would have to be readable by
+    everyone along the whole path (measured: 'Permission denied' under a 0700 tmp
+    directory, and the fixed hosts silently missing); this file is read as root."""
     assert net.bridge is not None
     lines = [f"# qemuwrap network '{net.name}': dnsmasq reads only this file",
              "strict-order", "no-hosts", "except-interface=lo", "bind-dynamic",
@@ -248,7 +250,7 @@ def dnsmasq_conf(net: Network, files: NetworkFiles) -> str:
         for domain, addr in upstream:
             target = "#" if addr is None else str(addr)  # '#': the usual resolvers
             lines.append(f"server=/{domain}/{target}" if domain else f"server={target}")
-        lines.append(f"addn-hosts={files.addnhosts}")
+        lines += [f"host-record={','.join(h.hostnames)},{h.ip}" for h in net.dns.hosts]
     ip = net.dhcp_ip
     if ip is not None:
         leases = 0
@@ -263,25 +265,12 @@ def dnsmasq_conf(net: Network, files: NetworkFiles) -> str:
             lines.append(f"dhcp-range={ip.network.network_address},static,"
                          f"{ip.interface.netmask}")
         leases += len(ip.hosts)
-        lines += ["dhcp-no-override", "dhcp-authoritative", f"dhcp-lease-max={leases}",
-                  f"dhcp-hostsfile={files.hostsfile}"]
+        lines += ["dhcp-no-override", "dhcp-authoritative", f"dhcp-lease-max={leases}"]
+        for h in ip.hosts:  # MAC (or name), fixed address, name, lease
+            lines.append("dhcp-host=" + ",".join(
+                p for p in (h.mac, str(h.ip) if h.ip else None, h.name,
+                            _lease(h.lease_seconds)) if p))
     return "\n".join(lines) + "\n"
-
-
-def dnsmasq_hostsfile(net: Network) -> str:
-    """``dhcp-host`` lines: MAC (or name), fixed address, name, lease."""
-    ip = net.dhcp_ip
-    out = []
-    for h in ip.hosts if ip is not None else []:
-        parts = [p for p in (h.mac, str(h.ip) if h.ip else None, h.name,
-                             _lease(h.lease_seconds)) if p]
-        out.append(",".join(parts))
-    return "".join(line + "\n" for line in out)
-
-
-def dnsmasq_addnhosts(net: Network) -> str:
-    """``<dns><host>`` entries in /etc/hosts format."""
-    return "".join(f"{h.ip}\t{' '.join(h.hostnames)}\n" for h in net.dns.hosts)
 
 
 def dnsmasq_argv(files: NetworkFiles, binary: str = "dnsmasq") -> list[str]:
@@ -355,7 +344,10 @@ class NetworkRuntime:
     def __init__(self, net: Network, rundir: str, *, save: SaveRecord | None = None,
                  dnsmasq: str = "dnsmasq", nft: str = "nft",
                  timeout: float = DEFAULT_TIMEOUT):
+        if net.bridge is None:
+            raise NetworkError(f"network '{net.name}' names no bridge (define it first)")
         self.net = net
+        self.bridge: str = net.bridge
         self.files = NetworkFiles(rundir)
         self.save = save
         self.dnsmasq = dnsmasq
@@ -373,8 +365,8 @@ class NetworkRuntime:
         """Check privileges, tools and the bridge; change nothing."""
         net = self.net
         require_net_admin(f"starting network '{net.name}'")
-        with netlink(f"looking up bridge '{net.bridge}'") as ipr:
-            index = link_index(ipr, net.bridge)
+        with netlink(f"looking up bridge '{self.bridge}'") as ipr:
+            index = link_index(ipr, self.bridge)
             if net.has_own_bridge and index is not None:
                 raise NetworkError(f"netlink: bridge '{net.bridge}' of network '{net.name}' "
                                    "already exists (another network or the host uses it)")
@@ -420,7 +412,7 @@ class NetworkRuntime:
 
     def _bridge_up(self) -> None:
         net = self.net
-        name = net.bridge
+        name = self.bridge
         with netlink(f"creating bridge '{name}'") as ipr:
             # STP off while the forward delay is set: the kernel refuses a delay below
             # 2 s with STP on (and raises it to 2 s when STP is turned on).
@@ -468,11 +460,8 @@ class NetworkRuntime:
     def _dnsmasq(self) -> None:
         files = self.files
         os.makedirs(files.dir, mode=0o755, exist_ok=True)
-        for path, text in ((files.conf, dnsmasq_conf(self.net, files)),
-                           (files.hostsfile, dnsmasq_hostsfile(self.net)),
-                           (files.addnhosts, dnsmasq_addnhosts(self.net))):
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
+        with open(files.conf, "w", encoding="utf-8") as f:
+            f.write(dnsmasq_conf(self.net, files))
         _unlink(files.pid)
         self.record["dnsmasq"] = {"conf": files.conf}
         self._saved()
@@ -615,6 +604,7 @@ class GuestTap:
         """Privileges, the bridge and (managed='no') the existing tap; change nothing."""
         host = self.host
         if not host.managed:
+            assert host.target_dev is not None  # the model requires it with managed='no'
             with netlink(f"looking up tap '{host.target_dev}'") as ipr:
                 if link_index(ipr, host.target_dev) is None:
                     raise NetworkError(f"netlink: tap '{host.target_dev}' (managed='no') does "

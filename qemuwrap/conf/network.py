@@ -88,7 +88,7 @@ def _lease_seconds(parent: Node) -> int | None:
     lease = parent.take_one("lease")
     if lease is None:
         return None
-    unit = lease.get("unit", "minutes", choices=tuple(LEASE_UNITS))
+    unit = lease.get("unit", choices=tuple(LEASE_UNITS)) or "minutes"
     expiry = lease.require_int("expiry", maximum=4294967295)
     lease.finish()
     return expiry * LEASE_UNITS[unit]
@@ -652,8 +652,8 @@ class InterfaceHost(Record):
                             "(name the tap in <target dev=.../>)")
         tgt = node.take_one("target")
         if tgt is not None:
-            dev = tgt.require("dev")
-            if not valid_ifname(dev):
+            dev: str | None = tgt.require("dev")
+            if dev is None or not valid_ifname(dev):
                 raise tgt.error(f"invalid target dev '{dev}' (at most {IFNAMSIZ} characters, "
                                 "no '/', ':' or spaces)")
             managed = tgt.get("managed", choices=("yes", "no"))
