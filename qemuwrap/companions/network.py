@@ -183,6 +183,13 @@ def _wait_pidfd(pidfd: int, timeout: float) -> bool:
     return bool(readable)
 
 
+def host_tool(name: str) -> str:
+    """``name`` on PATH, else in /usr/sbin or /sbin (where Debian puts dnsmasq and nft,
+    often not on a non-login PATH); the bare name when nowhere, so the error names it."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    return found or name
+
+
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
@@ -342,7 +349,7 @@ class NetworkRuntime:
     every step, so a process killed half way leaves a record ``cleanup`` can undo."""
 
     def __init__(self, net: Network, rundir: str, *, save: SaveRecord | None = None,
-                 dnsmasq: str = "dnsmasq", nft: str = "nft",
+                 dnsmasq: str | None = None, nft: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT):
         if net.bridge is None:
             raise NetworkError(f"network '{net.name}' names no bridge (define it first)")
@@ -350,8 +357,8 @@ class NetworkRuntime:
         self.bridge: str = net.bridge
         self.files = NetworkFiles(rundir)
         self.save = save
-        self.dnsmasq = dnsmasq
-        self.nft = nft
+        self.dnsmasq = dnsmasq or host_tool("dnsmasq")
+        self.nft = nft or host_tool("nft")
         self.timeout = timeout
         self.record: Record = {"network": net.name, "bridge": net.bridge,
                                "rundir": rundir}
@@ -477,7 +484,7 @@ class NetworkRuntime:
 
     @staticmethod
     def cleanup(record: Record, *, timeout: float = DEFAULT_TIMEOUT,
-                nft: str = "nft") -> None:
+                nft: str | None = None) -> None:
         """Undo everything ``record`` says was done: stop dnsmasq, delete the nft
         table and the bridge, remove the runtime files.  Things already gone are fine;
         anything that cannot be undone is reported in one line after trying the rest."""
@@ -492,7 +499,7 @@ class NetworkRuntime:
         table = record.get("nft_table")
         if table:
             try:
-                _run_tool("nft", [nft, "-f", "-"], input_text=nft_delete(table),
+                _run_tool("nft", [nft or host_tool("nft"), "-f", "-"], input_text=nft_delete(table),
                           timeout=timeout)
             except QemuwrapError as exc:
                 failures.append(str(exc))
