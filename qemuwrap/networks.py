@@ -272,26 +272,25 @@ def _remove_state(name: str, root: str | None) -> None:
 
 
 def list_networks(*, root: str | None = None) -> list[dict[str, Any]]:
-    """Every defined network (and any active one whose definition is gone): name,
-    state, bridge, forward mode, uuid."""
-    names = set(defined_names())
+    """Every defined network, and any active one whose definition is gone: name, state,
+    whether it is persistent (defined), bridge, forward mode, uuid."""
+    defined = set(defined_names())
     try:
-        names |= set(os.listdir(os.path.join(state_root(root), "networks")))
+        running = set(os.listdir(os.path.join(state_root(root), "networks")))
     except FileNotFoundError:
-        pass
+        running = set()
     out = []
-    for name in sorted(names):
+    for name in sorted(defined | running):
         try:
             netconf.check_network_name(name)
         except XMLError:
             continue
         record = _read_record(name, root)
-        if record is None and name not in defined_names():
+        if record is None and name not in defined:
             continue  # only a lock file left
         net = _live_or_stored(name, root)
-        out.append({"name": name, "state": state_of(record),
-                    "persistent": name in defined_names(),
-                    "bridge": net.bridge if net else record and record.get("bridge"),
+        out.append({"name": name, "state": state_of(record), "persistent": name in defined,
+                    "bridge": net.bridge if net else (record or {}).get("bridge"),
                     "forward": (net.forward or "none") if net else None,
                     "uuid": net.uuid_str if net else None})
     return out

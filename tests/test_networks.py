@@ -504,3 +504,93 @@ def test_qemu_guest_gets_a_lease_through_its_tap(hostns, tmp_path):
     tap.stop()
     networks.stop("natnet")
     assert_nothing_left(hostns, tmp_path / "run" / "networks" / "natnet")
+
+
+# -- the demo guest on a NAT network --------------------------------------------------
+
+def demo_has_network() -> bool:
+    from qemuwrap import demoguest
+
+    return b"qemuwrap.net=" in demoguest.init_script()
+
+
+class DemoGuest:
+    """The demo guest under QEMU (TCG) with one virtio NIC on a GuestTap: a hand-written
+    argv whose network options come from netdev_options / nic_device_options."""
+
+    def __init__(self, image, workdir: Path, name: str, mac: str, cmdline: str):
+        host = interface("<interface type='network'><source network='natnet'/></interface>")
+        self.tap = comp.GuestTap(host, mac, bridge=networks.bridge_of("natnet"))
+        ifname = self.tap.start()["ifname"]
+        self.serial = workdir / f"{name}.serial.log"
+        self.out = workdir / f"{name}.qemu.out"
+        device = ",".join([f"virtio-net-pci,netdev=hostnet0,id=net0,mac={mac}",
+                           *(f"{k}={v}" for k, v in comp.nic_device_options(host, "virtio"))])
+        vhost = comp.use_vhost(host, "virtio", comp.vhost_available())
+        argv = [QEMU, "-accel", "tcg", "-machine", "pc,acpi=on", "-m", "256", "-nodefaults",
+                "-no-user-config", "-display", "none", "-no-reboot",
+                "-kernel", str(image.kernel), "-initrd", str(image.initrd),
+                "-append", "console=ttyS0 panic=-1 quiet qemuwrap.poweroff=0 qemuwrap.agent=0 "
+                + cmdline, "-serial", f"file:{self.serial}",
+                "-netdev", comp.netdev_options("hostnet0", ifname, vhost=vhost),
+                "-device", device]
+        with open(self.out, "wb") as out:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT)
+
+    def line(self, prefix: str, timeout: float = 120) -> str:
+        def found() -> bool:
+            return any(ln.startswith(prefix) for ln in self.log().splitlines()[:-1]) \
+                or self.proc.poll() is not None
+        wait_for(found, timeout, 0.1)
+        lines = [ln for ln in self.log().splitlines() if ln.startswith(prefix)]
+        assert lines, f"no {prefix!r}:\n{self.log()[-2000:]}\n{self.out.read_text()[-1000:]}"
+        return lines[0]
+
+    def log(self) -> str:
+        try:
+            return self.serial.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def destroy(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.tap.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 is not installed "
+                    "(Debian package qemu-system-x86)")
+def test_demo_guests_on_a_nat_network(hostns, tmp_path, request):
+    """Two demo guests on a NAT network: each gets a lease (the first its fixed address),
+    pings the gateway, and the second pings the first; after both are destroyed and the
+    network stopped, nothing of either is left in the namespace."""
+    if not demo_has_network():
+        pytest.skip("this demo guest has no network support (udhcpc on virtio-net comes "
+                    "with the demo guest's virtio update)")
+    demo_image = request.getfixturevalue("demo_image")
+    define(tmp_path, NAT)
+    networks.start("natnet")
+    started: list[DemoGuest] = []
+    try:
+        first = DemoGuest(demo_image, tmp_path, "first", "52:54:00:77:00:09",
+                          "qemuwrap.net=dhcp")
+        started.append(first)
+        assert first.line("net: eth0 ").startswith("net: eth0 lease 10.77.0.9/24 router "
+                                                   "10.77.0.1")
+        assert first.line("net: ping ") == "net: ping 10.77.0.1 ok"
+        second = DemoGuest(demo_image, tmp_path, "second", "52:54:00:77:00:42",
+                           "qemuwrap.net=dhcp qemuwrap.ping=10.77.0.9")
+        started.append(second)
+        lease = second.line("net: eth0 ")
+        assert lease.startswith("net: eth0 lease 10.77.0.1") and "router 10.77.0.1" in lease
+        assert second.line("net: ping 10.77.0.9") == "net: ping 10.77.0.9 ok"
+        macs = {x["mac"] for x in networks.info("natnet")["leases"]}
+        assert macs == {"52:54:00:77:00:09", "52:54:00:77:00:42"}
+    finally:
+        for guest in started:
+            guest.destroy()
+    networks.stop("natnet")
+    assert_nothing_left(hostns, tmp_path / "run" / "networks" / "natnet")
