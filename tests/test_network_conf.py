@@ -359,3 +359,18 @@ def test_guest_on_a_network_that_is_not_there(config):
         networks.stop("default")
     with pytest.raises(QemuwrapError, match="network 'nope' is not defined"):
         networks.start("nope")
+
+
+def test_plan_shows_what_start_runs(tmp_path):
+    """For a dry run: the nft ruleset and dnsmasq's argv and conf, nothing run or written."""
+    net = load("default-defined.xml")
+    runtime = comp.NetworkRuntime(net, str(tmp_path / "rt"), dnsmasq="/usr/sbin/dnsmasq",
+                                  nft="/usr/sbin/nft")
+    steps = runtime.plan()
+    assert [s["name"] for s in steps] == ["nft", "dnsmasq"]
+    assert steps[0]["argv"] == ["/usr/sbin/nft", "-f", "-"]
+    assert steps[0]["input"] == comp.nft_ruleset(net)
+    assert steps[1]["argv"][:2] == ["/usr/sbin/dnsmasq", f"--conf-file={tmp_path}/rt/dnsmasq.conf"]
+    assert "interface=virbr0" in steps[1]["config"]
+    assert not (tmp_path / "rt").exists()
+    assert comp.NetworkRuntime(load("host-bridge.xml"), str(tmp_path)).plan() == []

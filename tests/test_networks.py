@@ -368,9 +368,11 @@ def test_guest_tap_on_a_network(hostns, tmp_path):
     define(tmp_path, NAT)
     networks.start("natnet")
     host = interface("<interface type='network'><source network='natnet'/></interface>")
+    assert comp.planned_ifname(host) == "vnet0"
     first = comp.GuestTap(host, "52:54:00:00:00:01", bridge=networks.bridge_of("natnet"))
     second = comp.GuestTap(host, "52:54:00:00:00:02", bridge=networks.bridge_of("natnet"))
     assert first.start()["ifname"] == "vnet0"
+    assert comp.planned_ifname(host) == "vnet1"
     assert second.start()["ifname"] == "vnet1"
     with IPRoute() as ipr:
         br = ipr.link_lookup(ifname="qwbr0")[0]

@@ -368,6 +368,18 @@ class NetworkRuntime:
         return self.net.has_own_bridge and (self.net.dhcp_ip is not None
                                             or self.net.dns_enabled)
 
+    def plan(self) -> list[dict[str, Any]]:
+        """What ``start`` runs, for a dry run (nothing is checked or written): the nft
+        ruleset it applies, and dnsmasq's command line and configuration."""
+        if not self.net.has_own_bridge:
+            return []
+        steps: list[dict[str, Any]] = [{"name": "nft", "argv": [self.nft, "-f", "-"],
+                                        "input": nft_ruleset(self.net)}]
+        if self.needs_dnsmasq:
+            steps.append({"name": "dnsmasq", "argv": dnsmasq_argv(self.files, self.dnsmasq),
+                          "config": dnsmasq_conf(self.net, self.files)})
+        return steps
+
     def prepare(self) -> None:
         """Check privileges, tools and the bridge; change nothing."""
         net = self.net
@@ -589,6 +601,17 @@ def create_tap(name: str, *, multi_queue: bool = False, vnet_hdr: bool = True,
         fcntl.ioctl(fd, TUNSETPERSIST, 1)  # type: ignore[arg-type]
     finally:
         os.close(fd)
+
+
+def planned_ifname(host: InterfaceHost) -> str:
+    """The tap name a start would take now, for a dry run: ``<target dev>``, else the
+    first free vnetN (another guest may take it before this one starts)."""
+    if host.target_dev is not None:
+        return host.target_dev
+    with netlink("listing interfaces") as ipr:
+        names = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+    return next(name for name in (TAP_TEMPLATE.format(n) for n in range(_MAX_TAPS))
+                if name not in names)
 
 
 class GuestTap:
