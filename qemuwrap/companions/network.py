@@ -1,0 +1,786 @@
+"""Bringing networks and guest NICs up on the host: bridges, taps, dnsmasq, nftables.
+
+Two kinds of objects, each with ``prepare`` (check, change nothing), ``start`` (do it,
+returning a JSON-able *record* of what was done) and ``stop``; and a static
+``cleanup(record)`` that undoes a record left by a process that was killed:
+
+- :class:`NetworkRuntime`: one libvirt-style network.  For nat, route and isolated
+  networks: the bridge (netlink), its addresses and MTU, an nftables table of its own,
+  ``net.ipv4.ip_forward`` when it forwards, and dnsmasq for DHCP and DNS.  For
+  ``forward mode='bridge'`` nothing is started: the host bridge must exist.
+- :class:`GuestTap`: the tap device of one guest NIC, attached to a bridge.
+
+Netlink goes through pyroute2 (no ``ip`` commands).  nftables rules go through
+``nft -f -`` with a ruleset in nft's own language, because one such file is applied as
+one transaction (``table``; ``delete table``; ``table {...}`` replaces ours atomically
+and idempotently) and reads like what ``nft list table`` shows; ``nft -j`` would need
+the same rules as verbose JSON for no gain here.  Every wait has a deadline; every
+error is one line naming its part (``netlink:``, ``dnsmasq:``, ``nft:``).
+
+QEMU's side of a tap is built by the pure functions at the end (``netdev_options``,
+``nic_device_options``, ``link_commands``): QEMU opens the tap by name
+(``-netdev tap,ifname=...,script=no,downscript=no``), which keeps the argv exact and
+visible in a dry run, and works the same for a QEMU that is later adopted.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import signal
+import struct
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from qemuwrap.conf.network import InterfaceHost, Network
+from qemuwrap.errors import QemuwrapError
+
+#: Every wait on a host tool or process ends by then (seconds).
+DEFAULT_TIMEOUT = 10.0
+VHOST_NET = "/dev/vhost-net"
+TUN_DEVICE = "/dev/net/tun"
+#: CAP_NET_ADMIN's bit in /proc/self/status CapEff.
+_CAP_NET_ADMIN = 12
+Record = dict[str, Any]
+SaveRecord = Callable[[Record], None]
+
+
+class NetworkError(QemuwrapError):
+    """Bringing a network or a tap up or down failed; the text names the part."""
+
+
+# --------------------------------------------------------------------------------------
+# Privileges and netlink
+# --------------------------------------------------------------------------------------
+
+def has_net_admin() -> bool:
+    """Whether this process may change the host's network (CAP_NET_ADMIN in effect)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_NET_ADMIN & 1)
+    except OSError:
+        pass
+    return os.geteuid() == 0
+
+
+def require_net_admin(what: str, alternative: str = "") -> None:
+    if not has_net_admin():
+        raise NetworkError(f"netlink: {what} needs root (CAP_NET_ADMIN): run qemuwrap as "
+                           f"root{alternative}")
+
+
+@contextmanager
+def netlink(what: str) -> Iterator[Any]:
+    """An rtnetlink socket; a netlink failure becomes one line naming ``what``."""
+    from pyroute2 import IPRoute  # ~40 ms: only when a network is really touched
+    from pyroute2.netlink.exceptions import NetlinkError
+    try:
+        with IPRoute() as ipr:
+            yield ipr
+    except NetlinkError as exc:
+        hint = " (needs root: CAP_NET_ADMIN)" if exc.code == errno.EPERM else ""
+        raise NetworkError(f"netlink: {what}: {os.strerror(exc.code)}{hint}") from None
+
+
+def link_index(ipr: Any, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def link_kind(ipr: Any, index: int) -> str | None:
+    links = ipr.get_links(index)
+    info = links[0].get_attr("IFLA_LINKINFO") if links else None
+    return info.get_attr("IFLA_INFO_KIND") if info is not None else None
+
+
+def _delete_link(ipr: Any, name: str, index: int | None) -> bool:
+    """Delete link ``name`` if it is still the one with ``index`` (an index is never
+    reused soon, so a later device of the same name is never taken for ours)."""
+    current = link_index(ipr, name)
+    if current is None or (index is not None and current != index):
+        return False
+    ipr.link("del", index=current)
+    return True
+
+
+# --------------------------------------------------------------------------------------
+# Processes: run a tool with a deadline, stop a daemon we started
+# --------------------------------------------------------------------------------------
+
+def _run_tool(part: str, argv: list[str], *, input_text: str | None = None,
+              timeout: float = DEFAULT_TIMEOUT) -> str:
+    """Run a host tool to completion within ``timeout``; a failure is one line naming it."""
+    try:
+        done = subprocess.run(argv, input=input_text, capture_output=True, text=True,
+                              timeout=timeout, check=False, stdin=None if input_text
+                              is not None else subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise NetworkError(f"{part}: {argv[0]} not found (install it: see README)") from None
+    except subprocess.TimeoutExpired:
+        raise NetworkError(f"{part}: no answer within {timeout:g} s") from None
+    if done.returncode != 0:
+        lines = [ln.strip() for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+        reason = lines[0] if lines else f"exit status {done.returncode}"
+        raise NetworkError(f"{part}: {reason}")
+    return done.stdout
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat): with
+    the pid, it identifies one process for good."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2:].split()[19])
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def stop_process(pid: int, start_time: int | None, marker: str,
+                 timeout: float = DEFAULT_TIMEOUT) -> bool:
+    """SIGTERM the process ``pid`` if it is still the one we started (same start time,
+    ``marker`` in its command line), SIGKILL it after ``timeout``; wait until it is gone.
+    Returns whether it was running."""
+    if process_start_time(pid) is None or (start_time is not None
+                                           and process_start_time(pid) != start_time):
+        return False
+    if marker not in _cmdline(pid):
+        return False
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        if not _wait_pidfd(pidfd, timeout):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            if not _wait_pidfd(pidfd, timeout):
+                raise NetworkError(f"process {pid} did not end within {2 * timeout:g} s")
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+    return True
+
+
+def _wait_pidfd(pidfd: int, timeout: float) -> bool:
+    import select
+    readable, _, _ = select.select([pidfd], [], [], timeout)
+    return bool(readable)
+
+
+def host_tool(name: str) -> str:
+    """``name`` on PATH, else in /usr/sbin or /sbin (where Debian puts dnsmasq and nft,
+    often not on a non-login PATH); the bare name when nowhere, so the error names it."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    return found or name
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+# --------------------------------------------------------------------------------------
+# dnsmasq and nftables: what they are given (pure)
+# --------------------------------------------------------------------------------------
+
+class NetworkFiles:
+    """The runtime files of one network, all in its own directory."""
+
+    def __init__(self, rundir: str):
+        self.dir = rundir
+        self.conf = os.path.join(rundir, "dnsmasq.conf")
+        self.pid = os.path.join(rundir, "dnsmasq.pid")
+        self.leases = os.path.join(rundir, "dnsmasq.leases")
+        self.log = os.path.join(rundir, "dnsmasq.log")
+
+    @property
+    def removable(self) -> tuple[str, ...]:
+        """What ``stop`` removes (the log stays, as a guest's logs do)."""
+        return (self.conf, self.pid, self.leases)
+
+
+def nft_table(net: Network) -> str:
+    """The name of the one nftables table (family ip) that holds a network's rules."""
+    return f"qemuwrap-{net.name}"
+
+
+def _lease(seconds: int | None) -> str | None:
+    if seconds is None:
+        return None
+    return "infinite" if seconds == 0 else str(seconds)
+
+
+def dnsmasq_conf(net: Network, files: NetworkFiles) -> str:
+    """dnsmasq's whole configuration for ``net``: bound to the bridge only, reading no
+    file it is not given here (no /etc/hosts; /etc/resolv.conf only for a forwarding
+    network without its own forwarders).  Fixed DHCP hosts and DNS names are in this
+    file too, not in dhcp-hostsfile/addn-hosts files as libvirt has them: dnsmasq reads
+    those after dropping root (to 'nobody'), so they would have to be readable by
+    everyone along the whole path (measured: 'Permission denied' under a 0700 tmp
+    directory, and the fixed hosts silently missing); this file is read as root."""
+    assert net.bridge is not None
+    lines = [f"# qemuwrap network '{net.name}': dnsmasq reads only this file",
+             "strict-order", "no-hosts", "except-interface=lo", "bind-dynamic",
+             f"interface={net.bridge}", f"log-facility={files.log}"]
+    if not net.dns_enabled:
+        lines.append("port=0")
+    else:
+        if net.domain is not None:
+            lines += [f"domain={net.domain}", "expand-hosts"]
+            if net.domain_local_only:
+                lines.append(f"local=/{net.domain}/")
+        if net.dns.forward_plain_names is False:
+            lines.append("domain-needed")
+        upstream = [(d, a) for d, a in net.dns.forwarders]
+        if upstream or net.forward is None:
+            lines.append("no-resolv")  # isolated: nothing upstream unless named
+        else:
+            lines.append("resolv-file=/etc/resolv.conf")
+        for domain, addr in upstream:
+            target = "#" if addr is None else str(addr)  # '#': the usual resolvers
+            lines.append(f"server=/{domain}/{target}" if domain else f"server={target}")
+        lines += [f"host-record={','.join(h.hostnames)},{h.ip}" for h in net.dns.hosts]
+    ip = net.dhcp_ip
+    if ip is not None:
+        leases = 0
+        for r in ip.ranges:
+            parts = [str(r.start), str(r.end), str(ip.interface.netmask)]
+            lease = _lease(r.lease_seconds)
+            if lease is not None:
+                parts.append(lease)
+            lines.append("dhcp-range=" + ",".join(parts))
+            leases += r.size
+        if not ip.ranges:  # fixed hosts only: a static range over the subnet
+            lines.append(f"dhcp-range={ip.network.network_address},static,"
+                         f"{ip.interface.netmask}")
+        leases += len(ip.hosts)
+        lines += ["dhcp-no-override", "dhcp-authoritative", f"dhcp-lease-max={leases}"]
+        for h in ip.hosts:  # MAC (or name), fixed address, name, lease
+            lines.append("dhcp-host=" + ",".join(
+                p for p in (h.mac, str(h.ip) if h.ip else None, h.name,
+                            _lease(h.lease_seconds)) if p))
+    return "\n".join(lines) + "\n"
+
+
+def dnsmasq_argv(files: NetworkFiles, binary: str = "dnsmasq") -> list[str]:
+    """dnsmasq daemonises; its parent exits once the daemon is ready, or with the reason
+    it could not start (dnsmasq's own start-up protocol), so ``start`` needs no polling."""
+    return [binary, f"--conf-file={files.conf}", f"--pid-file={files.pid}",
+            f"--dhcp-leasefile={files.leases}"]
+
+
+def nft_ruleset(net: Network) -> str:
+    """Our table for ``net``, replacing any older one in the same transaction.
+
+    - nat: the subnet is masqueraded towards anything outside it (TCP/UDP source ports
+      in ``<nat><port>`` or 1024-65535, as libvirt does), not towards multicast or
+      broadcast; forwarding from the bridge is accepted, towards it only for
+      established/related connections.
+    - route: forwarding both ways is accepted, nothing is translated.
+    - isolated (no forward): nothing is forwarded from or to the bridge.
+    In every mode traffic between two guests on the bridge is accepted and anything
+    else that is forwarded from or to the bridge is rejected.  An ``accept`` here does
+    not override a ``drop`` in another table (nftables evaluates every base chain).
+    """
+    assert net.bridge is not None
+    table = nft_table(net)
+    br = f'"{net.bridge}"'
+    out_dev = f' oifname "{net.forward_dev}"' if net.forward_dev else ""
+    in_dev = f' iifname "{net.forward_dev}"' if net.forward_dev else ""
+    forward = [f"iifname {br} oifname {br} accept"]
+    post: list[str] = []
+    for ip in net.ips:
+        subnet = str(ip.network)
+        if net.forward == "nat":
+            forward += [f"iifname {br} ip saddr {subnet}{out_dev} accept",
+                        f"oifname {br} ip daddr {subnet}{in_dev} ct state "
+                        "established,related accept"]
+            ports = net.nat_ports or (1024, 65535)
+            base = f"ip saddr {subnet} ip daddr != {subnet}{out_dev}"
+            post += [f"ip saddr {subnet} ip daddr 224.0.0.0/24 return",
+                     f"ip saddr {subnet} ip daddr 255.255.255.255 return",
+                     f"{base} meta l4proto {{ tcp, udp }} masquerade to :{ports[0]}-{ports[1]}",
+                     f"{base} masquerade"]
+        elif net.forward == "route":
+            forward += [f"iifname {br} ip saddr {subnet}{out_dev} accept",
+                        f"oifname {br} ip daddr {subnet}{in_dev} accept"]
+    forward += [f"iifname {br} reject", f"oifname {br} reject"]
+    lines = [f"table ip {table}", f"delete table ip {table}", f"table ip {table} {{",
+             "\tchain forward {",
+             "\t\ttype filter hook forward priority filter; policy accept;",
+             *(f"\t\t{rule}" for rule in forward), "\t}"]
+    if post:
+        lines += ["\tchain postrouting {",
+                  "\t\ttype nat hook postrouting priority srcnat; policy accept;",
+                  *(f"\t\t{rule}" for rule in post), "\t}"]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def nft_delete(table: str) -> str:
+    """Removes our table; the ``table`` line first makes it a no-op when it is gone."""
+    return f"table ip {table}\ndelete table ip {table}\n"
+
+
+# --------------------------------------------------------------------------------------
+# A network
+# --------------------------------------------------------------------------------------
+
+class NetworkRuntime:
+    """Bring one network up and down.  ``save`` (if given) receives the record after
+    every step, so a process killed half way leaves a record ``cleanup`` can undo."""
+
+    def __init__(self, net: Network, rundir: str, *, save: SaveRecord | None = None,
+                 dnsmasq: str | None = None, nft: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT):
+        if net.bridge is None:
+            raise NetworkError(f"network '{net.name}' names no bridge (define it first)")
+        self.net = net
+        self.bridge: str = net.bridge
+        self.files = NetworkFiles(rundir)
+        self.save = save
+        self.dnsmasq = dnsmasq or host_tool("dnsmasq")
+        self.nft = nft or host_tool("nft")
+        self.timeout = timeout
+        self.record: Record = {"network": net.name, "bridge": net.bridge,
+                               "rundir": rundir}
+
+    @property
+    def needs_dnsmasq(self) -> bool:
+        return self.net.has_own_bridge and (self.net.dhcp_ip is not None
+                                            or self.net.dns_enabled)
+
+    def plan(self) -> list[dict[str, Any]]:
+        """What ``start`` runs, for a dry run (nothing is checked or written): the nft
+        ruleset it applies, and dnsmasq's command line and configuration."""
+        if not self.net.has_own_bridge:
+            return []
+        steps: list[dict[str, Any]] = [{"name": "nft", "argv": [self.nft, "-f", "-"],
+                                        "input": nft_ruleset(self.net)}]
+        if self.needs_dnsmasq:
+            steps.append({"name": "dnsmasq", "argv": dnsmasq_argv(self.files, self.dnsmasq),
+                          "config": dnsmasq_conf(self.net, self.files)})
+        return steps
+
+    def prepare(self) -> None:
+        """Check privileges, tools and the bridge; change nothing."""
+        net = self.net
+        require_net_admin(f"starting network '{net.name}'")
+        with netlink(f"looking up bridge '{self.bridge}'") as ipr:
+            index = link_index(ipr, self.bridge)
+            if net.has_own_bridge and index is not None:
+                raise NetworkError(f"netlink: bridge '{net.bridge}' of network '{net.name}' "
+                                   "already exists (another network or the host uses it)")
+            if not net.has_own_bridge:
+                if index is None:
+                    raise NetworkError(f"netlink: host bridge '{net.bridge}' of network "
+                                       f"'{net.name}' does not exist: create it first")
+                if link_kind(ipr, index) != "bridge":
+                    raise NetworkError(f"netlink: '{net.bridge}' of network '{net.name}' is "
+                                       "not a bridge")
+        if net.has_own_bridge and shutil.which(self.nft) is None:
+            raise NetworkError(f"nft: {self.nft} not found (install nftables)")
+        if self.needs_dnsmasq and shutil.which(self.dnsmasq) is None:
+            raise NetworkError(f"dnsmasq: {self.dnsmasq} not found (install dnsmasq-base)")
+
+    def start(self) -> Record:
+        """Bring the network up; on any failure undo what was done and raise."""
+        self.prepare()
+        if not self.net.has_own_bridge:
+            self._saved()
+            return self.record
+        try:
+            self._bridge_up()
+            self._firewall()
+            if self.net.forward in ("nat", "route"):
+                self._ip_forward()
+            if self.needs_dnsmasq:
+                self._dnsmasq()
+        except BaseException:
+            try:
+                self.cleanup(self.record, timeout=self.timeout, nft=self.nft)
+            except QemuwrapError:
+                pass  # the first failure is the one to report
+            raise
+        return self.record
+
+    def stop(self) -> None:
+        self.cleanup(self.record, timeout=self.timeout, nft=self.nft)
+
+    def _saved(self) -> None:
+        if self.save is not None:
+            self.save(self.record)
+
+    def _bridge_up(self) -> None:
+        net = self.net
+        name = self.bridge
+        with netlink(f"creating bridge '{name}'") as ipr:
+            # STP off while the forward delay is set: the kernel refuses a delay below
+            # 2 s with STP on (and raises it to 2 s when STP is turned on).
+            attrs: dict[str, Any] = {"br_stp_state": 0, "br_forward_delay": net.delay * 100}
+            if net.mac is not None:
+                attrs["address"] = net.mac
+            ipr.link("add", ifname=name, kind="bridge", **attrs)
+            index = link_index(ipr, name)
+            self.record.update(bridge_index=index, bridge_created=True)
+            self._saved()
+            if net.stp:
+                ipr.link("set", index=index, kind="bridge", br_stp_state=1)
+            if net.mtu is not None:
+                ipr.link("set", index=index, mtu=net.mtu)
+            for ip in net.ips:
+                ipr.addr("add", index=index, address=str(ip.address),
+                         prefixlen=ip.network.prefixlen,
+                         broadcast=str(ip.network.broadcast_address))
+            ipr.link("set", index=index, state="up")
+
+    def _firewall(self) -> None:
+        table = nft_table(self.net)
+        self.record["nft_table"] = table
+        self._saved()
+        _run_tool("nft", [self.nft, "-f", "-"], input_text=nft_ruleset(self.net),
+                  timeout=self.timeout)
+
+    def _ip_forward(self) -> None:
+        """Forwarding must be on for nat and route.  It is left on at stop (other
+        networks or the host may rely on it), as libvirt does; the record says whether
+        we turned it on."""
+        path = "/proc/sys/net/ipv4/ip_forward"
+        try:
+            with open(path, encoding="ascii") as f:
+                on = f.read().strip() == "1"
+            if not on:
+                with open(path, "w", encoding="ascii") as f:
+                    f.write("1\n")
+        except OSError as exc:
+            raise NetworkError(f"sysctl: cannot enable net.ipv4.ip_forward: "
+                               f"{exc.strerror}") from None
+        self.record["ip_forward_enabled"] = not on
+        self._saved()
+
+    def _dnsmasq(self) -> None:
+        files = self.files
+        os.makedirs(files.dir, mode=0o755, exist_ok=True)
+        with open(files.conf, "w", encoding="utf-8") as f:
+            f.write(dnsmasq_conf(self.net, files))
+        _unlink(files.pid)
+        self.record["dnsmasq"] = {"conf": files.conf}
+        self._saved()
+        _run_tool("dnsmasq", dnsmasq_argv(files, self.dnsmasq), timeout=self.timeout)
+        try:
+            with open(files.pid, encoding="ascii") as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            raise NetworkError(f"dnsmasq: started but wrote no pid file {files.pid}") from None
+        self.record["dnsmasq"] = {"pid": pid, "start_time": process_start_time(pid),
+                                  "conf": files.conf}
+        self._saved()
+
+    @staticmethod
+    def cleanup(record: Record, *, timeout: float = DEFAULT_TIMEOUT,
+                nft: str | None = None) -> None:
+        """Undo everything ``record`` says was done: stop dnsmasq, delete the nft
+        table and the bridge, remove the runtime files.  Things already gone are fine;
+        anything that cannot be undone is reported in one line after trying the rest."""
+        failures: list[str] = []
+        dns = record.get("dnsmasq")
+        if dns and dns.get("pid"):
+            try:
+                stop_process(dns["pid"], dns.get("start_time"),
+                             f"--conf-file={dns['conf']}", timeout)
+            except QemuwrapError as exc:
+                failures.append(f"dnsmasq: {exc}")
+        table = record.get("nft_table")
+        if table:
+            try:
+                _run_tool("nft", [nft or host_tool("nft"), "-f", "-"], input_text=nft_delete(table),
+                          timeout=timeout)
+            except QemuwrapError as exc:
+                failures.append(str(exc))
+        if record.get("bridge_created"):
+            try:
+                with netlink(f"deleting bridge '{record['bridge']}'") as ipr:
+                    _delete_link(ipr, record["bridge"], record.get("bridge_index"))
+            except QemuwrapError as exc:
+                failures.append(str(exc))
+        if record.get("rundir"):
+            for path in NetworkFiles(record["rundir"]).removable:
+                try:
+                    _unlink(path)
+                except OSError as exc:
+                    failures.append(f"cannot remove {path}: {exc.strerror}")
+        if failures:
+            raise NetworkError("; ".join(failures))
+
+
+def read_leases(path: str) -> list[dict[str, Any]]:
+    """dnsmasq's lease file: ``expiry mac ip hostname client-id`` per line."""
+    leases = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 4 or ":" in parts[2]:
+            continue  # short, or an IPv6 (duid) line
+        leases.append({"expiry": int(parts[0]) if parts[0].isdigit() else None,
+                       "mac": parts[1], "ip": parts[2],
+                       "hostname": None if parts[3] == "*" else parts[3]})
+    return leases
+
+
+# --------------------------------------------------------------------------------------
+# A guest's tap
+# --------------------------------------------------------------------------------------
+
+#: libvirt's names for taps it makes: vnet0, vnet1, ... (the first free one).
+TAP_TEMPLATE = "vnet{}"
+_MAX_TAPS = 65536
+
+
+def tap_mac(guest_mac: str) -> str:
+    """The host end's MAC: the guest's with the first byte 0xfe, as libvirt does, so a
+    bridge never takes a guest's MAC (bridges use their ports' lowest MAC)."""
+    return "fe" + guest_mac[2:]
+
+
+def create_tap(name: str, *, multi_queue: bool = False, vnet_hdr: bool = True,
+               owner: int | None = None, group: int | None = None) -> None:
+    """Create the persistent tap ``name``, failing with EBUSY if it exists.
+
+    Hand-written (~15 lines of ioctl) instead of pyroute2's ``kind='tuntap'``: that
+    path drops IFF_TUN_EXCL, so adding a tap whose name exists silently attaches to the
+    existing device (measured with pyroute2 0.9.7: a second add of 'vnet0' succeeds),
+    and two guests could share a tap.  The ioctl numbers are pyroute2's."""
+    from pyroute2.netlink.rtnl.ifinfmsg import (
+        IFT_MULTI_QUEUE,
+        IFT_NO_PI,
+        IFT_TAP,
+        IFT_TUN_EXCL,
+        IFT_VNET_HDR,
+    )
+    from pyroute2.netlink.rtnl.ifinfmsg.tuntap import (
+        TUNSETGROUP,
+        TUNSETIFF,
+        TUNSETOWNER,
+        TUNSETPERSIST,
+    )
+    flags = IFT_TAP | IFT_NO_PI | IFT_TUN_EXCL
+    if vnet_hdr:
+        flags |= IFT_VNET_HDR
+    if multi_queue:
+        flags |= IFT_MULTI_QUEUE
+    ifreq = struct.pack("16sH22x", name.encode("ascii"), flags)  # struct ifreq: 40 bytes
+    fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, ifreq)  # type: ignore[arg-type]
+        if owner is not None:
+            fcntl.ioctl(fd, TUNSETOWNER, owner)  # type: ignore[arg-type]
+        if group is not None:
+            fcntl.ioctl(fd, TUNSETGROUP, group)  # type: ignore[arg-type]
+        fcntl.ioctl(fd, TUNSETPERSIST, 1)  # type: ignore[arg-type]
+    finally:
+        os.close(fd)
+
+
+def planned_ifname(host: InterfaceHost) -> str:
+    """The tap name a start would take now, for a dry run: ``<target dev>``, else the
+    first free vnetN (another guest may take it before this one starts)."""
+    if host.target_dev is not None:
+        return host.target_dev
+    with netlink("listing interfaces") as ipr:
+        names = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+    return next(name for name in (TAP_TEMPLATE.format(n) for n in range(_MAX_TAPS))
+                if name not in names)
+
+
+class GuestTap:
+    """The tap of one guest NIC: made (or, with ``managed='no'``, found), given the
+    guest's MTU, attached to ``bridge`` (None: left unattached, type='ethernet') and up.
+
+    ``bridge`` is resolved by the caller: ``<source bridge>`` for type='bridge', the
+    network's bridge (:func:`qemuwrap.networks.bridge_of`) for type='network'."""
+
+    def __init__(self, host: InterfaceHost, mac: str, *, bridge: str | None,
+                 owner: int | None = None, group: int | None = None):
+        self.host = host
+        self.mac = mac
+        self.bridge = bridge
+        self.owner = owner
+        self.group = group
+        self.record: Record = {}
+
+    def prepare(self) -> None:
+        """Privileges, the bridge and (managed='no') the existing tap; change nothing."""
+        host = self.host
+        if not host.managed:
+            assert host.target_dev is not None  # the model requires it with managed='no'
+            with netlink(f"looking up tap '{host.target_dev}'") as ipr:
+                if link_index(ipr, host.target_dev) is None:
+                    raise NetworkError(f"netlink: tap '{host.target_dev}' (managed='no') does "
+                                       "not exist: create it first (ip tuntap add "
+                                       f"{host.target_dev} mode tap user USER)")
+            return
+        require_net_admin("creating a tap device",
+                          ", or use <interface type='ethernet'> with <target dev='TAP' "
+                          "managed='no'/> naming a tap made beforehand")
+        if not os.path.exists(TUN_DEVICE):
+            raise NetworkError(f"netlink: {TUN_DEVICE} is missing (modprobe tun)")
+        if self.bridge is not None:
+            with netlink(f"looking up bridge '{self.bridge}'") as ipr:
+                index = link_index(ipr, self.bridge)
+                if index is None:
+                    raise NetworkError(f"netlink: bridge '{self.bridge}' does not exist")
+                if link_kind(ipr, index) != "bridge":
+                    raise NetworkError(f"netlink: '{self.bridge}' is not a bridge")
+
+    def start(self) -> Record:
+        """Make the tap and bring it up; returns the record (``ifname`` is what QEMU is
+        given).  A failure removes the tap again."""
+        self.prepare()
+        host = self.host
+        if not host.managed:
+            self.record = {"ifname": host.target_dev, "created": False}
+            return self.record
+        name = self._create()
+        try:
+            with netlink(f"setting up tap '{name}'") as ipr:
+                index = link_index(ipr, name)
+                self.record = {"ifname": name, "index": index, "created": True}
+                attrs: dict[str, Any] = {"address": tap_mac(self.mac)}
+                mtu = host.mtu
+                if self.bridge is not None:
+                    br = link_index(ipr, self.bridge)
+                    if br is None:
+                        raise NetworkError(f"netlink: bridge '{self.bridge}' does not exist")
+                    if mtu is None:  # the bridge's MTU, so a jumbo bridge stays one
+                        mtu = ipr.get_links(br)[0].get_attr("IFLA_MTU")
+                    attrs["master"] = br
+                if mtu is not None:
+                    attrs["mtu"] = mtu
+                ipr.link("set", index=index, **attrs)
+                ipr.link("set", index=index, state="up")
+        except BaseException:
+            self.cleanup(self.record or {"ifname": name, "created": True})
+            raise
+        return self.record
+
+    def _create(self) -> str:
+        host = self.host
+        multi = host.queues > 1
+        candidates: Iterator[str]
+        if host.target_dev is not None:
+            candidates = iter([host.target_dev])
+        else:
+            candidates = (TAP_TEMPLATE.format(n) for n in range(_MAX_TAPS))
+        for name in candidates:
+            try:
+                create_tap(name, multi_queue=multi, owner=self.owner, group=self.group)
+                return name
+            except OSError as exc:
+                if exc.errno == errno.EBUSY and host.target_dev is None:
+                    continue  # taken: the next vnetN
+                if exc.errno == errno.EBUSY:
+                    raise NetworkError(f"netlink: tap '{name}' already exists (use "
+                                       "managed='no' to use an existing tap)") from None
+                hint = " (needs root: CAP_NET_ADMIN)" if exc.errno == errno.EPERM else ""
+                raise NetworkError(f"netlink: creating tap '{name}': "
+                                   f"{exc.strerror}{hint}") from None
+        raise NetworkError("netlink: no free vnetN name for a tap")
+
+    def stop(self) -> None:
+        self.cleanup(self.record)
+
+    @staticmethod
+    def cleanup(record: Record) -> None:
+        """Delete the tap ``record`` says we made (if it is still that device)."""
+        if not record.get("created") or not record.get("ifname"):
+            return
+        with netlink(f"deleting tap '{record['ifname']}'") as ipr:
+            _delete_link(ipr, record["ifname"], record.get("index"))
+
+
+# --------------------------------------------------------------------------------------
+# QEMU's side (pure)
+# --------------------------------------------------------------------------------------
+
+def vhost_available(path: str = VHOST_NET) -> bool:
+    return os.path.exists(path)
+
+
+def use_vhost(host: InterfaceHost, model: str, available: bool) -> bool:
+    """vhost-net for virtio NICs when the host has it, unless ``<driver name='qemu'>``.
+    ``<driver name='vhost'>`` without /dev/vhost-net is refused by :func:`refusals`."""
+    return model == "virtio" and host.driver_name != "qemu" and available
+
+
+def refusals(host: InterfaceHost, model: str, *, vhost: bool) -> list[str]:
+    """Why this NIC cannot be built with this QEMU and host, one line each (for
+    ``qemu/validate.py``; empty when it can)."""
+    out = []
+    if host.bandwidth is not None:
+        out.append("<bandwidth> is not supported: QEMU 7.2 has no rate limit for a tap "
+                   "netdev (libvirt shapes the tap with tc instead)")
+    if model != "virtio":
+        if host.mtu is not None:
+            out.append(f"<mtu> needs model 'virtio' (QEMU's host_mtu), not '{model}'")
+        if host.queues > 1:
+            out.append(f"<driver queues> needs model 'virtio', not '{model}'")
+        if host.driver_name == "vhost":
+            out.append(f"<driver name='vhost'> needs model 'virtio', not '{model}'")
+    elif host.driver_name == "vhost" and not vhost:
+        out.append(f"<driver name='vhost'>: {VHOST_NET} does not exist on this host "
+                   "(modprobe vhost_net, or leave the driver name out)")
+    return out
+
+
+def netdev_options(netdev_id: str, ifname: str, *, vhost: bool = False,
+                   queues: int = 1) -> str:
+    """``-netdev`` for a tap QEMU opens by name; qemuwrap made it, so no scripts run."""
+    opts = [f"tap,id={netdev_id},ifname={ifname},script=no,downscript=no"]
+    if vhost:
+        opts.append("vhost=on")
+    if queues > 1:
+        opts.append(f"queues={queues}")
+    return ",".join(opts)
+
+
+def nic_device_options(host: InterfaceHost, model: str) -> list[tuple[str, str]]:
+    """Extra ``-device`` properties of the NIC for its host end: multiqueue (``mq=on``
+    and libvirt's ``vectors=2*queues+2``) and ``host_mtu`` on virtio-net."""
+    if model != "virtio":
+        return []
+    extra = []
+    if host.queues > 1:
+        extra += [("mq", "on"), ("vectors", str(2 * host.queues + 2))]
+    if host.mtu is not None:
+        extra.append(("host_mtu", str(host.mtu)))
+    return extra
+
+
+def link_commands(host: InterfaceHost, nic_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """QMP commands to run once QEMU is up: ``<link state='down'/>`` is QEMU's
+    ``set_link`` on the NIC (as libvirt does after start)."""
+    if host.link_up:
+        return []
+    return [("set_link", {"name": nic_id, "up": False})]
