@@ -13,29 +13,64 @@ from qemuwrap.conf.devices.address import (
     PCIAddress,
     USBAddress,
 )
-from qemuwrap.conf.devices.chardev import CharSource, Console, Serial
+from qemuwrap.conf.devices.audio import Audio
+from qemuwrap.conf.devices.chardev import Channel, CharSource, Console, Parallel, Serial
 from qemuwrap.conf.devices.controller import Controller
 from qemuwrap.conf.devices.disk import Disk
+from qemuwrap.conf.devices.filesystem import Filesystem
 from qemuwrap.conf.devices.graphics import Graphics
+from qemuwrap.conf.devices.hostdev import Hostdev
+from qemuwrap.conf.devices.hub import Hub
 from qemuwrap.conf.devices.input import Input
+from qemuwrap.conf.devices.iommu import IOMMU
 from qemuwrap.conf.devices.memballoon import BalloonModel, MemBalloon
+from qemuwrap.conf.devices.memory import MemoryDevice
 from qemuwrap.conf.devices.net import Interface
+from qemuwrap.conf.devices.panic import Panic
+from qemuwrap.conf.devices.redirdev import Redirdev, Redirfilter
+from qemuwrap.conf.devices.rng import RNG
+from qemuwrap.conf.devices.shmem import Shmem
+from qemuwrap.conf.devices.smartcard import Smartcard
+from qemuwrap.conf.devices.sound import Sound
+from qemuwrap.conf.devices.tpm import TPM
 from qemuwrap.conf.devices.video import Video
+from qemuwrap.conf.devices.vsock import Vsock
+from qemuwrap.conf.devices.watchdog import Watchdog
 from qemuwrap.conf.xmlmodel import Element, ParseContext, Path, child, children, text_child
 
 
 class Devices(Element):
+    """Fields in the order libvirt writes them (virDomainDefFormatInternal)."""
+
     TAG = "devices"
     emulator: str | None = text_child("emulator", Path())
     disks: list[Disk] = children(Disk)
     controllers: list[Controller] = children(Controller)
+    filesystems: list[Filesystem] = children(Filesystem)
     interfaces: list[Interface] = children(Interface)
+    smartcards: list[Smartcard] = children(Smartcard)
     serials: list[Serial] = children(Serial)
+    parallels: list[Parallel] = children(Parallel)
     consoles: list[Console] = children(Console)
+    channels: list[Channel] = children(Channel)
     inputs: list[Input] = children(Input)
+    tpms: list[TPM] = children(TPM)
     graphics: list[Graphics] = children(Graphics)
+    sounds: list[Sound] = children(Sound)
+    audios: list[Audio] = children(Audio)
     videos: list[Video] = children(Video)
+    hostdevs: list[Hostdev] = children(Hostdev)
+    redirdevs: list[Redirdev] = children(Redirdev)
+    redirfilter: Redirfilter | None = child(Redirfilter)
+    hubs: list[Hub] = children(Hub)
+    watchdogs: list[Watchdog] = children(Watchdog)
     memballoon_el: MemBalloon | None = child(MemBalloon)
+    rngs: list[RNG] = children(RNG)
+    panics: list[Panic] = children(Panic)
+    shmems: list[Shmem] = children(Shmem)
+    memories: list[MemoryDevice] = children(MemoryDevice)
+    iommu: IOMMU | None = child(IOMMU)
+    vsock: Vsock | None = child(Vsock)
 
     def check(self, ctx: ParseContext) -> None:
         """Conflicts inside the device list itself (not QEMU-specific)."""

@@ -9,9 +9,21 @@ from qemuwrap.conf.xmlmodel import ON_OFF, Element, Int, ParseContext, Str, attr
 
 
 class CharType(enum.StrEnum):
+    NULL = "null"
+    VC = "vc"
     PTY = "pty"
+    DEV = "dev"
     FILE = "file"
+    PIPE = "pipe"
+    STDIO = "stdio"
+    UDP = "udp"
+    TCP = "tcp"
     UNIX = "unix"
+    SPICEVMC = "spicevmc"
+    SPICEPORT = "spiceport"
+    NMDM = "nmdm"
+    QEMU_VDAGENT = "qemu-vdagent"
+    DBUS = "dbus"
 
 
 class SourceMode(enum.StrEnum):
@@ -135,3 +147,33 @@ class Console(CharDevice):
     @property
     def port(self) -> int:
         return self.target.port if self.target is not None and self.target.port else 0
+
+
+class ParallelTarget(Element):
+    TAG = "target"
+    port: int | None = attr(Int(0, 2))
+
+
+class Parallel(CharDevice):
+    """``<parallel>``: an ISA parallel port."""
+
+    TAG = "parallel"
+    target: ParallelTarget | None = child(ParallelTarget)
+
+
+class ChannelTargetType(enum.StrEnum):
+    VIRTIO = "virtio"
+    GUESTFWD = "guestfwd"
+
+
+class ChannelTarget(Element):
+    TAG = "target"
+    type: ChannelTargetType = attr(ChannelTargetType, required=True)
+    name: str | None = attr(Str(r"[A-Za-z0-9_.\-]+", what="channel name"))
+
+
+class Channel(CharDevice):
+    """``<channel>``: a named virtio-serial port (the guest agent's) or a guestfwd."""
+
+    TAG = "channel"
+    target: ChannelTarget = child(ChannelTarget, required=True)

@@ -12,22 +12,53 @@ from qemuwrap.conf.xmlmodel import Element, ParseContext, Path, Str, attr, child
 class DiskType(enum.StrEnum):
     FILE = "file"
     BLOCK = "block"
+    DIR = "dir"
+    NETWORK = "network"
+    VOLUME = "volume"
+    NVME = "nvme"
+    VHOSTUSER = "vhostuser"
 
 
 class DiskDevice(enum.StrEnum):
     DISK = "disk"
     CDROM = "cdrom"
+    FLOPPY = "floppy"
+    LUN = "lun"
 
 
 class DiskBus(enum.StrEnum):
     IDE = "ide"
-    SATA = "sata"
+    FDC = "fdc"
+    SCSI = "scsi"
     VIRTIO = "virtio"
+    XEN = "xen"
+    USB = "usb"
+    UML = "uml"
+    SATA = "sata"
+    SD = "sd"
 
 
 class DiskFormat(enum.StrEnum):
     RAW = "raw"
+    DIR = "dir"
+    BOCHS = "bochs"
+    CLOOP = "cloop"
+    DMG = "dmg"
+    ISO = "iso"
+    VPC = "vpc"
+    VDI = "vdi"
+    FAT = "fat"
+    VHD = "vhd"
+    PLOOP = "ploop"
+    COW = "cow"
+    QCOW = "qcow"
     QCOW2 = "qcow2"
+    QED = "qed"
+    VMDK = "vmdk"
+    LUKS = "luks"
+    VHDX = "vhdx"
+    AIO = "aio"
+    NONE = "none"
 
 
 class DriverName(enum.StrEnum):
@@ -35,8 +66,9 @@ class DriverName(enum.StrEnum):
 
 
 #: libvirt's bus for a target name's prefix (virDomainDiskDefPostParse).
-BUS_BY_PREFIX = {"hd": DiskBus.IDE, "sd": DiskBus.SATA, "vd": DiskBus.VIRTIO}
-_TARGET = re.compile(r"(hd|sd|vd)[a-z]{1,2}")
+BUS_BY_PREFIX = {"hd": DiskBus.IDE, "sd": DiskBus.SATA, "vd": DiskBus.VIRTIO,
+                 "fd": DiskBus.FDC}
+_TARGET = re.compile(r"(hd|sd|vd|fd)[a-z]{1,2}")
 
 
 class DiskDriver(Element):

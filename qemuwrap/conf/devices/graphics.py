@@ -9,11 +9,20 @@ from qemuwrap.conf.xmlmodel import YES_NO, Element, Int, ParseContext, Str, attr
 
 
 class GraphicsType(enum.StrEnum):
+    SDL = "sdl"
     VNC = "vnc"
+    RDP = "rdp"
+    DESKTOP = "desktop"
+    SPICE = "spice"
+    EGL_HEADLESS = "egl-headless"
+    DBUS = "dbus"
 
 
 class ListenType(enum.StrEnum):
     ADDRESS = "address"
+    NETWORK = "network"
+    SOCKET = "socket"
+    NONE = "none"
 
 
 #: A host name or an IPv4/IPv6 address: what QEMU's VNC server can listen on.

@@ -10,13 +10,18 @@ from qemuwrap.conf.xmlmodel import ParseContext, attr
 
 class InputType(enum.StrEnum):
     MOUSE = "mouse"
-    KEYBOARD = "keyboard"
     TABLET = "tablet"
+    KEYBOARD = "keyboard"
+    PASSTHROUGH = "passthrough"
+    EVDEV = "evdev"
 
 
 class InputBus(enum.StrEnum):
     PS2 = "ps2"
     USB = "usb"
+    VIRTIO = "virtio"
+    XEN = "xen"
+    NONE = "none"
 
 
 class Input(Device):

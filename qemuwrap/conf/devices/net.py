@@ -10,12 +10,40 @@ from qemuwrap.conf.xmlmodel import Element, ParseContext, Str, attr, child, inte
 
 class InterfaceType(enum.StrEnum):
     USER = "user"
+    ETHERNET = "ethernet"
+    VHOSTUSER = "vhostuser"
+    SERVER = "server"
+    CLIENT = "client"
+    MCAST = "mcast"
+    NETWORK = "network"
+    BRIDGE = "bridge"
+    INTERNAL = "internal"
+    DIRECT = "direct"
+    HOSTDEV = "hostdev"
+    UDP = "udp"
+    VDPA = "vdpa"
+    NULL = "null"
+    VDS = "vds"
 
 
 class NICModel(enum.StrEnum):
     VIRTIO = "virtio"
+    VIRTIO_TRANSITIONAL = "virtio-transitional"
+    VIRTIO_NON_TRANSITIONAL = "virtio-non-transitional"
     E1000 = "e1000"
+    E1000E = "e1000e"
+    IGB = "igb"
     RTL8139 = "rtl8139"
+    VMXNET3 = "vmxnet3"
+    NE2K_PCI = "ne2k_pci"
+    PCNET = "pcnet"
+    I82551 = "i82551"
+    I82557B = "i82557b"
+    I82559ER = "i82559er"
+    USB_NET = "usb-net"
+    SPAPR_VLAN = "spapr-vlan"
+    LAN9118 = "lan9118"
+    SMC91C111 = "smc91c111"
 
 
 class MAC(Element):

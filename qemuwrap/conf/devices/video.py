@@ -10,7 +10,17 @@ from qemuwrap.conf.xmlmodel import YES_NO, Element, Int, attr, child
 
 class VideoModel(enum.StrEnum):
     VGA = "vga"
+    CIRRUS = "cirrus"
+    VMVGA = "vmvga"
+    XEN = "xen"
+    VBOX = "vbox"
+    QXL = "qxl"
+    PARALLELS = "parallels"
+    VIRTIO = "virtio"
+    GOP = "gop"
     NONE = "none"
+    BOCHS = "bochs"
+    RAMFB = "ramfb"
 
 
 class VideoModelEl(Element):

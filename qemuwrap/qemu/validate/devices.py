@@ -9,7 +9,6 @@ from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
 from qemuwrap.conf.devices.disk import DiskBus, DiskDevice
 from qemuwrap.conf.devices.input import InputBus
 from qemuwrap.conf.devices.memballoon import BalloonModel
-from qemuwrap.conf.devices.video import VideoModel
 from qemuwrap.qemu.build.controller import controller_device
 from qemuwrap.qemu.build.disk import disk_device
 from qemuwrap.qemu.build.input import USB_INPUT_DEVICES
@@ -69,12 +68,16 @@ def check_disks(v: Validation) -> None:
                 v.refuse(disk, f"disk '{disk.target_dev}' needs <controller type='sata' "
                                f"index='{controller}'/>")
                 continue
-        v.require_device(disk_device(disk), disk)
+        device = disk_device(disk)
+        if device is not None:
+            v.require_device(device, disk)
 
 
 def check_interfaces(v: Validation) -> None:
     for nic in v.dom.devices.interfaces:
-        v.require_device(NIC_DEVICES[nic.model], nic)
+        device = NIC_DEVICES.get(nic.model)
+        if device is not None:
+            v.require_device(device, nic)
 
 
 def check_chardevs(v: Validation) -> None:
@@ -102,13 +105,16 @@ def check_inputs(v: Validation) -> None:
         if not usb or controller_device(usb[0], v.q35) is None:
             v.refuse(inp, "a USB device needs <controller type='usb'/> (not model 'none')")
             continue
-        v.require_device(USB_INPUT_DEVICES[inp.type], inp)
+        device = USB_INPUT_DEVICES.get(inp.type)
+        if device is not None:
+            v.require_device(device, inp)
 
 
 def check_video(v: Validation) -> None:
     for video in v.dom.devices.videos:
-        if video.model.type != VideoModel.NONE:
-            v.require_device(VIDEO_DEVICES[video.model.type], video)
+        device = VIDEO_DEVICES.get(video.model.type)
+        if device is not None:
+            v.require_device(device, video)
 
 
 def check_memballoon(v: Validation) -> None:

@@ -1,0 +1,17 @@
+"""``<hub>``: a USB hub."""
+
+from __future__ import annotations
+
+import enum
+
+from qemuwrap.conf.devices.address import Device
+from qemuwrap.conf.xmlmodel import attr
+
+
+class HubType(enum.StrEnum):
+    USB = "usb"
+
+
+class Hub(Device):
+    TAG = "hub"
+    type: HubType = attr(HubType, required=True)

@@ -1,0 +1,82 @@
+"""Refusals for what the model reads but no builder builds yet: a guest never starts
+without a device its XML asked for.  Each area removes its entries as it builds them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from qemuwrap.conf.devices.chardev import CharType
+from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
+from qemuwrap.conf.devices.disk import DiskBus, DiskDevice, DiskFormat, DiskType
+from qemuwrap.conf.devices.graphics import GraphicsType
+from qemuwrap.conf.devices.input import InputBus, InputType
+from qemuwrap.conf.devices.net import InterfaceType, NICModel
+from qemuwrap.conf.devices.video import VideoModel
+
+if TYPE_CHECKING:
+    from qemuwrap.qemu.validate import Validation
+
+#: Device lists no builder handles yet.
+UNBUILT_LISTS = ("filesystems", "smartcards", "parallels", "channels", "tpms", "sounds",
+                 "audios", "hostdevs", "redirdevs", "hubs", "watchdogs", "rngs", "panics",
+                 "shmems", "memories")
+UNBUILT_ONE = ("redirfilter", "iommu", "vsock")
+
+BUILT = {
+    "controller type": {ControllerType.USB, ControllerType.IDE, ControllerType.SATA,
+                        ControllerType.PCI, ControllerType.VIRTIO_SERIAL},
+    "controller model": {ControllerModel.PIIX3_UHCI, ControllerModel.QEMU_XHCI,
+                         ControllerModel.NEC_XHCI, ControllerModel.NONE,
+                         ControllerModel.PCI_ROOT, ControllerModel.PCIE_ROOT,
+                         ControllerModel.PIIX3, ControllerModel.PIIX4, ControllerModel.AHCI},
+    "interface type": {InterfaceType.USER},
+    "interface model": {NICModel.VIRTIO, NICModel.E1000, NICModel.RTL8139},
+    "character device type": {CharType.PTY, CharType.FILE, CharType.UNIX},
+    "input type": {InputType.MOUSE, InputType.KEYBOARD, InputType.TABLET},
+    "input bus": {InputBus.PS2, InputBus.USB},
+    "graphics type": {GraphicsType.VNC},
+    "video model": {VideoModel.VGA, VideoModel.NONE},
+    "disk type": {DiskType.FILE, DiskType.BLOCK},
+    "disk device": {DiskDevice.DISK, DiskDevice.CDROM},
+    "disk bus": {DiskBus.IDE, DiskBus.SATA, DiskBus.VIRTIO},
+    "disk format": {DiskFormat.RAW, DiskFormat.QCOW2},
+}
+
+
+def _refuse(v: Validation, where, what: str, value) -> None:
+    if value is not None and value not in BUILT[what]:
+        v.refuse(where, f"{what} '{value}' is not supported by qemuwrap yet")
+
+
+def check_unbuilt(v: Validation) -> None:
+    devs = v.dom.devices
+    for name in UNBUILT_LISTS:
+        for dev in getattr(devs, name):
+            v.refuse(dev, f"<{dev.TAG}> is not supported by qemuwrap yet")
+    for name in UNBUILT_ONE:
+        dev = getattr(devs, name)
+        if dev is not None:
+            v.refuse(dev, f"<{dev.TAG}> is not supported by qemuwrap yet")
+    for c in devs.controllers:
+        _refuse(v, c, "controller type", c.type)
+        _refuse(v, c, "controller model", c.model)
+    for n in devs.interfaces:
+        _refuse(v, n, "interface type", n.type)
+        _refuse(v, n, "interface model", n.model)
+    for ch in (*devs.serials, *devs.consoles):
+        _refuse(v, ch, "character device type", ch.type)
+    for i in devs.inputs:
+        _refuse(v, i, "input type", i.type)
+        _refuse(v, i, "input bus", i.bus)
+    for g in devs.graphics:
+        _refuse(v, g, "graphics type", g.type)
+    for vid in devs.videos:
+        _refuse(v, vid, "video model", vid.model.type)
+    for d in devs.disks:
+        _refuse(v, d, "disk type", d.type)
+        _refuse(v, d, "disk device", d.device)
+        _refuse(v, d, "disk bus", d.target.bus)
+        _refuse(v, d, "disk format", d.driver_type)
+
+
+CHECKS = [check_unbuilt]
