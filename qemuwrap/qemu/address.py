@@ -1,20 +1,22 @@
 """Address and id assignment (libvirt's qemu_domain_address.c and qemu_alias.c).
 
 Every device QEMU needs a place for gets one written into the model: PCI slots for PCI
-devices, controller/bus/unit for IDE and SATA disks; and every device an id.  Explicit
+devices, controller/bus/unit for disks (``conf/devices/disk.py``), and every device an
+id (``alias.py``).  Explicit
 addresses are honoured; the rest fill the free slots in libvirt's order, so a guest keeps
 the same hardware on every start (and the live definition shows it).
 """
 
 from __future__ import annotations
 
-from qemuwrap.conf.devices.address import Device, DriveAddress, PCIAddress
+from qemuwrap.conf.devices.address import Device, PCIAddress
 from qemuwrap.conf.devices.controller import Controller, ControllerModel, ControllerType
-from qemuwrap.conf.devices.disk import DiskBus
+from qemuwrap.conf.devices.disk import DiskBus, assign_drive_addresses
 from qemuwrap.conf.devices.memballoon import BalloonModel
 from qemuwrap.conf.devices.video import VideoModel
 from qemuwrap.conf.domain import Domain
 from qemuwrap.errors import Problems, UnsupportedError
+from qemuwrap.qemu.alias import assign_aliases
 from qemuwrap.qemu.build.controller import controller_device
 from qemuwrap.qemu.validate import MachineType, refusal
 
@@ -91,59 +93,9 @@ def assign_pci(dom: Domain, machine: MachineType) -> None:
         raise Problems.of(bus.errors)
 
 
-def assign_drives(dom: Domain) -> None:
-    """libvirt's virDomainDiskDefAssignAddress: position from the target name's index."""
-    for disk in dom.devices.disks:
-        if disk.address is not None or disk.bus == DiskBus.VIRTIO:
-            continue
-        idx = disk.index
-        if disk.bus == DiskBus.IDE:
-            disk.address = DriveAddress(controller=idx // 4, bus=(idx % 4) // 2, unit=idx % 2)
-        elif disk.bus == DiskBus.SATA:
-            disk.address = DriveAddress(controller=idx // 6, bus=0, unit=idx % 6)
-
-
-def assign_aliases(dom: Domain) -> None:
-    """libvirt's device ids (qemuAssignDeviceAliases), kept where the XML has them."""
-    from qemuwrap.conf.devices.address import Alias
-
-    def name(dev: Device, alias: str) -> None:
-        if dev.alias is None:
-            dev.alias = Alias(name=alias)
-
-    devs = dom.devices
-    for ctrl in devs.controllers:
-        if ctrl.type == ControllerType.USB:
-            name(ctrl, "usb" if ctrl.index == 0 else f"usb{ctrl.index}")
-        elif ctrl.type == ControllerType.PCI:
-            name(ctrl, "pcie.0" if ctrl.model == ControllerModel.PCIE_ROOT else
-                 f"pci.{ctrl.index}")
-        elif ctrl.type == ControllerType.IDE:
-            name(ctrl, "ide")
-        else:
-            name(ctrl, f"{ctrl.type}{ctrl.index}")
-    for disk in devs.disks:
-        addr = disk.address
-        if disk.bus == DiskBus.VIRTIO:
-            name(disk, f"virtio-disk{disk.index}")
-        elif isinstance(addr, DriveAddress):
-            prefix = "ide" if disk.bus == DiskBus.IDE else "sata"
-            name(disk, f"{prefix}{addr.controller}-{addr.bus}-{addr.unit}")
-    for n, nic in enumerate(devs.interfaces):
-        name(nic, f"net{n}")
-    for n, inp in enumerate(devs.inputs):
-        name(inp, f"input{n}")
-    for n, video in enumerate(devs.videos):
-        name(video, f"video{n}")
-    for serial in devs.serials:
-        name(serial, f"serial{serial.port}")
-    for n, console in enumerate(devs.consoles):
-        name(console, f"console{n}")
-    if devs.memballoon_el is not None:
-        name(devs.memballoon_el, "balloon0")
-
-
 def assign_addresses(dom: Domain, machine: MachineType) -> None:
-    assign_drives(dom)
+    """Addresses for every device (drive positions first: libvirt's post-parse), then
+    libvirt's ids."""
+    assign_drive_addresses(dom)
     assign_pci(dom, machine)
     assign_aliases(dom)

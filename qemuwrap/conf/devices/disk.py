@@ -169,3 +169,18 @@ class Disk(PCIDevice):
         for ch in self.target.dev[2:]:
             n = n * 26 + (ord(ch) - ord("a") + 1)
         return n - 1
+
+
+def assign_drive_addresses(dom) -> None:
+    """libvirt's virDomainDiskDefAssignAddress: a disk without an address sits where its
+    target name's index says (hdc: IDE bus 1 unit 0; sdh: SATA controller 1 unit 1)."""
+    from qemuwrap.conf.devices.address import DriveAddress
+
+    for disk in dom.devices.disks:
+        if disk.address is not None:
+            continue
+        idx = disk.index
+        if disk.bus == DiskBus.IDE:
+            disk.address = DriveAddress(controller=idx // 4, bus=(idx % 4) // 2, unit=idx % 2)
+        elif disk.bus == DiskBus.SATA:
+            disk.address = DriveAddress(controller=idx // 6, bus=0, unit=idx % 6)
