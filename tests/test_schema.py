@@ -168,12 +168,33 @@ VALID = {
                            "<target port='3'><model/></target></serial>"),
     "serial-unix-bind": dom(devices="<serial type='unix'><source path='/run/s.sock' "
                                     "mode='bind'/></serial>"),
-    "consoles": dom(devices="<console type='pty'/>"
-                            "<console type='pty'><target type='serial' port='3'/></console>"
-                            "<console type='pty'><target type='virtio' port='30'/></console>"
+    # libvirt reads these (the attributes a type does not use are ignored).
+    "serial-tcp": dom(devices="<serial type='tcp'><source mode='bind' host='::' "
+                              "service='4444'/></serial>"),
+    "serial-no-type": dom(devices="<serial/>"),
+    "serial-file-relative": dom(devices="<serial type='file'><source path='s.log'/></serial>"),
+    "serial-file-append-on": dom(devices="<serial type='file'><source path='/s.log' "
+                                         "append='on'/></serial>"),
+    "serial-file-mode": dom(devices="<serial type='file'><source path='/s.log' "
+                                    "mode='bind'/></serial>"),
+    "serial-unix-append": dom(devices="<serial type='unix'><source path='/s' "
+                                      "append='off'/></serial>"),
+    "serial-pty-source-mode": dom(devices="<serial type='pty'><source mode='bind'/></serial>"),
+    "serial-target-pci": dom(devices="<serial type='pty'><target type='pci-serial'/></serial>"),
+    "serial-log": dom(devices="<serial type='pty'><log file='/x'/></serial>"),
+    "console-serial-port-4": dom(devices="<console type='pty'><target port='4'/></console>"),
+    "console-virtio-port-31": dom(devices="<console type='pty'><target type='virtio' "
+                                          "port='31'/></console>"),
+    "mac-twice": dom(devices="<interface type='user'><mac address='52:54:00:00:00:01'/>"
+                             "</interface><interface type='user'><mac "
+                             "address='52:54:00:00:00:01'/></interface>"),
+    # Only the first console may be a serial port (libvirt's rule), so order matters.
+    "console-serial": dom(devices="<console type='pty'><target type='serial' port='3'/>"
+                                  "</console>"),
+    "consoles": dom(devices="<console type='pty'><target type='virtio' port='30'/></console>"
                             "<console type='file'><source path='/var/log/c.log'/>"
                             "<target type='virtio'/></console>"
-                            "<console type='unix'><target port='0'/>"
+                            "<console type='unix'><target type='virtio' port='0'/>"
                             "<source path='/run/c.sock' mode='connect'/></console>"),
     "inputs": dom(devices="<input type='mouse' bus='ps2'/><input type='keyboard' bus='usb'/>"
                           "<input type='mouse'/><input type='tablet'/>"
@@ -414,31 +435,13 @@ INVALID = {
                                          "<model type='virtio'/></interface>"),
     "interface-drive-address": dom(devices="<interface type='user'><address type='drive'/>"
                                            "</interface>"),
-    "serial-tcp": dom(devices="<serial type='tcp'><source mode='bind' host='::' "
-                              "service='4444'/></serial>"),
-    "serial-no-type": dom(devices="<serial/>"),
     "serial-file-no-source": dom(devices="<serial type='file'/>"),
     "serial-file-no-path": dom(devices="<serial type='file'><source/></serial>"),
-    "serial-file-relative": dom(devices="<serial type='file'><source path='s.log'/></serial>"),
-    "serial-file-append-on": dom(devices="<serial type='file'><source path='/s.log' "
-                                         "append='on'/></serial>"),
-    "serial-file-mode": dom(devices="<serial type='file'><source path='/s.log' "
-                                    "mode='bind'/></serial>"),
     "serial-unix-listen": dom(devices="<serial type='unix'><source path='/s' "
                                       "mode='listen'/></serial>"),
-    "serial-unix-append": dom(devices="<serial type='unix'><source path='/s' "
-                                      "append='off'/></serial>"),
-    "serial-pty-source-mode": dom(devices="<serial type='pty'><source mode='bind'/></serial>"),
-    "serial-port-4": dom(devices="<serial type='pty'><target port='4'/></serial>"),
-    "serial-target-pci": dom(devices="<serial type='pty'><target type='pci-serial'/></serial>"),
     "serial-model-16550a": dom(devices="<serial type='pty'><target><model name='16550a'/>"
                                        "</target></serial>"),
     "serial-target-twice": dom(devices="<serial type='pty'><target/><target/></serial>"),
-    "serial-log": dom(devices="<serial type='pty'><log file='/x'/></serial>"),
-    "console-sclp": dom(devices="<console type='pty'><target type='sclp'/></console>"),
-    "console-serial-port-4": dom(devices="<console type='pty'><target port='4'/></console>"),
-    "console-virtio-port-31": dom(devices="<console type='pty'><target type='virtio' "
-                                          "port='31'/></console>"),
     "console-target-model": dom(devices="<console type='pty'><target><model "
                                         "name='isa-serial'/></target></console>"),
     "console-spicevmc": dom(devices="<console type='spicevmc'/>"),
@@ -465,6 +468,9 @@ INVALID = {
 # libvirt's XML that the model reads but qemuwrap does not build yet: refused when a
 # command is built (qemu/validate), not by the reader or the schema.
 REFUSED_WHEN_BUILT = {
+    "serial-port-4": dom(devices="<serial type='pty'><target port='4'/></serial>"),
+    "console-sclp": dom(devices="<console type='pty'><target type='sclp'/></console>"),
+
     "devices-sound": dom(devices="<sound model='ich9'/>"),
 
     "devices-hostdev": dom(devices="<hostdev mode='subsystem' type='pci'/>"),
@@ -514,11 +520,8 @@ MODEL_ONLY = {
                              + disk(FILE_SRC + "<target dev='vda'/>")),
     "controller-index-twice": dom(devices="<controller type='usb' index='0'/>"
                                           "<controller type='usb'/>"),
-    "serial-port-twice": dom(devices="<serial type='pty'/><serial type='pty'>"
-                                     "<target port='0'/></serial>"),
-    "mac-twice": dom(devices="<interface type='user'><mac address='52:54:00:00:00:01'/>"
-                             "</interface><interface type='user'><mac "
-                             "address='52:54:00:00:00:01'/></interface>"),
+    "serial-port-twice": dom(devices="<serial type='pty'><target port='0'/></serial>"
+                                     "<serial type='pty'><target port='0'/></serial>"),
     "graphics-twice": dom(devices="<graphics type='vnc'/><graphics type='vnc'/>"),
     "graphics-listen-differs": dom(devices="<graphics type='vnc' listen='127.0.0.1'>"
                                            "<listen address='0.0.0.0'/></graphics>"),

@@ -14,7 +14,14 @@ from qemuwrap.conf.devices.address import (
     USBAddress,
 )
 from qemuwrap.conf.devices.audio import Audio
-from qemuwrap.conf.devices.chardev import Channel, CharSource, Console, Parallel, Serial
+from qemuwrap.conf.devices.chardev import (
+    Channel,
+    CharSource,
+    Console,
+    Parallel,
+    Serial,
+    chardev_post_parse,
+)
 from qemuwrap.conf.devices.controller import Controller
 from qemuwrap.conf.devices.disk import Disk
 from qemuwrap.conf.devices.filesystem import Filesystem
@@ -98,18 +105,10 @@ class Devices(Element):
                 ctx.record(ctrl.error(f"controller type '{ctrl.type}' index {ctrl.index} "
                                       "is defined twice"))
             ctrls.add((ctrl.type, ctrl.index))
-        ports: set[int] = set()
-        for serial in self.serials:
-            if serial.port in ports:
-                ctx.record(serial.error(f"serial port {serial.port} is defined twice"))
-            ports.add(serial.port)
+        for problem in chardev_post_parse(self.serials, self.parallels, self.consoles):
+            ctx.record(problem)
         if len(self.graphics) > 1:
             ctx.record(self.graphics[1].error("only one <graphics> is supported"))
-        macs: set[str] = set()
-        for nic in self.interfaces:
-            if nic.mac in macs:
-                ctx.record(nic.error(f"MAC address {nic.mac} is used twice"))
-            macs.add(nic.mac)
 
     @property
     def memballoon(self) -> MemBalloon:

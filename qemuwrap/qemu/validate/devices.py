@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from qemuwrap.conf.devices.chardev import ConsoleTargetType
 from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
 from qemuwrap.conf.devices.disk import DiskBus, DiskDevice
 from qemuwrap.conf.devices.input import InputBus
@@ -80,23 +79,6 @@ def check_interfaces(v: Validation) -> None:
             v.require_device(device, nic)
 
 
-def check_chardevs(v: Validation) -> None:
-    devs = v.dom.devices
-    serials = {s.port: s for s in devs.serials}
-    seen: set[int] = set()
-    for console in devs.consoles:
-        if console.target_type == ConsoleTargetType.SERIAL:
-            serial = serials.get(console.port)
-            if serial is not None and (serial.type, serial.path) != (console.type,
-                                                                     console.path):
-                v.refuse(console, f"console and serial port {console.port} are the same "
-                                  "device but differ in type or path")
-        else:
-            if console.port in seen:
-                v.refuse(console, f"virtio console port {console.port} is defined twice")
-            seen.add(console.port)
-
-
 def check_inputs(v: Validation) -> None:
     usb = [c for c in v.dom.devices.controllers if c.type == ControllerType.USB]
     for inp in v.dom.devices.inputs:
@@ -123,5 +105,5 @@ def check_memballoon(v: Validation) -> None:
         v.require_device("virtio-balloon-pci", balloon)
 
 
-CHECKS = [check_controllers, check_disks, check_interfaces, check_chardevs, check_inputs,
+CHECKS = [check_controllers, check_disks, check_interfaces, check_inputs,
           check_video, check_memballoon]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from qemuwrap.conf.devices.chardev import CharType
 from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
 from qemuwrap.conf.devices.disk import DiskBus, DiskDevice, DiskFormat, DiskType
 from qemuwrap.conf.devices.graphics import GraphicsType
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
     from qemuwrap.qemu.validate import Validation
 
 #: Device lists no builder handles yet.
-UNBUILT_LISTS = ("filesystems", "smartcards", "parallels", "channels", "tpms", "sounds",
+UNBUILT_LISTS = ("filesystems", "smartcards", "tpms", "sounds",
                  "audios", "hostdevs", "redirdevs", "hubs", "watchdogs", "rngs", "panics",
                  "shmems", "memories")
 UNBUILT_ONE = ("redirfilter", "iommu", "vsock")
@@ -31,7 +30,6 @@ BUILT = {
                          ControllerModel.PIIX3, ControllerModel.PIIX4, ControllerModel.AHCI},
     "interface type": {InterfaceType.USER},
     "interface model": {NICModel.VIRTIO, NICModel.E1000, NICModel.RTL8139},
-    "character device type": {CharType.PTY, CharType.FILE, CharType.UNIX},
     "input type": {InputType.MOUSE, InputType.KEYBOARD, InputType.TABLET},
     "input bus": {InputBus.PS2, InputBus.USB},
     "graphics type": {GraphicsType.VNC},
@@ -63,8 +61,6 @@ def check_unbuilt(v: Validation) -> None:
     for n in devs.interfaces:
         _refuse(v, n, "interface type", n.type)
         _refuse(v, n, "interface model", n.model)
-    for ch in (*devs.serials, *devs.consoles):
-        _refuse(v, ch, "character device type", ch.type)
     for i in devs.inputs:
         _refuse(v, i, "input type", i.type)
         _refuse(v, i, "input bus", i.bus)

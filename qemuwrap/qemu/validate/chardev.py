@@ -1,0 +1,105 @@
+"""Checks of character devices (libvirt's qemuValidateDomainChrDef and friends), and of
+what their host ends need from this host: a host device that exists, a socket path
+that fits, TLS certificates."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from qemuwrap.conf.devices.chardev import (
+    ChannelTargetType,
+    CharType,
+    ConsoleTargetType,
+    SerialTargetType,
+    chr_spec,
+)
+from qemuwrap.conf.devices.graphics import GraphicsType
+from qemuwrap.qemu.build.chardev import SERIAL_DEVICES, TLS_DIRS
+
+if TYPE_CHECKING:
+    from qemuwrap.qemu.validate import Validation
+
+#: sizeof(sockaddr_un.sun_path) less the terminating NUL.
+MAX_SOCKET_PATH = 107
+
+
+def check_host_end(v: Validation, dev, what: str) -> None:
+    """What a host end needs (any device with ``type`` and ``<source>``: serials,
+    channels, rng's egd backend, ...)."""
+    spec = chr_spec(dev)
+    kind = spec.type
+    if kind == CharType.NMDM:
+        v.refuse(dev, f"{what} type 'nmdm' (a FreeBSD null modem) is not supported by "
+                      "QEMU")
+        return
+    if kind in (CharType.SPICEVMC, CharType.SPICEPORT) and not any(
+            g.type == GraphicsType.SPICE for g in v.dom.devices.graphics):
+        v.refuse(dev, f"{what} type '{kind}' needs <graphics type='spice'>")
+    if kind == CharType.DEV and spec.path and not os.path.exists(spec.path):
+        v.refuse(dev, f"host device {spec.path} does not exist")
+    if kind == CharType.PIPE and spec.path and not (
+            os.path.exists(spec.path) or (os.path.exists(spec.path + ".in")
+                                          and os.path.exists(spec.path + ".out"))):
+        v.refuse(dev, f"pipe {spec.path} does not exist (QEMU opens {spec.path} or "
+                      f"{spec.path}.in and {spec.path}.out; make them with mkfifo)")
+    if kind == CharType.UNIX and spec.path and len(spec.path.encode()) > MAX_SOCKET_PATH:
+        v.refuse(dev, f"socket path {spec.path} is longer than a UNIX socket allows "
+                      f"({MAX_SOCKET_PATH} bytes)")
+    if kind in (CharType.TCP, CharType.UNIX) and spec.reconnect and not \
+            spec.reconnect_timeout:
+        v.refuse(dev, "<reconnect enabled='yes'> needs a timeout above 0")
+    if kind == CharType.TCP and spec.tls and not any(os.path.isdir(d) for d in TLS_DIRS):
+        v.refuse(dev, f"TLS for a chardev needs certificates in {' or '.join(TLS_DIRS)}, "
+                      "which do not exist on this host")
+
+
+def _serial(v: Validation, serial) -> None:
+    model = serial.model
+    if model is None or model not in SERIAL_DEVICES:
+        v.refuse(serial, f"serial target type '{serial.target_type}' with model "
+                         f"'{model}' is not supported for x86 QEMU guests")
+        return
+    if serial.target_type == SerialTargetType.ISA_SERIAL and serial.port > 3:
+        v.refuse(serial, f"ISA serial port {serial.port} is not supported (QEMU has 4: 0 to "
+                         "3)")
+    v.require_device(SERIAL_DEVICES[model], serial)
+
+
+def check_chardevs(v: Validation) -> None:
+    devs = v.dom.devices
+    for serial in devs.serials:
+        check_host_end(v, serial, "serial")
+        _serial(v, serial)
+    for par in devs.parallels:
+        check_host_end(v, par, "parallel")
+        v.require_device("isa-parallel", par)
+    for chan in devs.channels:
+        check_host_end(v, chan, "channel")
+        target = chan.target_type
+        if target == ChannelTargetType.XEN:
+            v.refuse(chan, "channel target type 'xen' is not supported (Xen guests only)")
+        elif target == ChannelTargetType.VIRTIO:
+            v.require_device("virtserialport", chan)
+        elif target == ChannelTargetType.GUESTFWD and chan.type == CharType.QEMU_VDAGENT:
+            v.refuse(chan, "a guestfwd channel cannot be a qemu-vdagent")
+    ports: set[int] = set()
+    for console in devs.consoles:
+        target = console.target_type
+        if target == ConsoleTargetType.SERIAL:
+            continue  # serial port 0's other name: built (and checked) as the serial
+        if target != ConsoleTargetType.VIRTIO:
+            v.refuse(console, f"console target type '{target}' is not supported for x86 QEMU "
+                              "guests")
+            continue
+        check_host_end(v, console, "console")
+        v.require_device("virtconsole", console)
+        addr = console.address
+        port = getattr(addr, "port", None)
+        if port is not None:
+            if port in ports:
+                v.refuse(console, f"virtio-serial port {port} is used twice")
+            ports.add(port)
+
+
+CHECKS = [check_chardevs]
