@@ -17,6 +17,10 @@ DEFAULT_CAPS = CAPS_DIR / "qemu-7.2.0.x86_64.json"
 #: The state directory root golden files are written for.
 GOLDEN_STATE_ROOT = "/run/qemuwrap"
 
+# The golden cases' own configuration (the networks their interfaces join), unless a
+# test sets its own; never the host's /etc/qemuwrap.
+os.environ.setdefault("QEMUWRAP_CONFIG_DIR", str(DATA / "config"))
+
 # qemuwrap commands the tests run as subprocesses use this working tree, not an
 # installed copy.
 os.environ["PYTHONPATH"] = os.pathsep.join(

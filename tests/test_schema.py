@@ -188,6 +188,15 @@ VALID = {
     "mac-twice": dom(devices="<interface type='user'><mac address='52:54:00:00:00:01'/>"
                              "</interface><interface type='user'><mac "
                              "address='52:54:00:00:00:01'/></interface>"),
+    # libvirt's interface types and NIC models (a user interface ignores a network name).
+    "interface-network": dom(devices="<interface type='network'><source network='default'/>"
+                                     "</interface>"),
+    "interface-no-type": dom(devices="<interface/>"),
+    "interface-source": dom(devices="<interface type='user'><source network='x'/></interface>"),
+    "memballoon-stats": dom(devices="<memballoon model='virtio'><stats period='10'/>"
+                                    "</memballoon>"),
+    "interface-model-ne2k": dom(devices="<interface type='user'><model type='ne2k_pci'/>"
+                                        "</interface>"),
     # Only the first console may be a serial port (libvirt's rule), so order matters.
     "console-serial": dom(devices="<console type='pty'><target type='serial' port='3'/>"
                                   "</console>"),
@@ -419,10 +428,6 @@ INVALID = {
     "controller-drive-address": dom(devices="<controller type='usb'><address "
                                             "type='drive'/></controller>"),
     "controller-ports": dom(devices="<controller type='usb' ports='8'/>"),
-    "interface-network": dom(devices="<interface type='network'><source network='default'/>"
-                                     "</interface>"),
-    "interface-no-type": dom(devices="<interface/>"),
-    "interface-source": dom(devices="<interface type='user'><source network='x'/></interface>"),
     "interface-mac-multicast": dom(devices="<interface type='user'><mac "
                                            "address='01:00:5e:00:00:01'/></interface>"),
     "interface-mac-short": dom(devices="<interface type='user'><mac address='52:54:00:00:01'/>"
@@ -459,21 +464,18 @@ INVALID = {
     "graphics-listen-network": dom(devices="<graphics type='vnc'><listen type='network' "
                                            "network='default'/></graphics>"),
     "memballoon-no-model": dom(devices="<memballoon/>"),
-    "memballoon-xen": dom(devices="<memballoon model='xen'/>"),
+    "hostdev-no-source": dom(devices="<hostdev mode='subsystem' type='pci'/>"),
     "memballoon-twice": dom(devices="<memballoon model='none'/><memballoon model='none'/>"),
-    "memballoon-stats": dom(devices="<memballoon model='virtio'><stats period='10'/>"
-                                    "</memballoon>"),
 }
 
 # libvirt's XML that the model reads but qemuwrap does not build yet: refused when a
 # command is built (qemu/validate), not by the reader or the schema.
 REFUSED_WHEN_BUILT = {
+    "memballoon-xen": dom(devices="<memballoon model='xen'/>"),
     "serial-port-4": dom(devices="<serial type='pty'><target port='4'/></serial>"),
     "console-sclp": dom(devices="<console type='pty'><target type='sclp'/></console>"),
 
     "devices-sound": dom(devices="<sound model='ich9'/>"),
-
-    "devices-hostdev": dom(devices="<hostdev mode='subsystem' type='pci'/>"),
 
     "disk-bus-scsi": dom(devices=disk(FILE_SRC + "<target dev='sda' bus='scsi'/>")),
 
@@ -493,9 +495,6 @@ REFUSED_WHEN_BUILT = {
 
     "controller-pci-bridge": dom(devices="<controller type='pci' index='1' "
                                          "model='pci-bridge'/>"),
-
-    "interface-model-ne2k": dom(devices="<interface type='user'><model type='ne2k_pci'/>"
-                                        "</interface>"),
 
     "input-passthrough": dom(devices="<input type='passthrough' bus='virtio'/>"),
 

@@ -27,7 +27,9 @@ from qemuwrap.qemu.build.chardev import build_chardevs
 from qemuwrap.qemu.build.controller import build_controllers
 from qemuwrap.qemu.build.disk import build_disks
 from qemuwrap.qemu.build.graphics import build_graphics
+from qemuwrap.qemu.build.hostdev import build_hostdevs
 from qemuwrap.qemu.build.input import build_inputs
+from qemuwrap.qemu.build.iommu import build_iommu
 from qemuwrap.qemu.build.machine import (
     build_actions,
     build_clock,
@@ -37,7 +39,12 @@ from qemuwrap.qemu.build.machine import (
 )
 from qemuwrap.qemu.build.memballoon import build_memballoon
 from qemuwrap.qemu.build.net import build_interfaces
+from qemuwrap.qemu.build.panic import build_panics
+from qemuwrap.qemu.build.rng import build_rngs
+from qemuwrap.qemu.build.shmem import build_shmems
 from qemuwrap.qemu.build.video import build_video
+from qemuwrap.qemu.build.vsock import build_vsock
+from qemuwrap.qemu.build.watchdog import build_watchdogs
 from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.defaults import add_implicit_devices
 from qemuwrap.qemu.validate import resolve_machine, validate
@@ -103,6 +110,7 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     build_clock(ctx)
     build_actions(ctx)
     build_boot(ctx)
+    build_iommu(ctx)
     build_controllers(ctx)
     build_disks(ctx)
     build_interfaces(ctx)
@@ -110,10 +118,16 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     build_inputs(ctx)
     build_graphics(ctx)
     build_video(ctx)
-    build_memballoon(ctx)
+    build_watchdogs(ctx)
+    build_hostdevs(ctx)
     if incoming:
         cmd.add("-incoming", "defer", why="restore: state comes over QMP")
+    build_memballoon(ctx)
+    build_rngs(ctx)
     if loadvm is not None:
         cmd.add("-loadvm", loadvm, why="revert: start from this snapshot")
+    build_panics(ctx)
+    build_shmems(ctx)
+    build_vsock(ctx)
     cmd.add("-msg", "timestamp=on", why="timestamps in QEMU's log")
     return cmd

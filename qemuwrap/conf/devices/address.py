@@ -12,7 +12,6 @@ from qemuwrap.conf.xmlmodel import (
     YES_NO,
     Element,
     Int,
-    Path,
     Str,
     Token,
     attr,
@@ -106,7 +105,7 @@ class ACPIIndex(Element):
 class ROM(Element):
     TAG = "rom"
     bar: bool | None = attr(ON_OFF)
-    file: str | None = attr(Path())
+    file: str | None = attr(Str(r"(/.*)?", what="absolute path"))  # '': no ROM at all
     enabled: bool | None = attr(YES_NO)
 
 

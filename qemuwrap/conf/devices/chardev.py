@@ -489,7 +489,8 @@ class Console(CharDevice):
         return self.target.port if self.target is not None and self.target.port else 0
 
     def address_types(self) -> tuple[str, ...] | None:
-        return ("virtio-serial",)
+        # A serial console is serial port 0 (libvirt writes that port's address here).
+        return None if self.target_type == ConsoleTargetType.SERIAL else ("virtio-serial",)
 
 
 class ParallelTarget(Element):

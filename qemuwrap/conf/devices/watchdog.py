@@ -1,11 +1,11 @@
-"""``<watchdog>``: a hardware watchdog and what its expiry does."""
+"""``<watchdog>``: a hardware watchdog and what QEMU does when it expires."""
 
 from __future__ import annotations
 
 import enum
 
 from qemuwrap.conf.devices.address import PCIDevice
-from qemuwrap.conf.xmlmodel import attr
+from qemuwrap.conf.xmlmodel import ParseContext, attr
 
 
 class WatchdogModel(enum.StrEnum):
@@ -29,3 +29,15 @@ class Watchdog(PCIDevice):
     TAG = "watchdog"
     model: WatchdogModel = attr(WatchdogModel, required=True)
     action: WatchdogAction = attr(WatchdogAction, default=WatchdogAction.RESET)
+
+    def check(self, ctx: ParseContext) -> None:
+        if self.address is None:
+            return
+        if self.model == WatchdogModel.I6300ESB:
+            if self.address.VARIANT != "pci":
+                raise self.address.error("an i6300esb watchdog can go only on the PCI bus")
+        else:
+            raise self.address.error(f"a {self.model} watchdog takes no address")
+
+    def address_types(self) -> tuple[str, ...] | None:
+        return None  # by model (check)

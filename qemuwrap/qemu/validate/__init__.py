@@ -66,9 +66,18 @@ Check = Callable[[Validation], None]
 
 def _checks() -> list[Check]:
     """Every area's checks, in the order their messages read best (then sorted by line)."""
-    from qemuwrap.qemu.validate import chardev, devices, machine, unbuilt
+    from qemuwrap.qemu.validate import (
+        chardev,
+        devices,
+        hostdev,
+        machine,
+        misc,
+        net,
+        unbuilt,
+    )
 
-    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS, *chardev.CHECKS]
+    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS, *net.CHECKS, *chardev.CHECKS,
+            *hostdev.CHECKS, *misc.CHECKS]
 
 
 def validate(dom: Domain, caps: Capabilities) -> MachineType:

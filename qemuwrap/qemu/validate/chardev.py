@@ -76,12 +76,12 @@ def check_chardevs(v: Validation) -> None:
         v.require_device("isa-parallel", par)
     for chan in devs.channels:
         check_host_end(v, chan, "channel")
-        target = chan.target_type
-        if target == ChannelTargetType.XEN:
+        chan_target = chan.target_type
+        if chan_target == ChannelTargetType.XEN:
             v.refuse(chan, "channel target type 'xen' is not supported (Xen guests only)")
-        elif target == ChannelTargetType.VIRTIO:
+        elif chan_target == ChannelTargetType.VIRTIO:
             v.require_device("virtserialport", chan)
-        elif target == ChannelTargetType.GUESTFWD and chan.type == CharType.QEMU_VDAGENT:
+        elif chan_target == ChannelTargetType.GUESTFWD and chan.type == CharType.QEMU_VDAGENT:
             v.refuse(chan, "a guestfwd channel cannot be a qemu-vdagent")
     ports: set[int] = set()
     for console in devs.consoles:

@@ -7,11 +7,9 @@ from typing import TYPE_CHECKING
 from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
 from qemuwrap.conf.devices.disk import DiskBus, DiskDevice
 from qemuwrap.conf.devices.input import InputBus
-from qemuwrap.conf.devices.memballoon import BalloonModel
 from qemuwrap.qemu.build.controller import controller_device
 from qemuwrap.qemu.build.disk import disk_device
 from qemuwrap.qemu.build.input import USB_INPUT_DEVICES
-from qemuwrap.qemu.build.net import NIC_DEVICES
 from qemuwrap.qemu.build.video import VIDEO_DEVICES
 
 if TYPE_CHECKING:
@@ -72,13 +70,6 @@ def check_disks(v: Validation) -> None:
             v.require_device(device, disk)
 
 
-def check_interfaces(v: Validation) -> None:
-    for nic in v.dom.devices.interfaces:
-        device = NIC_DEVICES.get(nic.model)
-        if device is not None:
-            v.require_device(device, nic)
-
-
 def check_inputs(v: Validation) -> None:
     usb = [c for c in v.dom.devices.controllers if c.type == ControllerType.USB]
     for inp in v.dom.devices.inputs:
@@ -99,11 +90,5 @@ def check_video(v: Validation) -> None:
             v.require_device(device, video)
 
 
-def check_memballoon(v: Validation) -> None:
-    balloon = v.dom.devices.memballoon
-    if balloon.model == BalloonModel.VIRTIO:
-        v.require_device("virtio-balloon-pci", balloon)
-
-
-CHECKS = [check_controllers, check_disks, check_interfaces, check_inputs,
-          check_video, check_memballoon]
+CHECKS = [check_controllers, check_disks, check_inputs,
+          check_video]

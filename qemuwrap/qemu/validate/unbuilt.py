@@ -9,7 +9,6 @@ from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
 from qemuwrap.conf.devices.disk import DiskBus, DiskDevice, DiskFormat, DiskType
 from qemuwrap.conf.devices.graphics import GraphicsType
 from qemuwrap.conf.devices.input import InputBus, InputType
-from qemuwrap.conf.devices.net import InterfaceType, NICModel
 from qemuwrap.conf.devices.video import VideoModel
 
 if TYPE_CHECKING:
@@ -17,9 +16,8 @@ if TYPE_CHECKING:
 
 #: Device lists no builder handles yet.
 UNBUILT_LISTS = ("filesystems", "smartcards", "tpms", "sounds",
-                 "audios", "hostdevs", "redirdevs", "hubs", "watchdogs", "rngs", "panics",
-                 "shmems", "memories")
-UNBUILT_ONE = ("redirfilter", "iommu", "vsock")
+                 "audios", "redirdevs", "hubs", "memories")
+UNBUILT_ONE = ("redirfilter",)
 
 BUILT = {
     "controller type": {ControllerType.USB, ControllerType.IDE, ControllerType.SATA,
@@ -28,8 +26,6 @@ BUILT = {
                          ControllerModel.NEC_XHCI, ControllerModel.NONE,
                          ControllerModel.PCI_ROOT, ControllerModel.PCIE_ROOT,
                          ControllerModel.PIIX3, ControllerModel.PIIX4, ControllerModel.AHCI},
-    "interface type": {InterfaceType.USER},
-    "interface model": {NICModel.VIRTIO, NICModel.E1000, NICModel.RTL8139},
     "input type": {InputType.MOUSE, InputType.KEYBOARD, InputType.TABLET},
     "input bus": {InputBus.PS2, InputBus.USB},
     "graphics type": {GraphicsType.VNC},
@@ -58,9 +54,6 @@ def check_unbuilt(v: Validation) -> None:
     for c in devs.controllers:
         _refuse(v, c, "controller type", c.type)
         _refuse(v, c, "controller model", c.model)
-    for n in devs.interfaces:
-        _refuse(v, n, "interface type", n.type)
-        _refuse(v, n, "interface model", n.model)
     for i in devs.inputs:
         _refuse(v, i, "input type", i.type)
         _refuse(v, i, "input bus", i.bus)

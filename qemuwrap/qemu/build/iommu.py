@@ -1,0 +1,32 @@
+"""The IOMMU (libvirt's qemuBuildIOMMUCommandLine): intel-iommu or virtio-iommu-pci,
+right after the boot options."""
+
+from __future__ import annotations
+
+from qemuwrap.conf.devices.iommu import IOMMUModel
+from qemuwrap.qemu.build import BuildContext
+from qemuwrap.qemu.build.exactopts import exact_opts
+from qemuwrap.qemu.build.net import acpi_props
+
+
+def _on_off(value: bool | None) -> str | None:
+    return None if value is None else ("on" if value else "off")
+
+
+def build_iommu(ctx: BuildContext) -> None:
+    iommu = ctx.dom.devices.iommu
+    if iommu is None:
+        return
+    if iommu.model == IOMMUModel.INTEL:
+        drv = iommu.driver
+        props: list[tuple[str, object]] = [("id", iommu.alias_name)]
+        if drv is not None:
+            props += [("intremap", _on_off(drv.intremap)),
+                      ("caching-mode", _on_off(drv.caching_mode)),
+                      ("eim", _on_off(drv.eim)), ("device-iotlb", _on_off(drv.iotlb)),
+                      ("aw-bits", drv.aw_bits or None)]
+        ctx.cmd.add("-device", exact_opts("intel-iommu", props), iommu.node)
+    elif iommu.model == IOMMUModel.VIRTIO:
+        ctx.cmd.add("-device", exact_opts("virtio-iommu-pci", [
+            ("id", iommu.alias_name), *ctx.pci_props(iommu).items(), *acpi_props(iommu)]),
+            iommu.node)
