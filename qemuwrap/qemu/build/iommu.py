@@ -1,5 +1,5 @@
-"""The IOMMU (libvirt's qemuBuildIOMMUCommandLine): intel-iommu or virtio-iommu-pci,
-right after the boot options."""
+"""The IOMMU (libvirt's qemuBuildIOMMUCommandLine): intel-iommu or virtio-iommu (QEMU's
+alias of virtio-iommu-pci, the name libvirt writes), right after the boot options."""
 
 from __future__ import annotations
 
@@ -27,6 +27,6 @@ def build_iommu(ctx: BuildContext) -> None:
                       ("aw-bits", drv.aw_bits or None)]
         ctx.cmd.add("-device", exact_opts("intel-iommu", props), iommu.node)
     elif iommu.model == IOMMUModel.VIRTIO:
-        ctx.cmd.add("-device", exact_opts("virtio-iommu-pci", [
+        ctx.cmd.add("-device", exact_opts("virtio-iommu", [
             ("id", iommu.alias_name), *ctx.pci_props(iommu).items(), *acpi_props(iommu)]),
             iommu.node)

@@ -43,6 +43,10 @@ def check_host_end(v: Validation, dev, what: str) -> None:
                                           and os.path.exists(spec.path + ".out"))):
         v.refuse(dev, f"pipe {spec.path} does not exist (QEMU opens {spec.path} or "
                       f"{spec.path}.in and {spec.path}.out; make them with mkfifo)")
+    if kind == CharType.UNIX and spec.path and not spec.listen and spec.reconnect is None \
+            and not os.path.exists(spec.path):
+        v.refuse(dev, f"socket {spec.path} does not exist (mode='connect' needs a listening "
+                      "peer, or <reconnect>)")
     if kind == CharType.UNIX and spec.path and len(spec.path.encode()) > MAX_SOCKET_PATH:
         v.refuse(dev, f"socket path {spec.path} is longer than a UNIX socket allows "
                       f"({MAX_SOCKET_PATH} bytes)")

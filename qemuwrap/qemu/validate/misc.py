@@ -26,9 +26,22 @@ if TYPE_CHECKING:
 VHOST_VSOCK = "/dev/vhost-vsock"
 
 
+def check_virtio_iommu(v: Validation, dev, model: str | None) -> None:
+    """``<driver iommu='on'>`` (QEMU's iommu_platform) needs a modern-only virtio device:
+    on a pc machine's conventional PCI a virtio device is transitional (legacy too), and
+    QEMU refuses it unless the model is virtio-non-transitional."""
+    drv = getattr(dev, "driver", None)
+    if drv is None or not getattr(drv, "iommu", None) or v.q35:
+        return
+    if not str(model).endswith("non-transitional"):
+        v.refuse(drv, f"<driver iommu='on'> needs a modern-only virtio device: on machine "
+                      f"'{v.machine.name}' use model 'virtio-non-transitional'")
+
+
 def check_rngs(v: Validation) -> None:
     for rng in v.dom.devices.rngs:
         v.require_device(RNG_DEVICES[rng.model], rng)
+        check_virtio_iommu(v, rng, rng.model)
         backend = rng.backend
         if backend.model == RNGBackendModel.EGD:
             check_host_end(v, backend, "rng backend")
@@ -74,6 +87,7 @@ def check_memballoon(v: Validation) -> None:
     device = BALLOON_DEVICES.get(balloon.model)
     if device is not None:
         v.require_device(device, balloon)
+        check_virtio_iommu(v, balloon, balloon.model)
 
 
 def check_iommu(v: Validation) -> None:
@@ -93,7 +107,7 @@ def check_iommu(v: Validation) -> None:
             v.refuse(drv, "IOMMU interrupt remapping requires split I/O APIC (<features>"
                           "<ioapic driver='qemu'/>)")
     else:
-        v.require_device("virtio-iommu-pci", iommu)
+        v.require_device("virtio-iommu-pci", iommu)  # built by its alias, as libvirt does
         if not v.dom.acpi:
             v.refuse(iommu, "IOMMU model 'virtio' requires ACPI")
 
@@ -113,6 +127,7 @@ def check_vsock(v: Validation) -> None:
     assert vsock.model is not None
     if not v.require_device(VSOCK_DEVICES[vsock.model], vsock):
         return
+    check_virtio_iommu(v, vsock, vsock.model)
     if vsock.guest_cid is None:
         v.refuse(vsock, "<vsock> needs <cid address=N/> (3 or more): qemuwrap does not pick "
                         "a free guest CID")

@@ -3,6 +3,7 @@ qemuDomainValidateActualNetDef), and of what their host ends need from this host
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from qemuwrap.conf.devices.net import (
     NICModel,
 )
 from qemuwrap.qemu.build.net import NIC_DEVICES, nic_device, vhost_device
+from qemuwrap.qemu.validate.misc import check_virtio_iommu
 
 if TYPE_CHECKING:
     from qemuwrap.qemu.validate import Validation
@@ -43,6 +45,7 @@ def check_driver(v: Validation, nic: Interface) -> None:
     if drv is None:
         return
     if nic.model in VIRTIO_MODELS:
+        check_virtio_iommu(v, nic, nic.model)
         for name in ("rx_queue_size", "tx_queue_size"):
             size = getattr(drv, name)
             if size is not None and not _pow2(size):
@@ -116,10 +119,42 @@ def check_types(v: Validation, nic: Interface) -> None:
             v.refuse(src, f"socket path {src.path} is longer than a UNIX socket allows")
     elif kind == InterfaceType.USER:
         check_user(v, nic)
+    elif kind in (InterfaceType.MCAST, InterfaceType.SERVER, InterfaceType.UDP) and \
+            src is not None:
+        check_socket_addresses(v, nic)
     if kind != InterfaceType.USER and (nic.ips or nic.routes):
         v.refuse(nic, "guest-side <ip> and <route> are only for type='user'")
     if nic.port_forwards and not (nic.backend is not None and nic.backend.type == "passt"):
         v.refuse(nic.port_forwards[0], "<portForward> needs <backend type='passt'>")
+
+
+def _local(address: str) -> bool:
+    """Whether this host has ``address`` (so QEMU can bind to it)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((address, 0))
+    except OSError:
+        return False
+    return True
+
+
+def check_socket_addresses(v: Validation, nic: Interface) -> None:
+    """What QEMU's socket netdev needs: a multicast group, addresses it can bind."""
+    src = nic.source
+    assert src is not None
+    try:
+        addr = ipaddress.IPv4Address(src.address or "0.0.0.0")
+    except ValueError:
+        v.refuse(src, f"'{src.address}' is not an IPv4 address")
+        return
+    if nic.type == InterfaceType.MCAST and not addr.is_multicast:
+        v.refuse(src, f"'{addr}' is not a multicast address (224.0.0.0/4)")
+    bind = src.address if nic.type == InterfaceType.SERVER else \
+        src.local.address if nic.type == InterfaceType.UDP and src.local else None
+    if bind and bind != "0.0.0.0" and not _local(bind):
+        v.refuse(src, f"QEMU cannot listen on {bind}: not an address of this host")
 
 
 def check_user(v: Validation, nic: Interface) -> None:
