@@ -91,7 +91,8 @@ class Devices(Element):
                     what = f"'{allowed[0]}'" if allowed else "no"
                     ctx.record(dev.address.error(f"address type '{kind}' does not fit this "
                                                  f"{dev.TAG} (it takes {what} address)"))
-                elif isinstance(dev.address, DriveAddress) and dev.address.target != 0:
+                elif isinstance(dev.address, DriveAddress) and dev.address.target != 0 \
+                        and isinstance(dev, Disk):
                     ctx.record(dev.address.error("attribute 'target' must be 0 for an "
                                                  "IDE or SATA disk"))
         seen: set[str] = set()
