@@ -10,13 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from test_xml2argv_qemu import _redirect_paths
+
 from qemuwrap.conf import guid
 from qemuwrap.conf.domain import load
 from qemuwrap.qemu.command import build_command
 
 from conftest import XML2ARGV
 from test_xml2argv import caps_for
-from test_xml2argv_qemu import _redirect_paths
 
 #: How long QEMU may take to open its QMP socket (TCG start, a loaded machine).
 START_DEADLINE = 20.0

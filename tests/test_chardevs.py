@@ -4,6 +4,7 @@ compatibility, the options built, the refusals, and what QEMU makes of them."""
 from __future__ import annotations
 
 import pytest
+from goldenvm import paused
 
 from qemuwrap.conf import guid
 from qemuwrap.conf.devices.chardev import CharType, ConsoleTargetType, chr_spec
@@ -14,7 +15,6 @@ from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.command import build_command
 
 from conftest import DEFAULT_CAPS, needs_qemu
-from goldenvm import paused
 
 CAPS = Capabilities.from_file(DEFAULT_CAPS)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from goldenvm import paused
 
 from qemuwrap.conf import guid
 from qemuwrap.conf.domain import loads
@@ -16,7 +17,6 @@ from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.command import build_command
 
 from conftest import DEFAULT_CAPS, needs_qemu
-from goldenvm import paused
 
 CAPS = Capabilities.from_file(DEFAULT_CAPS)
 MAC = "<mac address='52:54:00:00:00:01'/>"

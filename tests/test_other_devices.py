@@ -7,6 +7,7 @@ import os
 import re
 
 import pytest
+from goldenvm import paused
 
 from qemuwrap.conf import guid
 from qemuwrap.conf.domain import loads
@@ -17,7 +18,6 @@ from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.command import build_command
 
 from conftest import DEFAULT_CAPS, needs_qemu
-from goldenvm import paused
 
 CAPS = Capabilities.from_file(DEFAULT_CAPS)
 
