@@ -224,8 +224,10 @@ def _shared(dom: Domain) -> list[str]:
     out = []
     for kind, devs in (("serial", dom.devices.serials), ("console", dom.devices.consoles)):
         for dev in devs:
-            if dev.source.path:
-                out.append(f"{kind} port {dev.port} still uses {dev.source.path} "
+            if kind == "console" and dev.target_type == "serial":
+                continue  # serial port 0's other name (libvirt's console compatibility)
+            if dev.path:
+                out.append(f"{kind} port {dev.port} still uses {dev.path} "
                            "(shared with the source)")
     for g in dom.devices.graphics:
         if g.port is not None:

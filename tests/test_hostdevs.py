@@ -108,7 +108,8 @@ def test_scsi_generic_on_its_host_node(host):
             "channel=0,scsi-id=4,lun=8") in argv
 
 
-def test_a_hostdev_nic_is_built_with_the_host_devices(host):
+def test_a_hostdev_nic_is_built_with_the_host_devices(host, monkeypatch):
+    monkeypatch.setattr("qemuwrap.qemu.validate.hostdev.check_pci", lambda v, dev, addr: False)
     argv = build_command(dom(
         "<interface type='hostdev' managed='yes'><mac address='52:54:00:6d:90:02'/><source>"
         "<address type='pci' domain='0x0000' bus='0x06' slot='0x12' function='0x5'/>"
@@ -148,6 +149,14 @@ def test_refusals(host, devices, message):
         return
     with pytest.raises(QemuwrapError, match=re.escape(message)):
         args(devices, "-device")
+
+
+def test_a_hostdev_nic_is_refused_for_its_mac(host):
+    """The device exists, but its MAC is the PF's to set (libvirt does it; qemuwrap not)."""
+    with pytest.raises(QemuwrapError, match="does not set the MAC address 52:54:00:6d:90:02"):
+        args("<interface type='hostdev'><mac address='52:54:00:6d:90:02'/><source><address "
+             "type='pci' domain='0' bus='6' slot='0x12' function='5'/></source></interface>",
+             "-device")
 
 
 def test_missing_usb_devices_are_allowed_when_marked(host):

@@ -527,7 +527,7 @@ class ChannelTarget(Element):
             return
         if self.address is None:
             raise self.error("a guestfwd channel needs a target address")
-        import ipaddress
+        import ipaddress  # only for guestfwd channels (start-up time)
 
         try:
             ipaddress.IPv4Address(self.address)

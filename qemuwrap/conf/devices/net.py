@@ -9,7 +9,6 @@ companion needs it: :meth:`Interface.host` gives its ``InterfaceHost``.
 from __future__ import annotations
 
 import enum
-import ipaddress
 from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.address import PCIDevice
@@ -39,6 +38,8 @@ from qemuwrap.conf.xmlmodel import (
 )
 
 if TYPE_CHECKING:
+    from ipaddress import IPv4Address, IPv6Address
+
     from qemuwrap.conf.network import InterfaceHost
 
 
@@ -174,7 +175,9 @@ class SourceLocal(Element):
     port: int = attr(Int(0, 65535), required=True)
 
 
-def _ip(value: str, element: Element) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def _ip(value: str, element: Element) -> IPv4Address | IPv6Address:
+    import ipaddress  # only for the few definitions with addresses (start-up time)
+
     try:
         return ipaddress.ip_address(value)
     except ValueError:
@@ -198,7 +201,7 @@ class IPAddr(Element):
 
     @property
     def is_v4(self) -> bool:
-        return ipaddress.ip_address(self.address).version == 4
+        return ":" not in self.address
 
 
 class Route(Element):

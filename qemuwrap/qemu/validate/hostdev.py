@@ -20,11 +20,14 @@ if TYPE_CHECKING:
 ISCSI_MODULE = "/usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so"
 
 
-def check_pci(v: Validation, dev, addr: str) -> None:
+def check_pci(v: Validation, dev, addr: str) -> bool:
+    """Refuse a PCI device this host cannot pass through; True if it can."""
     if v.require_device("vfio-pci", dev):
         problem = hostdevices.pci_problem(addr)
-        if problem is not None:
-            v.refuse(dev, problem)
+        if problem is None:
+            return True
+        v.refuse(dev, problem)
+    return False
 
 
 def check_usb(v: Validation, dev, src) -> None:
@@ -111,8 +114,12 @@ def check_hostdevs(v: Validation) -> None:
         src = nic.source
         if nic.hostdev_type == HostdevType.USB:
             check_usb(v, nic, src)
-        elif src is not None and src.host_address is not None:
-            check_pci(v, nic, src.host_address.pci)
+        elif src is not None and src.host_address is not None and \
+                check_pci(v, nic, src.host_address.pci):
+            # libvirt sets the VF's MAC (and VLAN, port profile) through its PF first.
+            v.refuse(nic, f"interface type 'hostdev' is not supported: qemuwrap does not set "
+                          f"the MAC address {nic.mac} of host network device "
+                          f"{src.host_address.pci} (libvirt does it through its PF)")
     for dev in v.dom.devices.hostdevs:
         check_hostdev(v, dev)
 

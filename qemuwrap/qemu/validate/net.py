@@ -3,7 +3,6 @@ qemuDomainValidateActualNetDef), and of what their host ends need from this host
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import TYPE_CHECKING
 
@@ -142,6 +141,8 @@ def _local(address: str) -> bool:
 
 def check_socket_addresses(v: Validation, nic: Interface) -> None:
     """What QEMU's socket netdev needs: a multicast group, addresses it can bind."""
+    import ipaddress
+
     src = nic.source
     assert src is not None
     try:
@@ -186,13 +187,12 @@ def check_host_side(v: Validation, nic: Interface) -> None:
     kind = nic.type
     if nic.mtu is not None and kind not in _MTU:
         v.refuse(nic.mtu, f"<mtu> is not supported on interface type '{kind}'")
-    if nic.virtualport is not None and kind != InterfaceType.HOSTDEV:
+    if nic.virtualport is not None:
         what = f" type='{nic.virtualport.type}'" if nic.virtualport.type else ""
         v.refuse(nic.virtualport, f"<virtualport{what}> is not supported: qemuwrap attaches "
                                   "taps to Linux bridges only")
-    if nic.vlan is not None and kind != InterfaceType.HOSTDEV:
-        v.refuse(nic.vlan, "<vlan> is not supported for this connection type (only for "
-                           "hostdev interfaces)")
+    if nic.vlan is not None:
+        v.refuse(nic.vlan, "<vlan> is not supported: qemuwrap tags no host port or VF")
     if nic.filterref is not None:
         v.refuse(nic.filterref, "<filterref> is not supported: qemuwrap has no network "
                                 "filter driver")
@@ -221,7 +221,8 @@ def check_host_side(v: Validation, nic: Interface) -> None:
 def check_interfaces(v: Validation) -> None:
     for nic in v.dom.devices.interfaces:
         if nic.type == InterfaceType.HOSTDEV:
-            continue  # a host device (qemu/validate/hostdev.py)
+            check_host_side(v, nic)
+            continue  # the device itself: qemu/validate/hostdev.py
         check_model(v, nic)
         check_driver(v, nic)
         check_types(v, nic)
