@@ -665,7 +665,7 @@ class Element:
             cls._variants = {}
         if cls.VARIANT is not None:
             cls._variants[cls.VARIANT] = cls
-        cls.__init__ = _make_init(fields)  # type: ignore[method-assign]
+        cls.__init__ = _lazy_init  # type: ignore[method-assign]
 
     # -- naming ----------------------------------------------------------------------
     @classmethod
@@ -820,6 +820,16 @@ def _make_init(fields: tuple[Field, ...]) -> Callable[..., None]:
 
 
 _MISSING = object()
+
+
+def _lazy_init(self: Element, **fields: Any) -> None:
+    """Every class's ``__init__`` until first used: generating it costs ~0.1 ms a class,
+    paid at import for ~200 classes, and parsing never calls it (``from_node`` fills
+    objects made with ``__new__``)."""
+    cls = type(self)
+    init = _make_init(cls._fields)
+    cls.__init__ = init  # type: ignore[method-assign]
+    init(self, **fields)
 
 
 def walk(element: Element) -> Iterator[Element]:
