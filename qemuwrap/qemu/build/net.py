@@ -11,7 +11,6 @@ it is built with the ``<hostdev>``s (``build/hostdev.py``), as libvirt does.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from qemuwrap.conf.devices.address import PCIDevice
@@ -43,8 +42,6 @@ NIC_DEVICES = table(NICModel, {
                 for m in (NICModel.SPAPR_VLAN, NICModel.LAN9118, NICModel.SMC91C111)})
 #: virtio-net's transmit timer (libvirt's txmode).
 TX_MODES = table(TxMode, {TxMode.IOTHREAD: "bh", TxMode.TIMER: "timer"})
-#: Where passt's socket would be (libvirt: its run directory).
-PASST_SOCKET = "passt-{alias}.socket"
 
 
 def _on_off(value: bool | None) -> str | None:
@@ -106,10 +103,7 @@ def netdev_options(ctx: BuildContext, nic: Interface, tap_index: int) -> str | N
             extra.append(("sndbuf", nic.tune.sndbuf))
         return value + ("," + exact_opts(None, extra) if extra else "")
     if kind == InterfaceType.USER:
-        if nic.backend is not None and nic.backend.type == "passt":
-            path = os.path.join(ctx.paths.state_dir, PASST_SOCKET.format(alias=nic.alias_name))
-            return exact_opts("stream", [("addr.type", "unix"), ("addr.path", path),
-                                         ("server", "off"), ("id", ident)])
+        # (<backend type='passt'> is refused: qemuwrap does not run passt.)
         for ip in nic.ips:
             if ip.is_v4:
                 props.append(("net", f"{ip.address}/{ip.prefix}" if ip.prefix else ip.address))

@@ -86,6 +86,9 @@ def check_tap(v: Validation, nic: Interface) -> None:
             not os.path.exists(f"/sys/class/net/{nic.target.dev}"):
         v.refuse(nic.target, f"tap '{nic.target.dev}' (managed='no') does not exist: create "
                              f"it first (ip tuntap add {nic.target.dev} mode tap)")
+    if src is not None and (src.ips or src.routes):
+        v.refuse(src, "host-side <ip>/<route> are not supported: qemuwrap sets no address "
+                      "or route on the tap")
     if nic.backend is not None and nic.backend.tap is not None:
         v.refuse(nic.backend, "<backend tap> is not supported: QEMU opens qemuwrap's taps by "
                               "name through /dev/net/tun")
@@ -175,11 +178,9 @@ def check_user(v: Validation, nic: Interface) -> None:
                 v.refuse(ip, f"unsupported IPv6 address prefix='{ip.prefix}' - must be 64")
     if v4 > 1 or v6 > 1:
         v.refuse(nic, "only one IPv4 and one IPv6 address per interface are allowed")
-    if nic.backend is not None and nic.backend.type == "passt" and \
-            not any(os.access(os.path.join(d, "passt"), os.X_OK)
-                    for d in ("/usr/bin", "/usr/local/bin", "/usr/sbin")):
-        v.refuse(nic.backend, "<backend type='passt'> needs the passt program, which is not "
-                              "installed")
+    if nic.backend is not None and nic.backend.type == "passt":
+        v.refuse(nic.backend, "<backend type='passt'> is not supported: qemuwrap does not "
+                              "start passt (libvirt runs it beside QEMU)")
 
 
 def check_host_side(v: Validation, nic: Interface) -> None:
