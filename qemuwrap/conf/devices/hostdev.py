@@ -60,25 +60,26 @@ class StartupPolicy(enum.StrEnum):
     OPTIONAL = "optional"
 
 
-class SCSIProtocol(enum.StrEnum):
+class HostdevProtocol(enum.StrEnum):
+    """A SCSI host device's source (a local adapter or iSCSI), or vhost for scsi_host."""
+
     ADAPTER = "adapter"
     ISCSI = "iscsi"
-
-
-class SCSIHostProtocol(enum.StrEnum):
     VHOST = "vhost"
 
 
-class VhostSCSIModel(enum.StrEnum):
+class HostdevModel(enum.StrEnum):
+    """vhost-scsi's virtio models (scsi_host) and a mediated device's (mdev)."""
+
     VIRTIO = "virtio"
     VIRTIO_TRANSITIONAL = "virtio-transitional"
     VIRTIO_NON_TRANSITIONAL = "virtio-non-transitional"
-
-
-class MdevModel(enum.StrEnum):
     VFIO_PCI = "vfio-pci"
     VFIO_CCW = "vfio-ccw"
     VFIO_AP = "vfio-ap"
+
+
+MDEV_MODELS = (HostdevModel.VFIO_PCI, HostdevModel.VFIO_CCW, HostdevModel.VFIO_AP)
 
 
 class HostAddress(Element):
@@ -148,7 +149,7 @@ class HostdevSource(Element):
     guestReset: USBGuestReset | None = attr(USBGuestReset)  # noqa: N815
     writeFiltering: bool | None = attr(YES_NO)  # noqa: N815
     missing: bool | None = attr(YES_NO)
-    protocol: str | None = attr(Str(r"adapter|iscsi|vhost", what="protocol"))
+    protocol: HostdevProtocol | None = attr(HostdevProtocol)
     name: str | None = attr(Str())
     wwpn: str | None = attr(Str(r"naa\.[0-9a-fA-F]{16}", what="WWPN"))
     vendor: Vendor | None = child(Vendor)
@@ -178,8 +179,7 @@ class Hostdev(PCIDevice):
     mode: HostdevMode = attr(HostdevMode, default=HostdevMode.SUBSYSTEM)
     type: HostdevType = attr(HostdevType, required=True)
     managed: bool | None = attr(YES_NO)
-    model: str | None = attr(Str(r"virtio|virtio-transitional|virtio-non-transitional|"
-                                 r"vfio-pci|vfio-ccw|vfio-ap", what="hostdev model"))
+    model: HostdevModel | None = attr(HostdevModel)
     display: bool | None = attr(ON_OFF)
     ramfb: bool | None = attr(ON_OFF)
     driver: HostdevDriver | None = child(HostdevDriver)
@@ -191,7 +191,7 @@ class Hostdev(PCIDevice):
     def check(self, ctx: ParseContext) -> None:
         check_hostdev_source(self, self.type, self.source)
         if self.type == HostdevType.MDEV:
-            if self.model not in ("vfio-pci", "vfio-ccw", "vfio-ap"):
+            if self.model not in MDEV_MODELS:
                 raise self.error("a mediated device needs model='vfio-pci', 'vfio-ccw' or "
                                  "'vfio-ap'")
             if self.model == "vfio-pci" and self.display is None:
@@ -199,7 +199,7 @@ class Hostdev(PCIDevice):
         elif self.display is not None or self.ramfb is not None:
             raise self.error("attributes 'display' and 'ramfb' are only for mediated devices")
         elif self.type == HostdevType.SCSI_HOST:
-            if self.model is not None and not self.model.startswith("virtio"):
+            if self.model in MDEV_MODELS:
                 raise self.error(f"unsupported model='{self.model}' for a scsi_host hostdev")
         elif self.model is not None:
             raise self.error(f"attribute 'model' is not for a '{self.type}' hostdev")

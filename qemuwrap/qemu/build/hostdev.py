@@ -7,8 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 from qemuwrap.conf.devices.address import UnassignedAddress
-from qemuwrap.conf.devices.hostdev import Hostdev, HostdevSource, HostdevType, Teaming
+from qemuwrap.conf.devices.hostdev import (
+    Hostdev,
+    HostdevModel,
+    HostdevSource,
+    HostdevType,
+    Teaming,
+)
 from qemuwrap.conf.devices.net import Interface, InterfaceType
+from qemuwrap.conf.xmlmodel import table
 from qemuwrap.conf.xmlreader import Node
 from qemuwrap.qemu import hostdevices
 from qemuwrap.qemu.build import BuildContext
@@ -18,10 +25,19 @@ from qemuwrap.qemu.build.net import acpi_props, rom_props
 
 #: usb-host's reset properties for each guestReset (qemuBuildUSBHostdevDevProps).
 GUEST_RESET = {"off": ("off", None), "uninitialized": ("on", "off"), "on": ("on", "on")}
-#: vhost-scsi's device for each model.
-VHOST_SCSI = {None: "vhost-scsi-pci", "virtio": "vhost-scsi-pci",
-              "virtio-transitional": "vhost-scsi-pci-transitional",
-              "virtio-non-transitional": "vhost-scsi-pci-non-transitional"}
+#: The QEMU device of each hostdev model (vhost-scsi's and a mediated device's).
+MODEL_DEVICES = table(HostdevModel, {
+    HostdevModel.VIRTIO: "vhost-scsi-pci",
+    HostdevModel.VIRTIO_TRANSITIONAL: "vhost-scsi-pci-transitional",
+    HostdevModel.VIRTIO_NON_TRANSITIONAL: "vhost-scsi-pci-non-transitional",
+    HostdevModel.VFIO_PCI: "vfio-pci"},
+    not_mapped={HostdevModel.VFIO_CCW: "s390 only: refused",
+                HostdevModel.VFIO_AP: "s390 only: refused"})
+
+
+def model_device(dev: Hostdev) -> str:
+    """The -device of a scsi_host or mdev hostdev (vhost-scsi-pci without a model)."""
+    return MODEL_DEVICES[dev.model or HostdevModel.VIRTIO]
 
 
 def _on_off(value: bool | None) -> str | None:
@@ -99,7 +115,8 @@ def scsi_options(ctx: BuildContext, dev: Hostdev) -> tuple[str, str]:
 def mdev_device(ctx: BuildContext, dev: Hostdev) -> str:
     src = dev.source
     assert src is not None and src.address is not None and src.address.uuid is not None
-    driver = "vfio-pci-nohotplug" if dev.ramfb else "vfio-pci"
+    # ramfb needs the variant QEMU cannot hot-unplug (qemuBuildHostdevMdevModelTypeString).
+    driver = "vfio-pci-nohotplug" if dev.ramfb else model_device(dev)
     return exact_opts(driver, [
         ("id", dev.alias_name), ("sysfsdev", hostdevices.mdev_path(src.address.uuid)),
         ("display", _on_off(dev.display)), ("ramfb", "on" if dev.ramfb else None),
@@ -109,7 +126,7 @@ def mdev_device(ctx: BuildContext, dev: Hostdev) -> str:
 def vhost_scsi_device(ctx: BuildContext, dev: Hostdev) -> str:
     src = dev.source
     assert src is not None
-    return exact_opts(VHOST_SCSI.get(dev.model, "vhost-scsi-pci"), [
+    return exact_opts(model_device(dev), [
         ("wwpn", src.wwpn), ("id", dev.alias_name), *ctx.pci_props(dev).items(),
         *acpi_props(dev)])
 

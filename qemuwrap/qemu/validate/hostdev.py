@@ -11,7 +11,7 @@ from qemuwrap.conf.devices.address import UnassignedAddress
 from qemuwrap.conf.devices.hostdev import Hostdev, HostdevMode, HostdevType
 from qemuwrap.conf.devices.net import InterfaceType
 from qemuwrap.qemu import hostdevices
-from qemuwrap.qemu.build.hostdev import VHOST_SCSI, usb_host
+from qemuwrap.qemu.build.hostdev import MODEL_DEVICES, model_device, usb_host
 
 if TYPE_CHECKING:
     from qemuwrap.qemu.validate import Validation
@@ -89,13 +89,14 @@ def check_hostdev(v: Validation, dev: Hostdev) -> None:
     elif kind == HostdevType.SCSI:
         check_scsi(v, dev)
     elif kind == HostdevType.SCSI_HOST:
-        if v.require_device(VHOST_SCSI.get(dev.model, "vhost-scsi-pci"), dev) and \
+        if v.require_device(model_device(dev), dev) and \
                 not os.path.exists(os.path.join(hostdevices.DEV, "vhost-scsi")):
             v.refuse(dev, f"{hostdevices.DEV}/vhost-scsi does not exist on this host "
                           "(modprobe vhost_scsi)")
     elif kind == HostdevType.MDEV:
-        if dev.model != "vfio-pci":
-            v.refuse(dev, f"mediated device model '{dev.model}' is not for x86 guests")
+        if dev.model not in MODEL_DEVICES:
+            v.refuse(dev, f"mediated device model '{dev.model}' is not supported for x86 "
+                          "guests")
             return
         if dev.display and not v.dom.devices.graphics:
             v.refuse(dev, "display='on' needs a <graphics> device")
