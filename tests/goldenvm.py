@@ -51,6 +51,7 @@ class Guest:
 @contextmanager
 def paused(name: str, tmp_path, request, *, edit=None) -> Iterator[Guest]:
     """Start golden case ``name`` (``edit(dom)`` first, if given) and yield it paused."""
+    from qemu.qmp import ConnectError
     from qemu.qmp.legacy import QEMUMonitorProtocol
 
     _data, dom = load(str(XML2ARGV / f"{name}.xml"), random=guid.counting_random)
@@ -71,12 +72,13 @@ def paused(name: str, tmp_path, request, *, edit=None) -> Iterator[Guest]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"QEMU did not start: {proc.stderr.read().decode()}")
             time.sleep(0.02)
-        qmp = QEMUMonitorProtocol(sock)
-        while True:
+        while True:  # QEMU creates the socket file a moment before it listens
+            qmp = QEMUMonitorProtocol(sock)
             try:
                 qmp.connect()
                 break
-            except OSError:
+            except (OSError, ConnectError):
+                qmp = None
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)

@@ -27,6 +27,7 @@ from qemuwrap.conf.xmlreader import Node
 from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.exactopts import exact_opts
+from qemuwrap.qemu.build.values import on_off
 
 #: QEMU's chardev backend of each type (dev: serial, or parallel for a parallel port).
 BACKENDS = table(CharType, {
@@ -50,9 +51,6 @@ TLS_DIRS = ("/etc/pki/libvirt-chardev", "/etc/pki/qemu")
 SPICEVMC_VDAGENT = "vdagent"
 
 
-def _on_off(value: bool | None) -> str | None:
-    return None if value is None else ("on" if value else "off")
-
 
 def tls_dir() -> str:
     """The certificate directory a chardev's TLS uses (libvirt's default)."""
@@ -72,7 +70,7 @@ def chardev_value(chr_id: str, spec: ChrSpec, *, parallel: bool = False, wait: b
         backend = "parallel" if parallel else "serial"
         props.append(("path", spec.path))
     elif kind == CharType.FILE:
-        props += [("path", spec.path), ("append", _on_off(spec.append))]
+        props += [("path", spec.path), ("append", on_off(spec.append))]
     elif kind == CharType.PIPE:
         props.append(("path", spec.path))
     elif kind == CharType.UDP:
@@ -95,13 +93,13 @@ def chardev_value(chr_id: str, spec: ChrSpec, *, parallel: bool = False, wait: b
         props.append(("name", spec.channel))
     elif kind == CharType.QEMU_VDAGENT:
         mouse = None if spec.mouse is None else ("on" if spec.mouse == "client" else "off")
-        props += [("name", "vdagent"), ("clipboard", _on_off(spec.clipboard)),
+        props += [("name", "vdagent"), ("clipboard", on_off(spec.clipboard)),
                   ("mouse", mouse)]
     log, append = spec.log_file, spec.log_append
     if log is None and default_log is not None:
         log, append = default_log, False
     if log is not None:
-        props += [("logfile", log), ("logappend", _on_off(append))]
+        props += [("logfile", log), ("logappend", on_off(append))]
     return exact_opts(backend, props)
 
 

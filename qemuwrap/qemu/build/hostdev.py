@@ -22,6 +22,7 @@ from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.chardev import usb_address_props
 from qemuwrap.qemu.build.exactopts import exact_opts
 from qemuwrap.qemu.build.net import acpi_props, rom_props
+from qemuwrap.qemu.build.values import on_off
 
 #: usb-host's reset properties for each guestReset (qemuBuildUSBHostdevDevProps).
 GUEST_RESET = {"off": ("off", None), "uninitialized": ("on", "off"), "on": ("on", "on")}
@@ -39,9 +40,6 @@ def model_device(dev: Hostdev) -> str:
     """The -device of a scsi_host or mdev hostdev (vhost-scsi-pci without a model)."""
     return MODEL_DEVICES[dev.model or HostdevModel.VIRTIO]
 
-
-def _on_off(value: bool | None) -> str | None:
-    return None if value is None else ("on" if value else "off")
 
 
 def _boot(dev: Hostdev | Interface) -> int | None:
@@ -119,7 +117,7 @@ def mdev_device(ctx: BuildContext, dev: Hostdev) -> str:
     driver = "vfio-pci-nohotplug" if dev.ramfb else model_device(dev)
     return exact_opts(driver, [
         ("id", dev.alias_name), ("sysfsdev", hostdevices.mdev_path(src.address.uuid)),
-        ("display", _on_off(dev.display)), ("ramfb", "on" if dev.ramfb else None),
+        ("display", on_off(dev.display)), ("ramfb", "on" if dev.ramfb else None),
         ("bootindex", _boot(dev)), *ctx.pci_props(dev).items(), *acpi_props(dev)])
 
 

@@ -7,10 +7,7 @@ from qemuwrap.conf.devices.iommu import IOMMUModel
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.exactopts import exact_opts
 from qemuwrap.qemu.build.net import acpi_props
-
-
-def _on_off(value: bool | None) -> str | None:
-    return None if value is None else ("on" if value else "off")
+from qemuwrap.qemu.build.values import on_off
 
 
 def build_iommu(ctx: BuildContext) -> None:
@@ -21,9 +18,9 @@ def build_iommu(ctx: BuildContext) -> None:
         drv = iommu.driver
         props: list[tuple[str, object]] = [("id", iommu.alias_name)]
         if drv is not None:
-            props += [("intremap", _on_off(drv.intremap)),
-                      ("caching-mode", _on_off(drv.caching_mode)),
-                      ("eim", _on_off(drv.eim)), ("device-iotlb", _on_off(drv.iotlb)),
+            props += [("intremap", on_off(drv.intremap)),
+                      ("caching-mode", on_off(drv.caching_mode)),
+                      ("eim", on_off(drv.eim)), ("device-iotlb", on_off(drv.iotlb)),
                       ("aw-bits", drv.aw_bits or None)]
         ctx.cmd.add("-device", exact_opts("intel-iommu", props), iommu.node)
     elif iommu.model == IOMMUModel.VIRTIO:

@@ -8,6 +8,7 @@ from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.exactopts import exact_opts
 from qemuwrap.qemu.build.net import acpi_props
+from qemuwrap.qemu.build.values import on_off
 
 BALLOON_DEVICES = table(BalloonModel, {
     BalloonModel.VIRTIO: "virtio-balloon-pci",
@@ -15,9 +16,6 @@ BALLOON_DEVICES = table(BalloonModel, {
     BalloonModel.VIRTIO_NON_TRANSITIONAL: "virtio-balloon-pci-non-transitional"},
     not_mapped={BalloonModel.NONE: "no balloon", BalloonModel.XEN: "Xen only: refused"})
 
-
-def _on_off(value: bool | None) -> str | None:
-    return None if value is None else ("on" if value else "off")
 
 
 def build_memballoon(ctx: BuildContext) -> None:
@@ -28,8 +26,8 @@ def build_memballoon(ctx: BuildContext) -> None:
     why = None if balloon.node is not None else "libvirt's default memballoon (virtio)"
     ctx.cmd.add("-device", exact_opts(device, [
         *virtio_props(balloon.driver).items(), ("id", balloon.alias_name),
-        ("deflate-on-oom", _on_off(balloon.autodeflate)),
-        ("free-page-reporting", _on_off(balloon.freePageReporting)),
+        ("deflate-on-oom", on_off(balloon.autodeflate)),
+        ("free-page-reporting", on_off(balloon.freePageReporting)),
         *ctx.pci_props(balloon).items(), *acpi_props(balloon)]), balloon.node, why)
 
 

@@ -27,6 +27,7 @@ from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.chardev import chardev, usb_address_props
 from qemuwrap.qemu.build.exactopts import exact_opts
+from qemuwrap.qemu.build.values import on_off
 
 #: QEMU's NIC device for each model qemuwrap knows (another model name is passed to
 #: QEMU as a device name, as libvirt does).
@@ -43,9 +44,6 @@ NIC_DEVICES = table(NICModel, {
 #: virtio-net's transmit timer (libvirt's txmode).
 TX_MODES = table(TxMode, {TxMode.IOTHREAD: "bh", TxMode.TIMER: "timer"})
 
-
-def _on_off(value: bool | None) -> str | None:
-    return None if value is None else ("on" if value else "off")
 
 
 def nic_device(nic: Interface) -> str | None:
@@ -158,23 +156,23 @@ def virtio_net_props(nic: Interface) -> list[tuple[str, Any]]:
     if drv is not None:
         host, guest = drv.host, drv.guest
         props += [("tx", TX_MODES[drv.txmode] if drv.txmode else None),
-                  ("ioeventfd", _on_off(drv.ioeventfd)), ("event_idx", _on_off(drv.event_idx))]
+                  ("ioeventfd", on_off(drv.ioeventfd)), ("event_idx", on_off(drv.event_idx))]
         if host is not None:
-            props += [("csum", _on_off(host.csum)), ("gso", _on_off(host.gso)),
-                      ("host_tso4", _on_off(host.tso4)), ("host_tso6", _on_off(host.tso6)),
-                      ("host_ecn", _on_off(host.ecn)), ("host_ufo", _on_off(host.ufo)),
-                      ("mrg_rxbuf", _on_off(host.mrg_rxbuf))]
+            props += [("csum", on_off(host.csum)), ("gso", on_off(host.gso)),
+                      ("host_tso4", on_off(host.tso4)), ("host_tso6", on_off(host.tso6)),
+                      ("host_ecn", on_off(host.ecn)), ("host_ufo", on_off(host.ufo)),
+                      ("mrg_rxbuf", on_off(host.mrg_rxbuf))]
         if guest is not None:
-            props += [("guest_csum", _on_off(guest.csum)),
-                      ("guest_tso4", _on_off(guest.tso4)),
-                      ("guest_tso6", _on_off(guest.tso6)),
-                      ("guest_ecn", _on_off(guest.ecn)), ("guest_ufo", _on_off(guest.ufo))]
+            props += [("guest_csum", on_off(guest.csum)),
+                      ("guest_tso4", on_off(guest.tso4)),
+                      ("guest_tso6", on_off(guest.tso6)),
+                      ("guest_ecn", on_off(guest.ecn)), ("guest_ufo", on_off(guest.ufo))]
     queues = nic.queues
     props += [("mq", "on" if queues > 1 else None),
               ("vectors", 2 * queues + 2 if queues > 1 else None)]
     if drv is not None:
         props += [("rx_queue_size", drv.rx_queue_size), ("tx_queue_size", drv.tx_queue_size),
-                  ("rss", _on_off(drv.rss)), ("hash", _on_off(drv.rss_hash_report))]
+                  ("rss", on_off(drv.rss)), ("hash", on_off(drv.rss_hash_report))]
     persistent = nic.teaming is not None and nic.teaming.type == "persistent"
     props += [("host_mtu", nic.mtu.size if nic.mtu is not None and nic.mtu.size else None),
               ("failover", "on" if persistent else None)]

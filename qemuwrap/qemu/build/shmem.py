@@ -9,10 +9,7 @@ from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.exactopts import exact_opts
 from qemuwrap.qemu.build.net import acpi_props
-
-
-def _on_off(value: bool | None) -> str | None:
-    return None if value is None else ("on" if value else "off")
+from qemuwrap.qemu.build.values import on_off
 
 
 def shmem_device(ctx: BuildContext, shmem: Shmem) -> str:
@@ -25,7 +22,7 @@ def shmem_device(ctx: BuildContext, shmem: Shmem) -> str:
         ("id", shmem.alias_name), ("chardev", f"char{shmem.alias_name}" if server else None),
         ("memdev", None if server else f"shmmem-{shmem.alias_name}"), ("master", master),
         ("vectors", msi.vectors if msi else None),
-        ("ioeventfd", _on_off(msi.ioeventfd) if msi else None),
+        ("ioeventfd", on_off(msi.ioeventfd) if msi else None),
         *ctx.pci_props(shmem).items(), *acpi_props(shmem)])
 
 
