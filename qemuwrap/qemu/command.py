@@ -40,13 +40,13 @@ from qemuwrap.qemu.build.net import build_interfaces
 from qemuwrap.qemu.build.video import build_video
 from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.defaults import add_implicit_devices
-from qemuwrap.qemu.validate import resolve_machine, validate
+from qemuwrap.qemu.validate import MachineType, resolve_machine, validate
 
 #: QEMU's environment: fixed, so a command is the same wherever it is built.
 QEMU_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 __all__ = ["CONTROL_SOCKET", "PIDFILE", "QMP_SOCKET", "Paths", "build_command",
-           "build_vmgenid"]
+           "build_vmgenid", "complete_definition"]
 
 
 def build_vmgenid(ctx: BuildContext) -> None:
@@ -72,6 +72,17 @@ def build_monitors(ctx: BuildContext) -> None:
     cmd.add("-pidfile", paths.pidfile, why="QEMU's pid for status/adoption")
 
 
+def complete_definition(dom: Domain, caps: Capabilities) -> MachineType:
+    """What libvirt does to a definition before it starts it: implicit devices, every
+    check (all refusals at once), addresses and ids, written into ``dom``. Idempotent; the
+    machine type the guest gets."""
+    machine, _ = resolve_machine(dom, caps)
+    add_implicit_devices(dom, machine)
+    machine = validate(dom, caps)
+    assign_addresses(dom, machine)
+    return machine
+
+
 def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str, *,
                   incoming: bool = False, loadvm: str | None = None) -> Command:
     """Validate ``dom`` against ``caps`` and build its QEMU command.
@@ -81,10 +92,7 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     saved state (``-incoming defer``; the restore feeds it over QMP). ``loadvm``: QEMU
     starts from an internal snapshot of that name.
     """
-    machine, _ = resolve_machine(dom, caps)
-    add_implicit_devices(dom, machine)
-    machine = validate(dom, caps)
-    assign_addresses(dom, machine)
+    machine = complete_definition(dom, caps)
     cmd = Command(binary=dom.devices.emulator or caps.emulator)
     ctx = BuildContext(dom, caps, machine, Paths(os.fspath(state_dir)), cmd)
     cmd.env.update(LC_ALL="C", PATH=QEMU_PATH, HOME=ctx.paths.state_dir)
