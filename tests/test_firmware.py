@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from test_demoguest import boot_guests
 
 from qemuwrap.companions import nvram
 from qemuwrap.qemu import firmware
@@ -224,6 +225,11 @@ def test_bad_descriptor_is_one_line_naming_the_file(tmp_path, text, message):
 
 
 # --- a real boot through OVMF -------------------------------------------------------------------
+
+
+@pytest.fixture
+def guests(demo_image, tmp_path):
+    yield from boot_guests(demo_image, tmp_path)
 
 
 @needs_ovmf
