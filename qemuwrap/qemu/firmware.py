@@ -123,10 +123,13 @@ class Descriptor:
         return f"{self.name} ({','.join(self.interfaces)}; {targets}; {features})"
 
 
+_KIND_NAMES: dict[type, str] = {str: "a string", list: "a list", dict: "an object"}
+
+
 def _field(doc: Mapping, key: str, kind: type, path: str, where: str = ""):
     value = doc.get(key)
     if not isinstance(value, kind):
-        what = {str: "a string", list: "a list", dict: "an object"}[kind]
+        what = _KIND_NAMES[kind]
         raise FirmwareError(f"{path}: '{where}{key}' is missing or not {what}")
     return value
 
