@@ -116,12 +116,12 @@ def test_a_failing_swtpm_is_one_line_naming_it_and_leaves_nothing(tpms, tmp_path
     tpm = tpms()
     tpm.prepare()
     # swtpm refuses a log file it cannot open, at start.
-    tpm.argv = swtpm.swtpm_argv(tpm.tpm_dir, tpm.sock, str(tmp_path / "missing" / "log"),
-                                tpm.pidfile)
+    tpm.own_log = str(tmp_path / "missing" / "log")
+    tpm.argv = swtpm.swtpm_argv(tpm.tpm_dir, tpm.sock, tpm.own_log, tpm.pidfile)
     with open(tmp_path / "out.log", "ab") as log, pytest.raises(CompanionError) as info:
         tpm.start(log.fileno(), time.monotonic() + 10)
     text = str(info.value)
-    assert text.startswith("swtpm: exited with status ") and "\n" not in text
+    assert text.startswith("swtpm: exited with status 1: see ") and "\n" not in text
     assert tpm.pid is None
     assert subprocess.run(["pgrep", "-f", tpm.sock], capture_output=True).stdout == b""
 

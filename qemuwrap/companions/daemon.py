@@ -35,13 +35,14 @@ def start_time(pid: int) -> int | None:
     return int(data[data.rindex(b")") + 2:].split()[19])
 
 
-def log_tail(log_fd: int | None, limit: int = 3) -> str:
-    """The last lines of the log that ``log_fd`` writes to (found through /proc/self/fd, as
-    the descriptor itself may be write-only), joined with ' / '; '' when unreadable."""
-    if log_fd is None:
+def log_tail(log: int | str | None, limit: int = 3) -> str:
+    """The last lines of a log file, or of the file a descriptor writes to (found through
+    /proc/self/fd, as the descriptor itself may be write-only), joined with ' / '; '' when
+    unreadable or empty."""
+    if log is None:
         return ""
     try:
-        path = os.readlink(f"/proc/self/fd/{log_fd}")
+        path = log if isinstance(log, str) else os.readlink(f"/proc/self/fd/{log}")
         with open(path, "rb") as f:
             f.seek(max(os.fstat(f.fileno()).st_size - 4096, 0))
             text = f.read().decode(errors="replace")
@@ -100,6 +101,8 @@ class Daemon:
     """A companion process: its command line, pid and identity."""
 
     name = "companion"
+    #: A log file the program writes itself, for failure messages (and where to look).
+    own_log: str | None = None
 
     def __init__(self, argv: Sequence[str]):
         self.argv = list(argv)
@@ -144,7 +147,8 @@ class Daemon:
             if gone or time.monotonic() >= deadline:
                 if not gone:
                     terminate(self.pid, time.monotonic() + 2)
-                tail = log_tail(log_fd)
+                tail = log_tail(log_fd) or log_tail(self.own_log) or (
+                    f"see {self.own_log}" if self.own_log else "")
                 why = (f"exited with status {status}" if status is not None else "exited"
                        ) if gone else f"not {what} within the deadline"
                 self.pid = None

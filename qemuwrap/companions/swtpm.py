@@ -162,7 +162,7 @@ class Swtpm(Daemon):
         super().__init__(swtpm_argv(tpm_dir, sock, logfile, pidfile, swtpm))
         self.tpm_dir = tpm_dir
         self.sock = sock
-        self.logfile = logfile
+        self.logfile = self.own_log = logfile
         self.pidfile = pidfile
         self.vmid = vmid
         self.swtpm_setup = swtpm_setup
