@@ -16,6 +16,7 @@
 #   qemuwrap.net=ADDR/PREFIX[,GW] a static address on eth0 (and a default route via GW)
 #   qemuwrap.ping=ADDR[,ADDR...] after the network is up, ping each address: up to 30
 #                                tries a second apart (the peer may still be booting)
+#   qemuwrap.mount=DEV           mount /dev/DEV (a disk with a file system) on /mnt/DEV
 #   qemuwrap.agent=0             do not start qemu-ga even when its port exists
 #
 # Lines on the serial console. Each is one line, "WORD: ...", printed whole; hosts match
@@ -26,6 +27,7 @@
 #   tpm: version V pcr0 HEX | tpm: version V | tpm: none
 #                                         (tpm_version_major of tpm0; for a TPM 2 the sha256
 #                                          PCR 0 read through the kernel, i.e. a real command)
+#   mount: DEV: mounted | mount: DEV: failed
 #   virtiofs: TAG: mounted | virtiofs: TAG: mount failed
 #   virtiofs: TAG: FILE: FIRST-LINE | virtiofs: TAG: FILE: unreadable
 #   net: eth0 lease ADDR/PREFIX router GW dns DNS... | net: eth0 no lease | net: eth0 missing
@@ -132,6 +134,7 @@ reboot_delay=0
 virtiofs=
 net=
 pings=
+disk=
 agent=1
 for word in $(cat /proc/cmdline); do
     case "$word" in
@@ -140,6 +143,7 @@ for word in $(cat /proc/cmdline); do
         qemuwrap.virtiofs=*) virtiofs=${word#*=} ;;
         qemuwrap.net=*) net=${word#*=} ;;
         qemuwrap.ping=*) pings=${word#*=} ;;
+        qemuwrap.mount=*) disk=${word#*=} ;;
         qemuwrap.agent=*) agent=${word#*=} ;;
     esac
 done
@@ -166,6 +170,21 @@ report_tpm() {
     # Reading a PCR makes the kernel send TPM2_PCR_Read: the TPM answers now, not just at boot.
     pcr=$(cat $t/pcr-sha256/0 2>/dev/null)
     if [ -n "$pcr" ]; then echo "tpm: version $v pcr0 $pcr"; else echo "tpm: version $v"; fi
+}
+
+# A disk's file system, e.g. for guest-fsfreeze-freeze to have something to freeze.
+report_mount() {
+    i=0
+    while [ ! -b "/dev/$1" ] && [ $i -lt 100 ]; do
+        usleep 20000
+        i=$((i + 1))
+    done
+    mkdir -p "/mnt/$1"
+    if mount "/dev/$1" "/mnt/$1" 2>/dev/null; then
+        echo "mount: $1: mounted"
+    else
+        echo "mount: $1: failed"
+    fi
 }
 
 report_virtiofs() {
@@ -278,6 +297,7 @@ start_agent() {
 
 report_efi
 report_tpm
+[ -n "$disk" ] && report_mount "$disk"
 [ -n "$virtiofs" ] && report_virtiofs "$virtiofs"
 [ -n "$net" ] && report_net "$net"
 [ "$agent" != 0 ] && [ -d /sys/class/virtio-ports ] && start_agent
