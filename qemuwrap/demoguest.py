@@ -413,9 +413,10 @@ def build(dest: Path = DEFAULT_DIR) -> DemoImage:
         ) from None
 
 
-def agent_files(qemu_ga: Path = QEMU_GA) -> dict[str, bytes] | None:
+def agent_files(qemu_ga: Path | None = None) -> dict[str, bytes] | None:
     """Debian's qemu-ga and every shared library ``ldd`` names (the dynamic loader included),
     each at the path the binary looks for it; None when qemu-ga is not installed."""
+    qemu_ga = QEMU_GA if qemu_ga is None else qemu_ga
     if not qemu_ga.is_file():
         return None
     out = _run(["ldd", str(qemu_ga)], f"cannot list the libraries of {qemu_ga}")

@@ -398,6 +398,23 @@ def test_changed_init_script_rebuilds_only_the_initrd(image, tmp_path, monkeypat
     ], "temp files left behind"
 
 
+@needs_qemu
+def test_without_qemu_ga_the_image_is_built_without_the_agent(image, tmp_path, monkeypatch):
+    dest = tmp_path / "demo"
+    dest.mkdir()
+    shutil.copy(image.kernel, dest / "vmlinuz")
+    shutil.copytree(image.kernel.parent / "modules", dest / "modules")
+    shutil.copy(image.kernel.parent / "kernel-layout", dest / "kernel-layout")
+    monkeypatch.setattr(demoguest, "QEMU_GA", tmp_path / "no-qemu-ga")
+    built = demoguest.build(dest)
+    assert not built.agent
+    assert built.notes == (f"{tmp_path / 'no-qemu-ga'} not found: built without the guest agent "
+                           "(apt-get install qemu-guest-agent)",)
+    entries = read_newc(gzip.decompress(built.initrd.read_bytes()))
+    assert "sbin/qemu-ga" not in entries
+    assert demoguest.main([str(dest)]) == 0  # the note goes to stderr, the paths to stdout
+
+
 def test_a_directory_built_by_the_old_layout_fetches_the_kernel_again(tmp_path):
     """An image directory from before modules.dep (flat button.ko/evdev.ko, no layout stamp)
     is not taken as complete."""

@@ -18,9 +18,8 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 
+from qemuwrap.companions.storage import persistent_dir
 from qemuwrap.errors import QemuwrapError
-
-SYSTEM_DIR = "/var/lib/qemuwrap/nvram"
 
 
 class NvramError(QemuwrapError):
@@ -28,16 +27,8 @@ class NvramError(QemuwrapError):
 
 
 def nvram_dir(privileged: bool | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """Where NVRAM files live: the system directory for root, the user's data directory
-    otherwise (the same split as the runtime state directory)."""
-    env = os.environ if environ is None else environ
-    if privileged is None:
-        privileged = os.geteuid() == 0
-    if privileged:
-        return SYSTEM_DIR
-    data = env.get("XDG_DATA_HOME") or os.path.join(
-        env.get("HOME") or os.path.expanduser("~"), ".local", "share")
-    return os.path.join(data, "qemuwrap", "nvram")
+    """Where NVRAM files live: ``/var/lib/qemuwrap/nvram`` or the user's data directory."""
+    return persistent_dir("nvram", privileged, environ)
 
 
 def default_path(name: str, fmt: str = "raw", privileged: bool | None = None,

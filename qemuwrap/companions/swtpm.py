@@ -26,9 +26,9 @@ from collections.abc import Mapping
 
 from qemuwrap.companions.daemon import CompanionError, Daemon
 from qemuwrap.companions.daemon import cleanup as cleanup_record
+from qemuwrap.companions.storage import persistent_dir
 from qemuwrap.qemu.argv import optstr
 
-SYSTEM_DIR = "/var/lib/qemuwrap/swtpm"
 SWTPM = "swtpm"
 SWTPM_SETUP = "swtpm_setup"
 #: The file swtpm keeps a TPM 2's permanent state in (its presence: manufactured).
@@ -39,16 +39,8 @@ CHARDEV_ID = "chrtpm"
 
 
 def state_root(privileged: bool | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """Where TPM states live: the system directory for root, the user's data directory
-    otherwise."""
-    env = os.environ if environ is None else environ
-    if privileged is None:
-        privileged = os.geteuid() == 0
-    if privileged:
-        return SYSTEM_DIR
-    data = env.get("XDG_DATA_HOME") or os.path.join(
-        env.get("HOME") or os.path.expanduser("~"), ".local", "share")
-    return os.path.join(data, "qemuwrap", "swtpm")
+    """Where TPM states live: ``/var/lib/qemuwrap/swtpm`` or the user's data directory."""
+    return persistent_dir("swtpm", privileged, environ)
 
 
 def state_dir(uuid: str, privileged: bool | None = None,
