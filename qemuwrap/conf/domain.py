@@ -391,6 +391,9 @@ class Domain(Element):
         messages, ``--explain`` and in-place edits of the file; empty when built in code."""
         if self.node is None:
             return {}
+        cached = self.__dict__.get("_nodes")
+        if cached is not None and cached.get("domain") is self.node:
+            return cached
         out: dict[str, Node] = {"domain": self.node}
         for c in self.node.children:
             out.setdefault(c.tag, c)
@@ -398,6 +401,7 @@ class Domain(Element):
             types = out["os"].children_named("type")
             if types:
                 out["os/type"] = types[0]
+        self.__dict__["_nodes"] = out
         return out
 
     # -- writing ---------------------------------------------------------------------------

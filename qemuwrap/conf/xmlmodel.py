@@ -373,6 +373,10 @@ class ChildField(Field):
             self._cls = cast("Callable[[], type[Element]]", self._cls)()  # forward reference
         return cast("type[Element]", self._cls)
 
+    @property
+    def key(self) -> str:
+        return self.cls.key()
+
     def read(self, node: Node, ctx: ParseContext) -> Any:
         cls = self.cls
         found = node.take(cls.key())
@@ -405,6 +409,7 @@ class TextChildField(Field):
 
     def __init__(self, tag: str, kind: Kind[Any], default: Any, required: bool):
         self.tag = tag
+        self.key = tag
         self.kind = kind
         self.default = default
         self.required = required
@@ -441,6 +446,7 @@ class FlagField(Field):
 
     def __init__(self, tag: str):
         self.tag = tag
+        self.key = tag
 
     def read(self, node: Node, ctx: ParseContext) -> bool:
         found = node.take(self.tag)
@@ -679,6 +685,35 @@ class Element:
 
     # -- reading -----------------------------------------------------------------------
     @classmethod
+    def _index(cls) -> tuple[dict[str, AttrField], dict[str, Field], tuple[Field, ...],
+                             tuple[Field, ...],
+                             tuple[dict[str, Any], list[tuple[str, Callable[[], Any]]]]]:
+        """What ``from_node`` needs, worked out once per class: fields by attribute name
+        and by child key, the ones always read, the required ones, the defaults."""
+        idx = cls.__dict__.get("_idx")
+        if idx is None:
+            attrs = {cast(str, f.xml): f for f in cls._attrs}
+            keyed: dict[str, Field] = {}
+            always: list[Field] = []
+            for f in cls._fields:
+                if isinstance(f, AttrField) or isinstance(f, InternalField):
+                    continue
+                key = f.key if isinstance(f, ChildField | TextChildField | FlagField) else None
+                if key is None:
+                    always.append(f)
+                else:
+                    keyed[key] = f
+            required = tuple(f for f in (*cls._attrs, *keyed.values())
+                             if getattr(f, "required", False))
+            static = {f.name: f.default for f in cls._fields
+                      if not f.virtual and not callable(f.default)}
+            factories = [(f.name, f.default) for f in cls._fields
+                         if not f.virtual and callable(f.default)]
+            idx = (attrs, keyed, tuple(always), required, (static, factories))
+            cls._idx = idx  # type: ignore[attr-defined]
+        return idx
+
+    @classmethod
     def from_node(cls: type[El], node: Node, ctx: ParseContext) -> El:
         """Read ``node``; problems go to ``ctx`` and the fields that failed keep defaults."""
         target: type[El] = cls
@@ -700,9 +735,22 @@ class Element:
         elif cls.VARIANT_ATTR:
             node.used_attrs.add(cls.VARIANT_ATTR)
         obj = target.__new__(target)
-        obj.node = node
+        values = obj.__dict__
         before = len(ctx.errors)
-        for f in target._fields:
+        attrs, keyed, always, required, (static, factories) = target._index()
+        values.update(static)
+        for name, make in factories:
+            values[name] = make()
+        values["node"] = node
+        # Only what the element has is read: most of the fields a class declares are absent
+        # from a given element (a <devices> lists ~30 kinds and holds a handful).
+        todo = [attrs[name] for name in node.attrib if name in attrs]
+        tags = {c.tag for c in node.children}
+        todo.extend(f for key, f in keyed.items() if key in tags)
+        todo.extend(f for f in required if (f.xml not in node.attrib if f.is_attr
+                                            else f.key not in tags))
+        todo.extend(always)
+        for f in todo:
             try:
                 value = f.read(node, ctx)
             except XMLError as exc:

@@ -172,6 +172,10 @@ class Node:
 
     def leftovers(self) -> list[XMLError]:
         """One error per attribute, child or text that nothing consumed."""
+        if (len(self.attrib) <= len(self.used_attrs) and self.used_attrs.issuperset(self.attrib)
+                and all(c.tag in self.used_tags for c in self.children)
+                and (self.text_used or not self.text or not self.text.strip(XML_SPACE))):
+            return []
         out = [self.error(f"unsupported attribute '{display_tag(name)}'")
                for name in self.attrib if name not in self.used_attrs]
         out.extend(child.error(f"unsupported element '{child.name}'")
