@@ -33,6 +33,7 @@ SWTPM = "swtpm"
 SWTPM_SETUP = "swtpm_setup"
 #: The file swtpm keeps a TPM 2's permanent state in (its presence: manufactured).
 STATE_FILE = "tpm2-00.permall"
+STATE_FILE_1_2 = "tpm-00.permall"  # a TPM 1.2's
 SETUP_TIMEOUT = 60.0  # swtpm_setup takes ~2 s here (RSA and ECC EKs, certificates)
 MODELS = ("tpm-crb", "tpm-tis")
 CHARDEV_ID = "chrtpm"
@@ -44,9 +45,11 @@ def state_root(privileged: bool | None = None, environ: Mapping[str, str] | None
 
 
 def state_dir(uuid: str, privileged: bool | None = None,
-              environ: Mapping[str, str] | None = None) -> str:
-    """``ROOT/UUID/tpm2``: the guest's TPM 2.0 state directory (``uuid`` in canonical form)."""
-    return os.path.join(state_root(privileged, environ), uuid, "tpm2")
+              environ: Mapping[str, str] | None = None, version: str = "2.0") -> str:
+    """``ROOT/UUID/tpm2`` (``tpm1.2`` for a TPM 1.2): the guest's TPM state directory
+    (``uuid`` in canonical form), as libvirt names it."""
+    return os.path.join(state_root(privileged, environ), uuid,
+                        "tpm1.2" if version == "1.2" else "tpm2")
 
 
 def runtime_paths(guest_dir: str) -> dict[str, str]:
@@ -56,21 +59,27 @@ def runtime_paths(guest_dir: str) -> dict[str, str]:
             "log": os.path.join(guest_dir, "swtpm.log")}
 
 
-def setup_argv(tpm_dir: str, vmid: str, logfile: str, swtpm_setup: str = SWTPM_SETUP) -> list[str]:
-    """Manufacture a TPM 2.0 once (libvirt's qemuTPMEmulatorRunSetup): ``vmid`` is
-    ``NAME:UUID``; ``--not-overwrite`` keeps a state that exists."""
-    return [swtpm_setup, "--tpm2", "--tpm-state", tpm_dir, "--vmid", vmid, "--logfile", logfile,
-            "--createek", "--create-ek-cert", "--create-platform-cert", "--lock-nvram",
-            "--not-overwrite"]
+def setup_argv(tpm_dir: str, vmid: str, logfile: str, swtpm_setup: str = SWTPM_SETUP,
+               version: str = "2.0", pcr_banks: list[str] | None = None) -> list[str]:
+    """Manufacture a TPM once (libvirt's qemuTPMEmulatorRunSetup): ``vmid`` is
+    ``NAME:UUID``; ``--not-overwrite`` keeps a state that exists; ``pcr_banks`` are
+    ``<active_pcr_banks>`` (TPM 2.0)."""
+    argv = [swtpm_setup, *(["--tpm2"] if version != "1.2" else []), "--tpm-state", tpm_dir,
+            "--vmid", vmid, "--logfile", logfile, "--createek", "--create-ek-cert",
+            "--create-platform-cert", "--lock-nvram", "--not-overwrite"]
+    if pcr_banks and version != "1.2":
+        argv += ["--pcr-banks", ",".join(pcr_banks)]
+    return argv
 
 
 def swtpm_argv(tpm_dir: str, sock: str, logfile: str, pidfile: str,
-               swtpm: str = SWTPM) -> list[str]:
+               swtpm: str = SWTPM, version: str = "2.0") -> list[str]:
     """``swtpm socket`` as libvirt runs it (control socket and state files owner-only),
     in the foreground: the supervisor spawns it in its own session and knows its pid."""
     return [swtpm, "socket", "--ctrl", f"type=unixio,path={sock},mode=0600",
             "--tpmstate", f"dir={tpm_dir},mode=0600", "--log", f"file={logfile}",
-            "--terminate", "--tpm2", "--pid", f"file={pidfile}"]
+            "--terminate", *(["--tpm2"] if version != "1.2" else []),
+            "--pid", f"file={pidfile}"]
 
 
 def qemu_options(sock: str, model: str = "tpm-crb", alias: str = "tpm0") -> list[tuple[str, str]]:
@@ -118,7 +127,7 @@ def passthrough_options(device: str, cancel: str, model: str = "tpm-tis",
 
 
 def manufactured(tpm_dir: str) -> bool:
-    return os.path.isfile(os.path.join(tpm_dir, STATE_FILE))
+    return any(os.path.isfile(os.path.join(tpm_dir, f)) for f in (STATE_FILE, STATE_FILE_1_2))
 
 
 def clone_state(src_dir: str, dst_dir: str) -> None:
@@ -150,8 +159,11 @@ class Swtpm(Daemon):
     name = "swtpm"
 
     def __init__(self, tpm_dir: str, sock: str, logfile: str, pidfile: str, vmid: str,
-                 swtpm: str = SWTPM, swtpm_setup: str = SWTPM_SETUP):
-        super().__init__(swtpm_argv(tpm_dir, sock, logfile, pidfile, swtpm))
+                 swtpm: str = SWTPM, swtpm_setup: str = SWTPM_SETUP, version: str = "2.0",
+                 pcr_banks: list[str] | None = None):
+        super().__init__(swtpm_argv(tpm_dir, sock, logfile, pidfile, swtpm, version))
+        self.version = version
+        self.pcr_banks = pcr_banks
         self.tpm_dir = tpm_dir
         self.sock = sock
         self.logfile = self.own_log = logfile
@@ -174,8 +186,8 @@ class Swtpm(Daemon):
             # the same); it is written once into ~/.config.
             self._run_setup([self.swtpm_setup, "--create-config-files", "skip-if-exist"],
                             timeout)
-        self._run_setup(setup_argv(self.tpm_dir, self.vmid, self.logfile, self.swtpm_setup),
-                        timeout)
+        self._run_setup(setup_argv(self.tpm_dir, self.vmid, self.logfile, self.swtpm_setup,
+                                   self.version, self.pcr_banks), timeout)
         if not manufactured(self.tpm_dir):
             raise CompanionError(f"swtpm: {self.swtpm_setup} left no TPM state in "
                                  f"{self.tpm_dir} (see {self.logfile})")

@@ -137,11 +137,12 @@ class Int(Kind[int]):
     """An integer as libvirt reads it: decimal (``base`` 0: C's strtol, 0x hex, 0 octal)."""
 
     def __init__(self, minimum: int = 0, maximum: int | None = None, *, base: int = 10,
-                 hex_format: int | None = None):
+                 hex_format: int | None = None, octal_format: int | None = None):
         self.minimum = minimum
         self.maximum = maximum
         self.base = base
         self.hex_format = hex_format  # format as 0x%0Nx (PCI addresses)
+        self.octal_format = octal_format  # format as %0No (file modes)
 
     def parse(self, raw: str, name: str) -> int:
         try:
@@ -154,6 +155,8 @@ class Int(Kind[int]):
     def format(self, value: int) -> str:
         if self.hex_format is not None:
             return f"0x{value:0{self.hex_format}x}"
+        if self.octal_format is not None:
+            return f"{value:0{self.octal_format}o}"
         return str(value)
 
     def rng(self, text: bool = False) -> str:
@@ -655,6 +658,10 @@ class Element:
         super().__init_subclass__(**kwargs)
         own = tuple(v for v in cls.__dict__.values() if isinstance(v, Field))
         names = {f.name for f in own}
+        clash = names & _RESERVED
+        if clash:  # a field named "format" would hide Element.format, and so on
+            raise TypeError(f"{cls.__name__}: field names {sorted(clash)} are Element "
+                            "methods; name the field otherwise and pass xml=")
         trail = tuple(f for f in cls._trailing if f.name not in names)
         lead = tuple(f for f in cls._fields if f.name not in names and f not in trail)
         if cls.__dict__.get("FIELDS_LAST"):  # a base whose fields follow its subclasses'
@@ -847,6 +854,10 @@ class Element:
         for k, v in self.__dict__.items():
             clone.__dict__[k] = v if k == "node" else copy.deepcopy(v, memo)
         return clone
+
+
+#: Names an Element subclass may not use for a field.
+_RESERVED = frozenset(n for n in dir(Element) if not n.startswith("__")) | {"node"}
 
 
 def _make_init(fields: tuple[Field, ...]) -> Callable[..., None]:

@@ -24,6 +24,7 @@ from qemuwrap.qemu.build import (
 )
 from qemuwrap.qemu.build.boot import build_boot
 from qemuwrap.qemu.build.chardev import build_chardevs
+from qemuwrap.qemu.build.companion_devices import build_filesystems, build_tpms
 from qemuwrap.qemu.build.controller import build_controllers
 from qemuwrap.qemu.build.disk import build_disks
 from qemuwrap.qemu.build.graphics import build_graphics
@@ -113,8 +114,10 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     build_boot(ctx)
     build_controllers(ctx)
     build_disks(ctx)
+    build_filesystems(ctx)
     build_interfaces(ctx)
     build_chardevs(ctx)
+    build_tpms(ctx)
     build_inputs(ctx)
     build_graphics(ctx)
     build_video(ctx)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from qemuwrap.qemu.validate import Validation
 
 #: Device lists no builder handles yet.
-UNBUILT_LISTS = ("filesystems", "smartcards", "parallels", "channels", "tpms", "sounds",
+UNBUILT_LISTS = ("smartcards", "parallels", "channels", "sounds",
                  "audios", "hostdevs", "redirdevs", "hubs", "watchdogs", "rngs", "panics",
                  "shmems", "memories")
 UNBUILT_ONE = ("redirfilter", "iommu", "vsock")
