@@ -751,7 +751,7 @@ class Element:
         values["node"] = node
         # Only what the element has is read: most of the fields a class declares are absent
         # from a given element (a <devices> lists ~30 kinds and holds a handful).
-        todo = [attrs[name] for name in node.attrib if name in attrs]
+        todo: list[Any] = [attrs[name] for name in node.attrib if name in attrs]
         tags = {c.tag for c in node.children}
         todo.extend(f for key, f in keyed.items() if key in tags)
         todo.extend(f for f in required if (f.xml not in node.attrib if f.is_attr

@@ -96,8 +96,8 @@ class TPM(Device):
         else:
             if backend.version is not None or backend.encryption is not None or \
                     backend.active_pcr_banks is not None or backend.persistent_state is not None:
-                raise backend.error(f"a '{backend.type}' backend takes only its "
-                                    f"{'<device>' if backend.type == 'passthrough' else '<source>'}")
+                what = "<device>" if backend.type == TPMBackendType.PASSTHROUGH else "<source>"
+                raise backend.error(f"a '{backend.type}' backend takes only its {what}")
         if backend.type == TPMBackendType.PASSTHROUGH:
             if backend.source is not None:
                 raise backend.error("a passthrough backend names its host TPM in <device>")

@@ -22,7 +22,7 @@ UNBUILT_LISTS = ("smartcards", "parallels", "channels", "sounds",
                  "shmems", "memories")
 UNBUILT_ONE = ("redirfilter", "iommu", "vsock")
 
-BUILT = {
+BUILT: dict[str, set] = {
     "controller type": {ControllerType.USB, ControllerType.IDE, ControllerType.SATA,
                         ControllerType.PCI, ControllerType.VIRTIO_SERIAL},
     "controller model": {ControllerModel.PIIX3_UHCI, ControllerModel.QEMU_XHCI,
