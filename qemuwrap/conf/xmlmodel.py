@@ -754,8 +754,9 @@ class Element:
         todo: list[Any] = [attrs[name] for name in node.attrib if name in attrs]
         tags = {c.tag for c in node.children}
         todo.extend(f for key, f in keyed.items() if key in tags)
-        todo.extend(f for f in required if (f.xml not in node.attrib if f.is_attr
-                                            else f.key not in tags))
+        todo.extend(f for f in required if (getattr(f, "xml", None) not in node.attrib
+                                            if f.is_attr else getattr(f, "key", None)
+                                            not in tags))
         todo.extend(always)
         for f in todo:
             try:
