@@ -12,8 +12,8 @@ from typing import Any
 from qemuwrap.conf.devices.filesystem import CacheMode, Filesystem
 from qemuwrap.conf.devices.tpm import TPM, TPMBackendType
 from qemuwrap.conf.domain import Domain
-from qemuwrap.conf.xmlreader import Node
 from qemuwrap.conf.xmlmodel import table
+from qemuwrap.conf.xmlreader import Node
 from qemuwrap.qemu.build import Paths
 from qemuwrap.qemu.build.companion_devices import TPM_SOCKET_NAME, VIRTIOFS_SOCKET_NAME
 
