@@ -66,9 +66,19 @@ Check = Callable[[Validation], None]
 
 def _checks() -> list[Check]:
     """Every area's checks, in the order their messages read best (then sorted by line)."""
-    from qemuwrap.qemu.validate import devices, machine, unbuilt
+    from qemuwrap.qemu.validate import (
+        audio,
+        devices,
+        graphics,
+        input,
+        machine,
+        unbuilt,
+        usb,
+        video,
+    )
 
-    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS]
+    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS, *input.CHECKS,
+            *graphics.CHECKS, *audio.CHECKS, *video.CHECKS, *usb.CHECKS]
 
 
 def validate(dom: Domain, caps: Capabilities) -> MachineType:

@@ -1,0 +1,22 @@
+"""Option strings whose keys are QEMU's property names exactly as written.
+
+``argv.optstr`` turns a Python ``_`` into QEMU's ``-`` (``debug_threads`` ->
+``debug-threads``), which leaves no way to write the many QEMU properties that do have
+an underscore: qxl's ``max_outputs``, ``ram_size``, ``vgamem_mb``, virtio's
+``iommu_platform``, usb-redir's ``filter``...  This keeps keys as given; every value
+still goes through ``argv.escape`` (commas doubled), so it stays one value.  The first
+item is always one of qemuwrap's constant device or backend names, never XML text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from qemuwrap.qemu.argv import escape
+
+
+def exact_opts(first: str | None, props: Iterable[tuple[str, object]]) -> str:
+    """``first,key=value,...`` with keys verbatim; None values are left out."""
+    parts = [first] if first is not None else []
+    parts.extend(f"{key}={escape(value)}" for key, value in props if value is not None)
+    return ",".join(parts)
