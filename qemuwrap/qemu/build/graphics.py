@@ -155,8 +155,8 @@ def build_spice(ctx: BuildContext, gfx: GraphicsSpice, index: int) -> None:
     first: str | None = None
     secure = False
     if listen.type == ListenType.SOCKET:
-        first = "unix"
-        opts.append(("addr", listen_socket(ctx, gfx)))
+        # libvirt writes "unix,addr=": QEMU 7.2 warns that the short form is deprecated.
+        opts += [("unix", "on"), ("addr", listen_socket(ctx, gfx))]
     elif listen.type == ListenType.NONE:
         opts.append(("port", 0))  # QEMU wants a port: 0 listens nowhere
     else:
