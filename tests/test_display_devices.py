@@ -301,3 +301,12 @@ def test_usb_hub_and_redirected_devices(tmp_path):
     redir = devs["redir0"]
     assert 'port = "1.3"' in redir
     assert 'filter = "0x08:-1:-1:-1:0|-1:-1:-1:-1:1"' in redir
+
+
+def test_password_expiry_is_qmp_and_refused_until_sent():
+    xml = domain("<graphics type='vnc' passwd='pw' passwdValidTo='2031-05-31T16:11:22'/>")
+    dom = loads(xml, random=guid.counting_random)
+    assert build_graphics.password_expiry_commands(dom.devices.graphics) == [
+        ("expire_password", {"protocol": "vnc", "time": "1938010282"})]
+    with pytest.raises(QemuwrapError, match="passwdValidTo"):
+        build(xml)

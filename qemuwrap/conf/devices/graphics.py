@@ -9,7 +9,6 @@ port ``-1`` means autoport, SPICE without any port listens nowhere (``type='none
 
 from __future__ import annotations
 
-import datetime
 import enum
 
 from qemuwrap.conf.devices.audio import AudioRef
@@ -120,6 +119,8 @@ class ValidTo(Str):
                          what="time (expect YYYY-MM-DDTHH:MM:SS)")
 
     def parse(self, raw: str, name: str) -> str:
+        import datetime  # only for this rare attribute: not on every dry run's path
+
         value = super().parse(raw, name)
         try:
             datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S")

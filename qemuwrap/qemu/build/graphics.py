@@ -15,7 +15,6 @@ Two things differ from libvirt on purpose, both invisible to the guest:
 from __future__ import annotations
 
 import os
-import socket
 
 from qemuwrap.conf.devices.graphics import (
     Graphics,
@@ -58,6 +57,22 @@ def graphics_secrets(dom_graphics: list[Graphics], state_dir: str) -> dict[str, 
     for index, gfx in enumerate(dom_graphics):
         if isinstance(gfx, _Listening) and gfx.passwd is not None:
             out[secret_path(state_dir, gfx, index)] = gfx.passwd
+    return out
+
+
+def password_expiry_commands(dom_graphics: list[Graphics]) -> list[tuple[str, dict]]:
+    """The QMP commands that make passwords expire at ``passwdValidTo`` (QEMU has no
+    command-line option for it; libvirt sends ``expire_password`` after start).  For the
+    supervisor to send before it resumes the guest; until it does, validation refuses
+    ``passwdValidTo``."""
+    import datetime
+
+    out = []
+    for gfx in dom_graphics:
+        if isinstance(gfx, _Listening) and gfx.passwd is not None and gfx.passwd_valid_to:
+            when = datetime.datetime.strptime(gfx.passwd_valid_to, "%Y-%m-%dT%H:%M:%S")
+            epoch = int(when.replace(tzinfo=datetime.timezone.utc).timestamp())
+            out.append(("expire_password", {"protocol": str(gfx.type), "time": str(epoch)}))
     return out
 
 
@@ -132,6 +147,8 @@ def build_vnc(ctx: BuildContext, gfx: GraphicsVNC, index: int) -> None:
 
 def free_port(host: str, start: int = VNC_PORT_MIN) -> int:
     """The first TCP port from ``start`` that nothing listens on at ``host`` now."""
+    import socket  # only a SPICE autoport needs it
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for port in range(start, 65536):
         with socket.socket(family, socket.SOCK_STREAM) as sock:

@@ -145,6 +145,9 @@ def check_one(v: Validation, gfx: Graphics, egl: bool) -> None:
                       "'vnc', 'spice' graphics types")
         return
     if isinstance(gfx, _Listening):
+        if gfx.passwd is not None and gfx.passwd_valid_to is not None:
+            v.refuse(gfx, "passwdValidTo: QEMU takes a password's expiry only over QMP "
+                          "once it runs (expire_password), which qemuwrap does not send")
         if len(gfx.listens) > 1:
             v.refuse(gfx.listens[1], "QEMU does not support multiple listens for one "
                                      "graphics device")
