@@ -71,7 +71,7 @@ def password_expiry_commands(dom_graphics: list[Graphics]) -> list[tuple[str, di
     for gfx in dom_graphics:
         if isinstance(gfx, _Listening) and gfx.passwd is not None and gfx.passwd_valid_to:
             when = datetime.datetime.strptime(gfx.passwd_valid_to, "%Y-%m-%dT%H:%M:%S")
-            epoch = int(when.replace(tzinfo=datetime.timezone.utc).timestamp())
+            epoch = int(when.replace(tzinfo=datetime.UTC).timestamp())
             out.append(("expire_password", {"protocol": str(gfx.type), "time": str(epoch)}))
     return out
 
