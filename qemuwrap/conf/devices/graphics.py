@@ -225,6 +225,7 @@ class _Listening(Graphics):
     listen_compat: str | None
     keymap: str | None
     passwd: str | None
+    passwd_valid_to: str | None
     connected: Connected | None
     listens: list[Listen]
 
