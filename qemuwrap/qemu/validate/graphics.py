@@ -108,10 +108,24 @@ def check_spice(v: Validation, gfx: GraphicsSpice) -> None:
         check_render_node(v, gfx.gl)
 
 
+def dbus_socket(address: str | None) -> str | None:
+    """The socket file of a ``unix:path=...`` D-Bus address (None for other kinds)."""
+    if address is None or not address.startswith("unix:"):
+        return None
+    for part in address[len("unix:"):].split(","):
+        key, _, value = part.partition("=")
+        if key == "path":
+            return value
+    return None
+
+
 def check_dbus(v: Validation, gfx: GraphicsDBus) -> None:
     if not gfx.p2p and gfx.address is None:
         v.refuse(gfx, "a D-Bus display without address='...' or p2p='yes' needs a private "
                       "bus: libvirt starts a dbus-daemon for it, qemuwrap does not")
+    bus = dbus_socket(gfx.address)
+    if bus is not None and not os.path.exists(bus):
+        v.refuse(gfx, f"no D-Bus bus listens at {bus} (address '{gfx.address}')")
     if gfx.audio is not None:
         audio = find_audio(v.dom.devices.audios, gfx.audio.id)
         if audio is None:
