@@ -226,7 +226,9 @@ def test_sound_cards_and_codecs_the_guest_sees(tmp_path):
         f"<sound model='ac97'>{pcislots.format(0x1d)}</sound>"
         "<sound model='sb16'/><sound model='usb'/><sound model='pcspk'/>"
         "<audio id='1' type='none'/><audio id='2' type='none'/>")
-    pci, qtree = run_paused(xml, tmp_path, [("query-pci", {})], ["info qtree"])
+    pci, speaker, qtree = run_paused(xml, tmp_path, [("query-pci", {}), ("qom-get", {
+        "path": "/machine", "property": "pcspk-audiodev"})], ["info qtree"])
+    assert speaker == "audio1"  # the PC speaker sounds through the first backend
     ids = pci_ids(pci)
     assert (ids[0x1a], ids[0x1b], ids[0x1c], ids[0x1d]) == (
         "8086:2668", "8086:293e", "1274:5000", "8086:2415")

@@ -27,11 +27,21 @@ def sound_bus_props(ctx: BuildContext, sound: Sound) -> dict[str, str]:
     return ctx.pci_props(sound)
 
 
+def pcspk_machine_props(ctx: BuildContext) -> dict[str, str]:
+    """``pcspk-audiodev=audioN`` for ``-machine`` when the guest has a PC speaker with a
+    backend (the machine builder may take it from here; see :func:`add_pcspk_audiodev`)."""
+    for sound in ctx.dom.devices.sounds:
+        if sound.model == SoundModel.PCSPK:
+            audiodev = audio_id(ctx, sound.audio_id)
+            return {"pcspk-audiodev": audiodev} if audiodev else {}
+    return {}
+
+
 def build_sounds(ctx: BuildContext) -> None:
     for sound in ctx.dom.devices.sounds:
         audiodev = audio_id(ctx, sound.audio_id)
         if sound.model == SoundModel.PCSPK:
-            add_pcspk_audiodev(ctx, audiodev)
+            add_pcspk_audiodev(ctx)
             continue
         hda = sound.model in HDA_MODELS
         ctx.cmd.add("-device", optstr(SOUND_DEVICES[sound.model], id=sound.alias_name,
@@ -47,14 +57,15 @@ def build_sounds(ctx: BuildContext) -> None:
                                           audiodev=audiodev), node or sound.node)
 
 
-def add_pcspk_audiodev(ctx: BuildContext, audiodev: str | None) -> None:
+def add_pcspk_audiodev(ctx: BuildContext) -> None:
     """The PC speaker is part of every pc and q35 machine; QEMU 7.2 connects it to a
     backend only through the machine property ``pcspk-audiodev`` (its ``-soundhw``,
     which libvirt 9.0 still writes, is gone).  Added to the ``-machine`` option the
-    machine builder wrote, so the speaker sounds through ``<audio>``."""
-    if audiodev is None:
-        return
+    machine builder wrote (unless it already has it), so the speaker sounds through
+    ``<audio>``."""
+    props = pcspk_machine_props(ctx)
     for arg in ctx.cmd.args:
-        if arg.option == "-machine" and arg.value is not None:
-            arg.value = f"{arg.value},{optstr(pcspk_audiodev=audiodev)}"
+        if arg.option == "-machine" and arg.value is not None and props:
+            if "pcspk-audiodev=" not in arg.value:
+                arg.value = f"{arg.value},{optstr(**props)}"
             return
