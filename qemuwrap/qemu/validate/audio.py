@@ -3,6 +3,7 @@ and ...Sound, virDomainAudioDefValidate, virDomainEnsureAudioID)."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.audio import AudioType, find_audio
@@ -14,6 +15,10 @@ from qemuwrap.qemu.validate.usb import has_usb
 
 if TYPE_CHECKING:
     from qemuwrap.qemu.validate import Validation
+
+
+#: QEMU's OSS device when <input>/<output> names none.
+OSS_DEFAULT_DEVICE = "/dev/dsp"
 
 
 def audio_drivers(v: Validation) -> frozenset[str] | None:
@@ -40,14 +45,21 @@ def check_audios(v: Validation) -> None:
         if audio.type == AudioType.COREAUDIO:
             v.refuse(audio, "audio type 'coreaudio' is macOS's sound system: QEMU on "
                             "Linux has no coreaudio backend")
+        elif available is not None and driver not in available:
+            v.refuse(audio, f"{v.caps.emulator} has no '{driver}' audio backend (QEMU's "
+                            f"audio-{driver} module is not installed)")
         elif audio.type == AudioType.SPICE and GraphicsType.SPICE not in gtypes:
             v.refuse(audio, "Spice audio is not supported without spice graphics")
         elif audio.type == AudioType.DBUS and not _has_display(v, "dbus"):
             v.refuse(audio, "D-Bus audio is not supported with this QEMU "
                             f"({v.caps.emulator} has no '-display dbus')")
-        elif available is not None and driver not in available:
-            v.refuse(audio, f"{v.caps.emulator} has no '{driver}' audio backend (QEMU's "
-                            f"audio-{driver} module is not installed)")
+        elif audio.type == AudioType.OSS:
+            for io in (audio.input, audio.output):
+                dev = (io.dev if io is not None else None) or OSS_DEFAULT_DEVICE
+                if not os.path.exists(dev):
+                    v.refuse(io or audio, f"audio type 'oss' needs the host's sound device "
+                                          f"{dev}, which does not exist")
+                    break
 
 
 def _has_display(v: Validation, name: str) -> bool:

@@ -51,9 +51,15 @@ def check_render_node(v: Validation, gl: GL) -> None:
 
 
 def check_socket(v: Validation, where, path: str | None) -> None:
-    if path is not None and len(os.fsencode(path)) > MAX_SOCKET_PATH:
+    """A server socket QEMU creates: short enough, in a directory that exists (one left
+    out is in the state directory, which the launcher makes)."""
+    if path is None:
+        return
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
         v.refuse(where, f"socket path '{path}' is longer than {MAX_SOCKET_PATH} bytes, "
                         "too long for a UNIX socket")
+    elif not os.path.isdir(os.path.dirname(path) or "/"):
+        v.refuse(where, f"the directory of socket {path} does not exist")
 
 
 def check_listen(v: Validation, gfx: _Listening) -> None:
