@@ -66,13 +66,14 @@ def check_listen(v: Validation, gfx: _Listening) -> None:
     listen = gfx.listen
     if listen is None:
         return
+    where = listen if listen.node is not None else gfx  # made from listen=/socket=
     if listen.type == ListenType.SOCKET:
-        check_socket(v, listen, listen.socket)
+        check_socket(v, where, listen.socket)
     elif listen.type == ListenType.NETWORK and listen.network and not listen.address:
         try:
             network_address(listen.network)
         except QemuwrapError as exc:
-            v.refuse(listen, str(exc))
+            v.refuse(where, str(exc))
 
 
 def check_vnc(v: Validation, gfx: GraphicsVNC) -> None:
