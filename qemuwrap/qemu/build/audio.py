@@ -7,6 +7,7 @@ from qemuwrap.conf.devices.audio import Audio, AudioIO, AudioType, find_audio
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext
+from qemuwrap.qemu.build.props import on_off
 
 #: QEMU's audiodev driver for each backend type (libvirt's qemuAudioDriver).
 AUDIO_DRIVERS = table(AudioType, {
@@ -16,9 +17,6 @@ AUDIO_DRIVERS = table(AudioType, {
     AudioType.DBUS: "dbus"})
 
 
-def _on_off(value: bool | None) -> str | None:
-    return None if value is None else ("on" if value else "off")
-
 
 def io_props(prefix: str, io: AudioIO | None, audio_type: AudioType) -> dict[str, object]:
     """``in.*``/``out.*``: the common settings, then the backend's own (libvirt's order)."""
@@ -26,8 +24,8 @@ def io_props(prefix: str, io: AudioIO | None, audio_type: AudioType) -> dict[str
         return {}
     settings = io.settings if io.fixed_settings else None
     props: dict[str, object] = {
-        "mixing-engine": _on_off(io.mixing_engine),
-        "fixed-settings": _on_off(io.fixed_settings),
+        "mixing-engine": on_off(io.mixing_engine),
+        "fixed-settings": on_off(io.fixed_settings),
         "voices": io.voices,
         "buffer-length": io.buffer_length,
         "frequency": settings.frequency if settings else None,
@@ -41,10 +39,10 @@ def io_props(prefix: str, io: AudioIO | None, audio_type: AudioType) -> dict[str
     elif audio_type == AudioType.JACK:
         props.update({"server-name": io.server_name, "client-name": io.client_name,
                       "connect-ports": io.connect_ports,
-                      "exact-name": _on_off(io.exact_name)})
+                      "exact-name": on_off(io.exact_name)})
     elif audio_type == AudioType.OSS:
         props.update({"dev": io.dev, "buffer-count": io.buffer_count,
-                      "try-poll": _on_off(io.try_poll)})
+                      "try-poll": on_off(io.try_poll)})
     elif audio_type == AudioType.PULSEAUDIO:
         props.update({"name": io.name, "stream-name": io.stream_name,
                       "latency": io.latency})
@@ -55,8 +53,8 @@ def audiodev(audio: Audio) -> str:
     """The ``-audiodev`` value of one backend (qemuBuildAudioCommandLineArg)."""
     props: dict[str, object] = {"id": audio.alias, "timer-period": audio.timer_period}
     if audio.type == AudioType.OSS:
-        props.update({"try-mmap": _on_off(audio.try_mmap),
-                      "exclusive": _on_off(audio.exclusive),
+        props.update({"try-mmap": on_off(audio.try_mmap),
+                      "exclusive": on_off(audio.exclusive),
                       "dsp-policy": audio.dsp_policy})
     elif audio.type == AudioType.PULSEAUDIO:
         props["server"] = audio.server_name

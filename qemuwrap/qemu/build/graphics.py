@@ -31,7 +31,7 @@ from qemuwrap.conf.devices.graphics import (
 from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.audio import audio_id
-from qemuwrap.qemu.build.exactopts import exact_opts
+from qemuwrap.qemu.build.props import exact_opts, on_off
 
 #: qemu.conf's defaults, which libvirt uses when the XML names no address.
 DEFAULT_LISTEN = "127.0.0.1"
@@ -137,7 +137,7 @@ def build_vnc(ctx: BuildContext, gfx: GraphicsVNC, index: int) -> None:
     if gfx.passwd is not None:
         props.append(("password-secret", add_secret(ctx, gfx, index)))
     if gfx.power_control is not None:
-        props.append(("power-control", "on" if gfx.power_control else "off"))
+        props.append(("power-control", on_off(gfx.power_control)))
     props.append(("audiodev", audio_id(ctx, gfx.audio.id if gfx.audio else 0)))
     value = optstr(first, **dict(props)) if first is not None else optstr(**dict(props))
     ctx.cmd.add("-vnc", value, gfx.node)
@@ -214,7 +214,7 @@ def build_spice(ctx: BuildContext, gfx: GraphicsSpice, index: int) -> None:
     if gfx.zlib is not None:
         opts.append(("zlib-glz-wan-compression", gfx.zlib.compression))
     if gfx.playback is not None:
-        opts.append(("playback-compression", "on" if gfx.playback.compression else "off"))
+        opts.append(("playback-compression", on_off(gfx.playback.compression)))
     if gfx.streaming is not None:
         opts.append(("streaming-video", gfx.streaming.mode))
     if gfx.clipboard is not None and not gfx.clipboard.copypaste:
@@ -238,9 +238,7 @@ def build_sdl(ctx: BuildContext, gfx: GraphicsSDL) -> None:
         ctx.cmd.env["DISPLAY"] = gfx.display
     if gfx.fullscreen:
         ctx.cmd.add("-full-screen", None, gfx.node)
-    gl = None
-    if gfx.gl is not None and gfx.gl.enable is not None:
-        gl = "on" if gfx.gl.enable else "off"
+    gl = on_off(gfx.gl.enable) if gfx.gl is not None else None
     ctx.cmd.add("-display", optstr("sdl", gl=gl), gfx.node)
 
 
@@ -250,10 +248,8 @@ def build_egl_headless(ctx: BuildContext, gfx: GraphicsEGLHeadless) -> None:
 
 
 def build_dbus(ctx: BuildContext, gfx: GraphicsDBus) -> None:
-    gl = rendernode = None
-    if gfx.gl is not None:
-        gl = "on" if gfx.gl.enable else "off"
-        rendernode = gfx.gl.rendernode
+    gl = on_off(gfx.gl.enable) if gfx.gl is not None else None
+    rendernode = gfx.gl.rendernode if gfx.gl is not None else None
     audiodev = audio_id(ctx, gfx.audio.id) if gfx.audio is not None else None
     ctx.cmd.add("-display", optstr("dbus", p2p="on" if gfx.p2p else None,
                                    addr=None if gfx.p2p else gfx.address, gl=gl,

@@ -5,10 +5,9 @@ QEMU's ``input-linux`` object grabbing a host device."""
 from __future__ import annotations
 
 from qemuwrap.conf.devices.input import Input, InputBus, InputType
-from qemuwrap.conf.devices.virtio import virtio_props
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.build.exactopts import exact_opts
+from qemuwrap.qemu.build.props import exact_opts, on_off, virtio_props
 from qemuwrap.qemu.build.usb import usb_props
 
 USB_INPUT_DEVICES = table(InputType, {InputType.MOUSE: "usb-mouse",
@@ -34,9 +33,6 @@ def input_device(inp: Input) -> str | None:
     return None
 
 
-def _on_off(value: bool | None) -> str | None:
-    return None if value is None else ("on" if value else "off")
-
 
 def build_inputs(ctx: BuildContext) -> None:
     for inp in ctx.dom.devices.inputs:
@@ -45,7 +41,7 @@ def build_inputs(ctx: BuildContext) -> None:
             grab_toggle = src.grab_toggle if src is not None else None
             ctx.cmd.add("-object", exact_opts("input-linux", [
                 ("id", inp.alias_name), ("evdev", inp.evdev),
-                ("repeat", _on_off(src.repeat if src is not None else None)),
+                ("repeat", on_off(src.repeat if src is not None else None)),
                 ("grab_all", "on" if src is not None and src.grab else None),
                 ("grab-toggle", grab_toggle)]), inp.node)
             continue

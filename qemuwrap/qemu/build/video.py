@@ -13,10 +13,9 @@ from qemuwrap.conf.devices.video import (
     Video,
     VideoModel,
 )
-from qemuwrap.conf.devices.virtio import virtio_props
 from qemuwrap.conf.xmlmodel import EnumTable, table
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.build.exactopts import exact_opts
+from qemuwrap.qemu.build.props import exact_opts, virtio_props
 from qemuwrap.qemu.capabilities import Capabilities
 
 _REFUSED = "refused: not a QEMU display adapter"
