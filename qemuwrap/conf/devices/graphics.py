@@ -293,14 +293,13 @@ class GraphicsVNC(_Listening):
             raise self.error("VNC supports connected='keep' only")
         self.merge_listens(self.socket)
         self.socket = None
-        if self.port == -1:
-            self.autoport = True
-        elif self.port is None:
-            self.autoport = True
-        elif self.autoport is None:
-            self.autoport = False
+        # libvirt: no port or port -1 is autoport, unless autoport= says otherwise.
+        auto = self.port is None or self.port == -1
+        self.autoport = auto if self.autoport is None else self.autoport
         if self.autoport:
             self.port = -1
+        elif self.port is None:
+            self.port = 0  # refused by validation: not a VNC port
         if self.listen is not None and self.listen.type == ListenType.SOCKET:
             self.port = self.autoport = None  # libvirt writes neither for a socket
 
