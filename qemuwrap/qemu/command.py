@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from qemuwrap.conf import guid
+from qemuwrap.conf.devices.audio import add_default_audio
 from qemuwrap.conf.domain import Domain
 from qemuwrap.qemu.address import assign_addresses
 from qemuwrap.qemu.argv import Command, optstr
@@ -22,6 +23,7 @@ from qemuwrap.qemu.build import (
     BuildContext,
     Paths,
 )
+from qemuwrap.qemu.build.audio import build_audios
 from qemuwrap.qemu.build.boot import build_boot
 from qemuwrap.qemu.build.chardev import build_chardevs
 from qemuwrap.qemu.build.companion_devices import build_filesystems, build_tpms
@@ -38,6 +40,9 @@ from qemuwrap.qemu.build.machine import (
 )
 from qemuwrap.qemu.build.memballoon import build_memballoon
 from qemuwrap.qemu.build.net import build_interfaces
+from qemuwrap.qemu.build.smartcard import build_smartcards
+from qemuwrap.qemu.build.sound import build_sounds
+from qemuwrap.qemu.build.usb import build_hubs, build_redirdevs
 from qemuwrap.qemu.build.video import build_video
 from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.defaults import add_implicit_devices
@@ -79,6 +84,7 @@ def complete_definition(dom: Domain, caps: Capabilities) -> MachineType:
     machine type the guest gets."""
     machine, _ = resolve_machine(dom, caps)
     add_implicit_devices(dom, machine)
+    add_default_audio(dom.devices.audios, [g.type for g in dom.devices.graphics])
     machine = validate(dom, caps)
     assign_addresses(dom, machine)
     return machine
@@ -113,14 +119,19 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     build_actions(ctx)
     build_boot(ctx)
     build_controllers(ctx)
+    build_hubs(ctx)
     build_disks(ctx)
     build_filesystems(ctx)
     build_interfaces(ctx)
+    build_smartcards(ctx)
     build_chardevs(ctx)
     build_tpms(ctx)
     build_inputs(ctx)
+    build_audios(ctx)
     build_graphics(ctx)
     build_video(ctx)
+    build_sounds(ctx)
+    build_redirdevs(ctx)
     build_memballoon(ctx)
     if incoming:
         cmd.add("-incoming", "defer", why="restore: state comes over QMP")

@@ -66,9 +66,20 @@ Check = Callable[[Validation], None]
 
 def _checks() -> list[Check]:
     """Every area's checks, in the order their messages read best (then sorted by line)."""
-    from qemuwrap.qemu.validate import companion_devices, devices, machine, unbuilt
+    from qemuwrap.qemu.validate import (
+        audio,
+        companion_devices,
+        devices,
+        graphics,
+        input,
+        machine,
+        unbuilt,
+        usb,
+        video,
+    )
 
-    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS, *companion_devices.CHECKS]
+    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS, *companion_devices.CHECKS,
+            *input.CHECKS, *graphics.CHECKS, *audio.CHECKS, *video.CHECKS, *usb.CHECKS]
 
 
 def validate(dom: Domain, caps: Capabilities) -> MachineType:
