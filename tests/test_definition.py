@@ -61,7 +61,7 @@ def test_concurrent_edit_is_not_overwritten(tmp_path):
 
 def test_unwritable_directory_is_a_clean_error(tmp_path):
     path = tmp_path / "missing-dir" / "x.xml"
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DefinitionWriteError, match="No such file or directory"):
         atomic_write(path, b"x")
     data = ODD
     src = tmp_path / "odd.xml"
