@@ -35,6 +35,14 @@ _REFUSED = frozenset({"utf-7", "unicode-escape", "raw-unicode-escape", "idna", "
                       "undefined"})
 #: Stateful codecs: bytes depend on what came before, so a splice cannot be checked
 #: piece by piece (they are read, but never edited in place).
+#: IANA names (as libxml2 and iconv know them) that Python's codec registry lacks.
+_IANA = {"windows-31j": "cp932", "x-sjis": "shift_jis", "x-euc-jp": "euc_jp",
+         "cseucpkdfmtjapanese": "euc_jp",
+         "extended_unix_code_packed_format_for_japanese": "euc_jp",
+         "iso-10646-ucs-2": "utf-16", "ucs-2": "utf-16", "csunicode": "utf-16",
+         "iso-10646-ucs-4": "utf-32", "ucs-4": "utf-32", "csucs4": "utf-32",
+         "windows-874": "cp874", "x-gbk": "gbk", "csutf8": "utf-8", "iso-8859-8-i": "iso8859-8",
+         "x-mac-cyrillic": "mac-cyrillic"}
 _STATEFUL = re.compile(r"iso2022_.*|hz|utf-7")
 _DECLARATION = re.compile(
     r"<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(['\"])[^'\"]*\1"
@@ -218,7 +226,7 @@ def _codec_for(declared: str, family: str, bom: int) -> str:
     """The Python codec for a declared encoding name, checked against the byte family."""
     shown = _printable(declared)
     try:
-        info = codecs.lookup(declared)
+        info = codecs.lookup(_IANA.get(declared.lower(), declared))
     except (LookupError, ValueError):
         raise XMLError(f"unknown encoding '{shown}' in the XML declaration "
                        "(save the file as UTF-8)") from None

@@ -89,14 +89,17 @@ class Command(Record):
 
     def explain(self, xml: bytes) -> str:
         """Each option beside the XML element (as written in ``xml``) it came from."""
+        from qemuwrap.conf.untrusted import decode
+
+        codec = decode(xml).codec  # offsets are into the file's own bytes, in its encoding
         rows = []
         for arg in self.args:
             text = " ".join(shell_quote(w) for w in arg.words)
             if arg.source is not None:
                 src = arg.source
-                # A leaf element whole; a container by its start tag only.
-                end = src.end if not src.children else xml.index(b">", src.start) + 1
-                raw = xml[src.start:end].decode("utf-8", "replace")
+                raw = xml[src.start:src.end].decode(codec, "replace")
+                if src.children:  # a container by its start tag only; a leaf whole
+                    raw = raw[:raw.find(">") + 1]
                 first = " ".join(raw.split())
                 if len(first) > 72:
                     first = first[:69] + "..."
