@@ -104,6 +104,8 @@ def save_genid(path: str | os.PathLike, data: bytes, dom: Domain, new: bytes | N
     Refuses if the file changed since it was read: a concurrent edit is not overwritten.
     """
     new = dom.genid if new is None else new
+    if new is None:
+        raise DefinitionWriteError("the definition has no genid to save")
     shown = os.fspath(path)
     try:
         current = untrusted.read_bytes(path)

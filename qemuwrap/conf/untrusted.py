@@ -210,7 +210,8 @@ def decode(data: bytes) -> Document:
     except UnicodeDecodeError as exc:
         raise XMLError(f"the document is not valid {declared or codec.upper()}: "
                        f"{exc.reason} at byte {exc.start + bom}") from None
-    if declared is not None and not wide and not text.startswith(match[0]):
+    if match is not None and declared is not None and not wide \
+            and not text.startswith(match[0]):
         # an encoding that is not ASCII-compatible cannot have declared itself in ASCII
         raise XMLError(f"encoding '{_printable(declared)}' is not supported "
                        "(not compatible with ASCII; save the file as UTF-8)")
