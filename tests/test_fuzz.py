@@ -14,7 +14,7 @@ from conftest import DEFAULT_CAPS, GOLDEN_STATE_ROOT
 
 #: The default run: the same cases every time, about 15 s on two shared cores.
 SEED = 20261127
-CASES = 2000
+CASES = 1500
 REGRESSIONS = sorted(fuzz.REGRESSIONS.glob("*.xml"))
 
 

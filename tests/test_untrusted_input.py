@@ -236,3 +236,23 @@ def test_read_is_bounded_even_if_the_size_lies(tmp_path, monkeypatch):
 def test_missing_file_is_one_line(tmp_path):
     with pytest.raises(XMLError, match="^cannot read: No such file or directory$"):
         load(str(tmp_path / "missing.xml"))
+
+
+@pytest.mark.parametrize("codec", ["utf-16-be", "utf-16-le", "utf-32-be", "utf-32-le"])
+def test_wide_encodings_without_bom_or_declaration(codec):
+    """expat takes a NUL first or second byte for UTF-16 whatever it is told; qemuwrap
+    must decide the same, or its offsets and write-back would be in the wrong encoding."""
+    data = TEXT.encode(codec)
+    doc = untrusted.decode(data)
+    assert doc.codec == codec and not doc.identity
+    dom = loads(data, random=guid.counting_random)
+    node = dom.nodes["genid"]
+    assert data[node.start:node.end].decode(codec) == "<genid/>"
+
+
+def test_nesting_is_bounded():
+    deep = TEXT.replace("<devices>", "<devices>" + "<x>" * 300 + "</x>" * 300)
+    with pytest.raises(XMLError, match="nested deeper than 256"):
+        loads(deep.encode())
+    with pytest.raises(XMLError, match="Excessive depth"):
+        schema.validate_bytes(deep.encode())

@@ -47,18 +47,9 @@ _STATEFUL = re.compile(r"iso2022_.*|hz|utf-7")
 _DECLARATION = re.compile(
     r"<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(['\"])[^'\"]*\1"
     r"(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*(['\"])(?P<name>[^'\"]*)\2)?")
-#: (byte order mark or first bytes, codec, BOM length), XML 1.0 appendix F; longest first.
-_SNIFF = (
-    (b"\x00\x00\xfe\xff", "utf-32-be", 4),
-    (b"\xff\xfe\x00\x00", "utf-32-le", 4),
-    (b"\xef\xbb\xbf", "utf-8", 3),
-    (b"\xfe\xff", "utf-16-be", 2),
-    (b"\xff\xfe", "utf-16-le", 2),
-    (b"\x00\x00\x00<", "utf-32-be", 0),
-    (b"<\x00\x00\x00", "utf-32-le", 0),
-    (b"\x00<\x00?", "utf-16-be", 0),
-    (b"<\x00?\x00", "utf-16-le", 0),
-)
+#: (byte order mark, codec), XML 1.0 appendix F; longest first.
+_BOMS = ((b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"),
+         (b"\xef\xbb\xbf", "utf-8"), (b"\xfe\xff", "utf-16-be"), (b"\xff\xfe", "utf-16-le"))
 _FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
@@ -190,11 +181,7 @@ def decode(data: bytes) -> Document:
     be read, naming the encoding."""
     if len(data) > MAX_BYTES:
         raise XMLError(f"document is larger than {MAX_BYTES} bytes")
-    head = data[:4]
-    family, bom = next(((codec, n) for prefix, codec, n in _SNIFF if head.startswith(prefix)),
-                       ("utf-8", 0))
-    if head == b"\x4c\x6f\xa7\x94":
-        raise XMLError("unsupported encoding: EBCDIC (save the file as UTF-8)")
+    family, bom = _family(data[:4])
     wide = family != "utf-8"
     prologue = data[bom:bom + 512]
     head_text = prologue.decode(family, "ignore") if wide else prologue.decode("latin-1")
@@ -221,6 +208,22 @@ def decode(data: bytes) -> Document:
         raise XMLError(f"the document is not valid {declared or codec.upper()}: "
                        f"{exc.reason}") from None
     return Document(data, utf8, codec, declared, bom, text)
+
+
+def _family(head: bytes) -> tuple[str, int]:
+    """(codec family, BOM length) from the first bytes, as expat itself reads them (it
+    takes a first or second NUL byte for UTF-16 whatever it is told), so what we decode
+    is what expat would have parsed."""
+    for prefix, codec in _BOMS:
+        if head.startswith(prefix):
+            return codec, len(prefix)
+    if head == b"\x4c\x6f\xa7\x94":
+        raise XMLError("unsupported encoding: EBCDIC (save the file as UTF-8)")
+    if head[:1] == b"\x00":
+        return ("utf-32-be" if head[:3] == b"\x00\x00\x00" else "utf-16-be"), 0
+    if head[1:2] == b"\x00":
+        return ("utf-32-le" if head[1:4] == b"\x00\x00\x00" else "utf-16-le"), 0
+    return "utf-8", 0
 
 
 def _codec_for(declared: str, family: str, bom: int) -> str:

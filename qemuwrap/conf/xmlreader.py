@@ -21,6 +21,9 @@ from qemuwrap.conf import untrusted
 from qemuwrap.errors import XMLError
 
 MAX_XML_BYTES = untrusted.MAX_BYTES  # 1 MiB: a domain definition is a few KiB
+#: Nesting depth, as libxml2 (the schema pass) limits it: a definition nests about 5
+#: deep, and a megabyte of nested tags would cost seconds of node building.
+MAX_DEPTH = 256
 #: XML's white space (RelaxNG's ``\s`` and token type): str.strip() would also drop
 #: U+00A0 and friends, which the schema does not, so the two would disagree.
 XML_SPACE = " \t\n\r"
@@ -232,6 +235,9 @@ def _parse_utf8(data: bytes) -> Node:
                        "are not allowed")
 
     def start(tag, attrs):
+        if len(stack) >= MAX_DEPTH:
+            raise XMLError(f"line {parser.CurrentLineNumber}: elements nested deeper than "
+                           f"{MAX_DEPTH}")
         if ":" in tag:
             raise XMLError(f"line {parser.CurrentLineNumber}: unsupported element '{tag}'")
         parent = stack[-1] if stack else None
