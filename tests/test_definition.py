@@ -150,6 +150,17 @@ def test_splice_refuses_overlaps_and_split_characters():
 # --------------------------------------------------------------------------- the file itself
 
 
+def posix_acl(owner: int, user: tuple[int, int], group: int, mask: int, other: int) -> bytes:
+    """The value of a ``system.posix_acl_access`` attribute (no setfacl needed): the
+    owner's, one user's (uid, permissions), the group's, mask and others' permissions."""
+    everyone = 0xFFFFFFFF
+    entries = [(0x01, owner, everyone), (0x02, user[1], user[0]), (0x04, group, everyone),
+               (0x10, mask, everyone), (0x20, other, everyone)]
+    return (2).to_bytes(4, "little") + b"".join(
+        tag.to_bytes(2, "little") + perm.to_bytes(2, "little") + ident.to_bytes(4, "little")
+        for tag, perm, ident in entries)
+
+
 @pytest.fixture
 def definition(tmp_path):
     """A definition with <genid/>, loaded: (path, data, dom)."""
@@ -171,16 +182,10 @@ def test_owner_group_mode_and_xattrs_are_kept(definition):
     os.chown(path, 65534, 65534)
     os.chmod(path, 0o640)
     os.setxattr(path, "user.origin", b"downloaded")
-    # an ACL (system.posix_acl_access): owner rw, uid 65533 r, group r, mask r, other -
-    acl = (2).to_bytes(4, "little") + b"".join(
-        tag.to_bytes(2, "little") + perm.to_bytes(2, "little") + ident.to_bytes(4, "little")
-        for tag, perm, ident in [(0x01, 6, 0xFFFFFFFF), (0x02, 4, 65533),
-                                 (0x04, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF),
-                                 (0x20, 0, 0xFFFFFFFF)])
-    try:
-        os.setxattr(path, "system.posix_acl_access", acl)
+    try:  # owner rw, uid 65533 r, group r, mask r, other -
+        os.setxattr(path, "system.posix_acl_access", posix_acl(6, (65533, 4), 4, 4, 0))
     except OSError:
-        acl = None  # a file system without ACLs: the user xattr still proves the copy
+        pass  # a file system without ACLs: the user xattr still proves the copy
     before = {n: os.getxattr(path, n) for n in os.listxattr(path)}
     data, dom = reload()
     save_genid(str(path), data, dom)
@@ -300,13 +305,8 @@ def test_acl_that_denies_the_user_is_refused(open_dir):
     with open(path, "w") as f:
         f.write(GENID_AUTO)
     os.chmod(path, 0o666)
-    acl = (2).to_bytes(4, "little") + b"".join(
-        tag.to_bytes(2, "little") + perm.to_bytes(2, "little") + ident.to_bytes(4, "little")
-        for tag, perm, ident in [(0x01, 6, 0xFFFFFFFF), (0x02, 4, 65534),
-                                 (0x04, 6, 0xFFFFFFFF), (0x10, 6, 0xFFFFFFFF),
-                                 (0x20, 6, 0xFFFFFFFF)])
     try:
-        os.setxattr(path, "system.posix_acl_access", acl)
+        os.setxattr(path, "system.posix_acl_access", posix_acl(6, (65534, 4), 6, 6, 6))
     except OSError:
         pytest.skip("this file system has no POSIX ACLs")
     res = as_nobody(WRITE.format(path=path))
