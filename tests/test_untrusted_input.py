@@ -256,3 +256,13 @@ def test_nesting_is_bounded():
         loads(deep.encode())
     with pytest.raises(XMLError, match="Excessive depth"):
         schema.validate_bytes(deep.encode())
+
+
+def test_read_file_can_refuse_symlinks(tmp_path):
+    from qemuwrap.conf.xmlreader import read_file
+
+    (tmp_path / "real.xml").write_text(TEXT)
+    (tmp_path / "link.xml").symlink_to(tmp_path / "real.xml")
+    assert read_file(tmp_path / "link.xml")[0] == TEXT.encode()
+    with pytest.raises(XMLError, match="a symbolic link"):
+        read_file(tmp_path / "link.xml", follow_symlinks=False)

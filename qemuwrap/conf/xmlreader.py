@@ -270,8 +270,10 @@ def _parse_utf8(data: bytes) -> Node:
     return root[0]
 
 
-def read_file(path: str | os.PathLike) -> tuple[bytes, Node]:
+def read_file(path: str | os.PathLike, *, follow_symlinks: bool = True) \
+        -> tuple[bytes, Node]:
     """Read and parse a definition file: its own bytes (for in-place edits) and the tree.
-    Only a regular file is read, and no more than the size limit."""
-    data = untrusted.read_bytes(path, limit=MAX_XML_BYTES)
+    Only a regular file is read, and no more than the size limit; ``follow_symlinks=False``
+    refuses a symbolic link (files in a state directory)."""
+    data = untrusted.read_bytes(path, limit=MAX_XML_BYTES, follow_symlinks=follow_symlinks)
     return data, parse_bytes(data)
