@@ -67,6 +67,7 @@ class Figures:
     tracebacks: list = field(default_factory=list)  # (name, data, text)
     hangs: list = field(default_factory=list)  # (name, data)
     seconds: float = 0.0
+    mutations: set = field(default_factory=set)  # the kinds drawn
 
     def line(self) -> str:
         return (f"{self.cases} cases: {self.errors} one-line errors, {self.successes} "
@@ -413,6 +414,7 @@ def campaign(seed: int, count: int, deadline: float = DEADLINE) -> Figures:
     for name, data in generate(seed, count):
         outcome, text = run_bounded(data, name, deadline)
         figures.cases += 1
+        figures.mutations.update(name.rsplit("-", 1)[-1].split("+"))
         if outcome == "ok":
             figures.successes += 1
         elif outcome == "error":
