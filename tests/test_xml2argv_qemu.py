@@ -4,6 +4,8 @@ The golden .args could encode options QEMU refuses or misreads; here QEMU itself
 each command and QMP confirms that name, uuid, generation ID, vCPU count and memory
 are what the XML says. Host paths in the XML (disk images, log files, sockets) are
 redirected into a temporary directory first; everything else is the golden command.
+A case with ``NAME.qemu-refuses`` holds a value QEMU must read whole and refuse: the
+file has the text QEMU's error must contain.
 """
 
 from __future__ import annotations
@@ -138,6 +140,13 @@ def test_qemu_accepts_golden_command(name, tmp_path, request):
         state.mkdir()
         _redirect_paths(dom, tmp_path, request, cleanup, state)
         cmd = build_command(dom, caps, state)
+        refusal = XML2ARGV / f"{name}.qemu-refuses"
+        if refusal.exists():  # a value QEMU reads whole and refuses (see that file)
+            res = subprocess.run(cmd.argv, env=cmd.env, stdin=subprocess.DEVNULL,
+                                 capture_output=True, text=True, timeout=30)
+            assert res.returncode == 1, res.stderr
+            assert refusal.read_text().strip() in res.stderr
+            return
         proc = subprocess.Popen(cmd.argv, env=cmd.env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

@@ -439,7 +439,7 @@ def parse_domain(root: Node, *, random: guid.RandomSource = guid.system_random) 
     at once (``Problems``), or the single one as itself."""
     if root.tag != "domain":
         raise root.error(f"expected root element 'domain', not '{root.name}'")
-    ctx = ParseContext(random, root.source or b"")
+    ctx = ParseContext(random, root.source or b"", root.codec)
     dom = Domain.from_node(root, ctx)
     if dom.devices is None:
         dom.devices = Devices()

@@ -255,10 +255,12 @@ class ParseContext:
     """What one parse shares: the problems found so far, the random source for values
     the model generates (uuid, MACs), and the document's bytes (for raw passthrough)."""
 
-    def __init__(self, random: Callable[[int], bytes], data: bytes = b""):
+    def __init__(self, random: Callable[[int], bytes], data: bytes = b"",
+                 codec: str = "utf-8"):
         self.errors: list[XMLError] = []
         self.random = random
-        self.data = data
+        self.data = data  # the file's own bytes (Node offsets point into them)
+        self.codec = codec
 
     def record(self, error: XMLError) -> None:
         self.errors.append(error)
@@ -478,7 +480,7 @@ class RawField(Field):
         out = []
         for child in node.children:
             node.used_tags.add(child.tag)
-            raw = ctx.data[child.start:child.end].decode("utf-8", "replace")
+            raw = ctx.data[child.start:child.end].decode(ctx.codec, "replace")
             out.append(_with_namespace(raw, child.tag))
         return out
 
