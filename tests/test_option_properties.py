@@ -23,7 +23,12 @@ from hypothesis import strategies as st
 from qemuwrap.conf import guid
 from qemuwrap.conf.domain import Domain, loads
 from qemuwrap.conf.xmlmodel import (
-    AttrField, ChildField, Element, TextChildField, TextField, walk,
+    AttrField,
+    ChildField,
+    Element,
+    TextChildField,
+    TextField,
+    walk,
 )
 from qemuwrap.errors import QemuwrapError
 from qemuwrap.qemu.capabilities import Capabilities

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from qemuwrap.conf.devices.filesystem import AccessMode, Filesystem, FSDriverType, FSModel
-from qemuwrap.conf.devices.tpm import TPM, TPMBackendType
+from qemuwrap.conf.devices.tpm import TPMBackendType
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.argv import escape, optstr
 from qemuwrap.qemu.build import BuildContext
