@@ -56,11 +56,11 @@ def paused(name: str, tmp_path, request, *, edit=None) -> Iterator[Guest]:
 
     _data, dom = load(str(XML2ARGV / f"{name}.xml"), random=guid.counting_random)
     cleanup: list[list[str]] = []
-    _redirect_paths(dom, tmp_path, request, cleanup)
-    if edit is not None:
-        edit(dom)
     state = tmp_path / "state"
     state.mkdir()
+    _redirect_paths(dom, tmp_path, request, cleanup, state)
+    if edit is not None:
+        edit(dom)
     cmd = build_command(dom, caps_for(name), state)
     proc = subprocess.Popen(cmd.argv, env=cmd.env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -60,6 +60,7 @@ def _pci_devices(dom: Domain, q35: bool) -> list[Device]:
     devs = dom.devices
     out: list[Device] = [v for v in devs.videos if v.model.type != VideoModel.NONE]
     out += [c for c in devs.controllers if controller_device(c, q35) is not None]
+    out += devs.filesystems
     out += devs.interfaces
     out += [d for d in devs.disks if d.bus == DiskBus.VIRTIO]
     if devs.memballoon.model == BalloonModel.VIRTIO:

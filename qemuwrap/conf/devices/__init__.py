@@ -40,7 +40,7 @@ from qemuwrap.conf.devices.shmem import Shmem
 from qemuwrap.conf.devices.smartcard import Smartcard
 from qemuwrap.conf.devices.sound import Sound
 from qemuwrap.conf.devices.tpm import TPM
-from qemuwrap.conf.devices.video import Video
+from qemuwrap.conf.devices.video import Video, order_videos
 from qemuwrap.conf.devices.vsock import Vsock
 from qemuwrap.conf.devices.watchdog import Watchdog
 from qemuwrap.conf.xmlmodel import Element, ParseContext, Path, child, children, text_child
@@ -108,8 +108,7 @@ class Devices(Element):
             ctrls.add((ctrl.type, ctrl.index))
         for problem in chardev_post_parse(self.serials, self.parallels, self.consoles):
             ctx.record(problem)
-        if len(self.graphics) > 1:
-            ctx.record(self.graphics[1].error("only one <graphics> is supported"))
+        ctx.errors.extend(order_videos(self.videos))
 
     @property
     def memballoon(self) -> MemBalloon:

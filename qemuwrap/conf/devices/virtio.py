@@ -2,7 +2,7 @@
 every virtio device shares (``iommu``, ``ats``, ``packed``, ``page_per_vq``).
 
 A device's own ``<driver>`` class derives from :class:`VirtioDriver` and adds its
-attributes; :func:`virtio_props` gives the QEMU properties in libvirt's order.
+attributes; ``qemu/build/props.virtio_props`` gives the QEMU properties.
 """
 
 from __future__ import annotations
@@ -23,14 +23,3 @@ class VirtioDriver(Element):
         return [name for name in ("iommu", "ats", "packed", "page_per_vq")
                 if self.__dict__[name] is not None]
 
-
-def _on_off(value: bool | None) -> str | None:
-    return None if value is None else ("on" if value else "off")
-
-
-def virtio_props(driver: VirtioDriver | None) -> dict[str, str | None]:
-    """``iommu_platform``, ``ats``, ``packed``, ``page-per-vq`` (qemuBuildVirtioDevProps)."""
-    if driver is None:
-        return {}
-    return {"iommu_platform": _on_off(driver.iommu), "ats": _on_off(driver.ats),
-            "packed": _on_off(driver.packed), "page-per-vq": _on_off(driver.page_per_vq)}

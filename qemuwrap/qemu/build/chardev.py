@@ -26,8 +26,7 @@ from qemuwrap.conf.xmlmodel import table
 from qemuwrap.conf.xmlreader import Node
 from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.build.exactopts import exact_opts
-from qemuwrap.qemu.build.values import on_off
+from qemuwrap.qemu.build.props import exact_opts, on_off
 
 #: QEMU's chardev backend of each type (dev: serial, or parallel for a parallel port).
 BACKENDS = table(CharType, {

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from qemuwrap.conf.devices.memballoon import BalloonModel
-from qemuwrap.conf.devices.virtio import virtio_props
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.build.exactopts import exact_opts
 from qemuwrap.qemu.build.net import acpi_props
-from qemuwrap.qemu.build.values import on_off
+from qemuwrap.qemu.build.props import exact_opts, on_off, virtio_props
 
 BALLOON_DEVICES = table(BalloonModel, {
     BalloonModel.VIRTIO: "virtio-balloon-pci",

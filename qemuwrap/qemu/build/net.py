@@ -22,12 +22,10 @@ from qemuwrap.conf.devices.net import (
     NICModel,
     TxMode,
 )
-from qemuwrap.conf.devices.virtio import virtio_props
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.chardev import chardev, usb_address_props
-from qemuwrap.qemu.build.exactopts import exact_opts
-from qemuwrap.qemu.build.values import on_off
+from qemuwrap.qemu.build.props import exact_opts, on_off, virtio_props
 
 #: QEMU's NIC device for each model qemuwrap knows (another model name is passed to
 #: QEMU as a device name, as libvirt does).

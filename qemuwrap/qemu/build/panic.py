@@ -7,7 +7,7 @@ from qemuwrap.conf.devices.panic import PanicModel
 from qemuwrap.conf.domain import Domain
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.build.exactopts import exact_opts
+from qemuwrap.qemu.build.props import exact_opts
 
 PANIC_DEVICES = table(PanicModel, {PanicModel.ISA: "pvpanic", PanicModel.PVPANIC: "pvpanic-pci"},
                       not_mapped={PanicModel.HYPERV: "a -cpu flag (panic_cpu_flags)",

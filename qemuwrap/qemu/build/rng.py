@@ -5,13 +5,12 @@ virtio-rng device."""
 from __future__ import annotations
 
 from qemuwrap.conf.devices.rng import RNG, RNGBackendModel, RNGModel
-from qemuwrap.conf.devices.virtio import virtio_props
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.chardev import chardev
-from qemuwrap.qemu.build.exactopts import exact_opts
 from qemuwrap.qemu.build.net import acpi_props
+from qemuwrap.qemu.build.props import exact_opts, virtio_props
 
 RNG_DEVICES = table(RNGModel, {
     RNGModel.VIRTIO: "virtio-rng-pci",

@@ -7,9 +7,8 @@ from __future__ import annotations
 from qemuwrap.conf.devices.shmem import Shmem, ShmemModel, ShmemRole
 from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.build.exactopts import exact_opts
 from qemuwrap.qemu.build.net import acpi_props
-from qemuwrap.qemu.build.values import on_off
+from qemuwrap.qemu.build.props import exact_opts, on_off
 
 
 def shmem_device(ctx: BuildContext, shmem: Shmem) -> str:

@@ -3,12 +3,11 @@ hands QEMU an open /dev/vhost-vsock (``vhostfd``); QEMU opens it itself here."""
 
 from __future__ import annotations
 
-from qemuwrap.conf.devices.virtio import virtio_props
 from qemuwrap.conf.devices.vsock import VsockModel
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.build.exactopts import exact_opts
 from qemuwrap.qemu.build.net import acpi_props
+from qemuwrap.qemu.build.props import exact_opts, virtio_props
 
 VSOCK_DEVICES = table(VsockModel, {
     VsockModel.VIRTIO: "vhost-vsock-pci",

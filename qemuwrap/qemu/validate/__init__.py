@@ -67,17 +67,24 @@ Check = Callable[[Validation], None]
 def _checks() -> list[Check]:
     """Every area's checks, in the order their messages read best (then sorted by line)."""
     from qemuwrap.qemu.validate import (
+        audio,
         chardev,
+        companion_devices,
         devices,
+        graphics,
         hostdev,
+        input,
         machine,
         misc,
         net,
         unbuilt,
+        usb,
+        video,
     )
 
-    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS, *net.CHECKS, *chardev.CHECKS,
-            *hostdev.CHECKS, *misc.CHECKS]
+    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS, *companion_devices.CHECKS,
+            *input.CHECKS, *graphics.CHECKS, *audio.CHECKS, *video.CHECKS, *usb.CHECKS,
+            *net.CHECKS, *chardev.CHECKS, *hostdev.CHECKS, *misc.CHECKS]
 
 
 def validate(dom: Domain, caps: Capabilities) -> MachineType:

@@ -6,11 +6,8 @@ from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
 from qemuwrap.conf.devices.disk import DiskBus, DiskDevice
-from qemuwrap.conf.devices.input import InputBus
 from qemuwrap.qemu.build.controller import controller_device
 from qemuwrap.qemu.build.disk import disk_device
-from qemuwrap.qemu.build.input import USB_INPUT_DEVICES
-from qemuwrap.qemu.build.video import VIDEO_DEVICES
 
 if TYPE_CHECKING:
     from qemuwrap.qemu.validate import Validation
@@ -70,25 +67,4 @@ def check_disks(v: Validation) -> None:
             v.require_device(device, disk)
 
 
-def check_inputs(v: Validation) -> None:
-    usb = [c for c in v.dom.devices.controllers if c.type == ControllerType.USB]
-    for inp in v.dom.devices.inputs:
-        if inp.bus != InputBus.USB:
-            continue
-        if not usb or controller_device(usb[0], v.q35) is None:
-            v.refuse(inp, "a USB device needs <controller type='usb'/> (not model 'none')")
-            continue
-        device = USB_INPUT_DEVICES.get(inp.type)
-        if device is not None:
-            v.require_device(device, inp)
-
-
-def check_video(v: Validation) -> None:
-    for video in v.dom.devices.videos:
-        device = VIDEO_DEVICES.get(video.model.type)
-        if device is not None:
-            v.require_device(device, video)
-
-
-CHECKS = [check_controllers, check_disks, check_inputs,
-          check_video]
+CHECKS = [check_controllers, check_disks]

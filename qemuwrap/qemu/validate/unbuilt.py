@@ -7,29 +7,21 @@ from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
 from qemuwrap.conf.devices.disk import DiskBus, DiskDevice, DiskFormat, DiskType
-from qemuwrap.conf.devices.graphics import GraphicsType
-from qemuwrap.conf.devices.input import InputBus, InputType
-from qemuwrap.conf.devices.video import VideoModel
 
 if TYPE_CHECKING:
     from qemuwrap.qemu.validate import Validation
 
 #: Device lists no builder handles yet.
-UNBUILT_LISTS = ("filesystems", "smartcards", "tpms", "sounds",
-                 "audios", "redirdevs", "hubs", "memories")
-UNBUILT_ONE = ("redirfilter",)
+UNBUILT_LISTS = ("memories",)
+UNBUILT_ONE: tuple[str, ...] = ()
 
-BUILT = {
+BUILT: dict[str, set] = {
     "controller type": {ControllerType.USB, ControllerType.IDE, ControllerType.SATA,
                         ControllerType.PCI, ControllerType.VIRTIO_SERIAL},
     "controller model": {ControllerModel.PIIX3_UHCI, ControllerModel.QEMU_XHCI,
                          ControllerModel.NEC_XHCI, ControllerModel.NONE,
                          ControllerModel.PCI_ROOT, ControllerModel.PCIE_ROOT,
                          ControllerModel.PIIX3, ControllerModel.PIIX4, ControllerModel.AHCI},
-    "input type": {InputType.MOUSE, InputType.KEYBOARD, InputType.TABLET},
-    "input bus": {InputBus.PS2, InputBus.USB},
-    "graphics type": {GraphicsType.VNC},
-    "video model": {VideoModel.VGA, VideoModel.NONE},
     "disk type": {DiskType.FILE, DiskType.BLOCK},
     "disk device": {DiskDevice.DISK, DiskDevice.CDROM},
     "disk bus": {DiskBus.IDE, DiskBus.SATA, DiskBus.VIRTIO},
@@ -54,13 +46,6 @@ def check_unbuilt(v: Validation) -> None:
     for c in devs.controllers:
         _refuse(v, c, "controller type", c.type)
         _refuse(v, c, "controller model", c.model)
-    for i in devs.inputs:
-        _refuse(v, i, "input type", i.type)
-        _refuse(v, i, "input bus", i.bus)
-    for g in devs.graphics:
-        _refuse(v, g, "graphics type", g.type)
-    for vid in devs.videos:
-        _refuse(v, vid, "video model", vid.model.type)
     for d in devs.disks:
         _refuse(v, d, "disk type", d.type)
         _refuse(v, d, "disk device", d.device)
