@@ -57,7 +57,7 @@ def test_a_missing_type_is_a_pty_and_its_path_is_dropped():
     ("<serial type='tcp'><source mode='bind' host='h' service='1'><reconnect "
      "enabled='yes' timeout='1'/></source></serial>", "only for mode='connect'"),
     ("<serial type='spicevmc'/>", "cannot be of type 'spicevmc'"),
-    ("<serial type='spiceport'><source channel='a/b'/></serial>", "invalid character"),
+    ("<serial type='spiceport'><source channel='a/b'/></serial>", "not a valid channel name"),
     ("<console type='pty'/><console type='pty'/>", "only the first console"),
     ("<serial type='pty'><target type='isa-serial'><model name='pci-serial'/></target>"
      "</serial>", "requires target type 'pci-serial'"),

@@ -44,6 +44,11 @@ EXAMPLES = 40
 #: Free-text fields no accepted golden case can hold, and why.
 NO_POSITIVE_CASE = {
     "TPMEncryption.secret": "an encrypted TPM state is refused (no secret store)",
+    "Script.path": "qemuwrap runs no script a definition names (refused)",
+    "DownScript.path": "qemuwrap runs no script a definition names (refused)",
+    "FilterParameter.value": "<filterref> is refused (no network filter driver)",
+    "HostdevAuth.username": "iSCSI <auth> is refused (no secret store)",
+    "ShmemServer.path": "an ivshmem server's socket must exist; none does here (refused)",
 }
 
 #: Pieces of text QEMU's syntax or a shell gives meaning to.

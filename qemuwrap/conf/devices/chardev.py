@@ -23,6 +23,7 @@ from qemuwrap.conf.xmlmodel import (
     ParseContext,
     Path,
     Str,
+    Token,
     attr,
     child,
     children,
@@ -147,6 +148,8 @@ class ChannelState(enum.StrEnum):
 
 #: libvirt's characters of a spiceport/dbus channel name (SERIAL_CHANNEL_NAME_CHARS).
 CHANNEL_NAME = r"[A-Za-z0-9_.\-]*"
+#: A device node's path (a pty, a FreeBSD nmdm): no text QEMU's syntax gives meaning to.
+DEVICE_PATH = r"/[A-Za-z0-9_.+/\-]*"
 
 
 # --------------------------------------------------------------------------- <source>
@@ -167,7 +170,7 @@ class DeviceSecLabel(Element):
     kept; qemuwrap runs no security driver, so it is not enforced (``--explain``)."""
 
     TAG = "seclabel"
-    model: str | None = attr(Str(r"[A-Za-z0-9_\-]+", what="security model"))
+    model: str | None = attr(Token(r"[A-Za-z0-9_\-]+", what="security model"))
     relabel: bool | None = attr(YES_NO)
     labelskip: bool | None = attr(YES_NO)
     label: str | None = text_child("label", Str())
@@ -192,9 +195,9 @@ class CharSource(Element):
     path: str | None = attr(Str())  # a pty's is what libvirt reports, not a path to use
     host: str | None = attr(Str())
     service: str | None = attr(Str())
-    channel: str | None = attr(Str())
-    master: str | None = attr(Str())
-    slave: str | None = attr(Str())
+    channel: str | None = attr(Token(r"[A-Za-z0-9_.\-]+", what="channel name"))
+    master: str | None = attr(Token(DEVICE_PATH, what="device path"))
+    slave: str | None = attr(Token(DEVICE_PATH, what="device path"))
     append: bool | None = attr(ON_OFF)
     tls: bool | None = attr(YES_NO)
     reconnect: Reconnect | None = child(Reconnect)
@@ -358,7 +361,7 @@ class CharDevice(Device):
     """What serial ports, parallel ports, consoles and channels share: the host end."""
 
     type: CharType = chr_type()
-    tty: str | None = attr(Str())  # libvirt's live XML: the allocated pty
+    tty: str | None = attr(Token(DEVICE_PATH, what="device path"))  # live XML: the pty
     sources: list[CharSource] = chr_sources()
     protocol: CharProtocol | None = chr_protocol()
     log: CharLog | None = chr_log()

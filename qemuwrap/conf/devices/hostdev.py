@@ -17,6 +17,7 @@ from qemuwrap.conf.xmlmodel import (
     Int,
     ParseContext,
     Str,
+    Token,
     attr,
     child,
     children,
@@ -82,13 +83,25 @@ class HostdevModel(enum.StrEnum):
 MDEV_MODELS = (HostdevModel.VFIO_PCI, HostdevModel.VFIO_CCW, HostdevModel.VFIO_AP)
 
 
+class HostAddressType(enum.StrEnum):
+    PCI = "pci"
+    USB = "usb"
+    SCSI = "scsi"
+    MDEV = "mdev"
+
+
+class TeamingType(enum.StrEnum):
+    PERSISTENT = "persistent"
+    TRANSIENT = "transient"
+
+
 class HostAddress(Element):
     """``<address>`` of a host device: PCI ``domain bus slot function``, USB ``bus
     device``, SCSI ``bus target unit``, a mediated device's ``uuid`` (one element,
     which attributes apply depends on the hostdev type)."""
 
     TAG = "address"
-    type: str | None = attr(Str(r"pci|usb|scsi|mdev", what="address type"))
+    type: HostAddressType | None = attr(HostAddressType)
     domain: int | None = attr(Int(0, 0xFFFF, base=0, hex_format=4))
     bus: int | None = attr(Int(0, 2**32 - 1, base=0))
     slot: int | None = attr(Int(0, 0x1F, base=0, hex_format=2))
@@ -96,8 +109,8 @@ class HostAddress(Element):
     device: int | None = attr(Int(0, 2**32 - 1, base=0))
     target: int | None = attr(Int(0, 2**32 - 1))
     unit: int | None = attr(Int(0, 2**64 - 1))
-    uuid: str | None = attr(Str(r"[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}",
-                                what="UUID"))
+    uuid: str | None = attr(Token(r"[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}",
+                                  what="UUID"))
 
     @property
     def pci(self) -> str:
@@ -122,12 +135,12 @@ class Product(USBId):
 
 class Adapter(Element):
     TAG = "adapter"
-    name: str = attr(Str(r"scsi_host[0-9]+", what="SCSI adapter name"), required=True)
+    name: str = attr(Token(r"scsi_host[0-9]+", what="SCSI adapter name"), required=True)
 
 
 class ISCSIHost(Element):
     TAG = "host"
-    name: str = attr(Str(), required=True)
+    name: str = attr(Token(r"[A-Za-z0-9_.:\-\[\]]+", what="host name"), required=True)
     port: int | None = attr(Int(0, 65535))
 
 
@@ -140,7 +153,7 @@ class HostdevAuth(Element):
 
 class Initiator(Element):
     TAG = "initiator"
-    iqn: str | None = text_child("iqn", Str())
+    iqn: str | None = text_child("iqn", Token(r"[A-Za-z0-9_.:\-]+", what="iSCSI name"))
 
 
 class HostdevSource(Element):
@@ -150,8 +163,8 @@ class HostdevSource(Element):
     writeFiltering: bool | None = attr(YES_NO)  # noqa: N815
     missing: bool | None = attr(YES_NO)
     protocol: HostdevProtocol | None = attr(HostdevProtocol)
-    name: str | None = attr(Str())
-    wwpn: str | None = attr(Str(r"naa\.[0-9a-fA-F]{16}", what="WWPN"))
+    name: str | None = attr(Token(r"[A-Za-z0-9_.:/\-]+", what="iSCSI target"))
+    wwpn: str | None = attr(Token(r"naa\.[0-9a-fA-F]{16}", what="WWPN"))
     vendor: Vendor | None = child(Vendor)
     product: Product | None = child(Product)
     adapter: Adapter | None = child(Adapter)
@@ -170,8 +183,8 @@ class Teaming(Element):
     """``<teaming type persistent>``: a virtio NIC and a hostdev NIC that fail over."""
 
     TAG = "teaming"
-    type: str = attr(Str(r"persistent|transient", what="teaming type"), required=True)
-    persistent: str | None = attr(Str())
+    type: TeamingType = attr(TeamingType, required=True)
+    persistent: str | None = attr(Token(what="alias"))
 
 
 class Hostdev(PCIDevice):

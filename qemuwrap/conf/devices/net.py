@@ -87,6 +87,14 @@ class NICModel(enum.StrEnum):
 
 VIRTIO_MODELS = (NICModel.VIRTIO, NICModel.VIRTIO_TRANSITIONAL,
                  NICModel.VIRTIO_NON_TRANSITIONAL)
+#: An IP address's characters (what ipaddress then checks): no text QEMU's syntax gives
+#: meaning to.
+IP = Token(r"[0-9A-Fa-f.:]+", what="IP address")
+#: A host network interface's name (a tap, a bridge, a host NIC).
+IFNAME = Token(r"[A-Za-z0-9_.+@\-]{1,15}", what="interface name")
+#: A host device node's or socket's path (QEMU opens it: no commas, no spaces).
+DEVICE_PATH = Token(r"/[A-Za-z0-9_.+/\-]*", what="device path")
+
 #: libvirt's default NIC model for x86 (qemuDomainDefaultNetModel: rtl8139 when QEMU
 #: has it, which every x86 QEMU does).
 DEFAULT_MODEL = NICModel.RTL8139
@@ -144,6 +152,20 @@ class DirectMode(enum.StrEnum):
     PASSTHROUGH = "passthrough"
 
 
+class VlanNativeMode(enum.StrEnum):
+    TAGGED = "tagged"
+    UNTAGGED = "untagged"
+
+
+class PortForwardProto(enum.StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+
+
+class NetBackendType(enum.StrEnum):
+    PASST = "passt"
+
+
 class AddrFamily(enum.StrEnum):
     IPV4 = "ipv4"
     IPV6 = "ipv6"
@@ -171,7 +193,7 @@ class SourceLocal(Element):
     """``<local address port>`` of a udp interface: the host end's own address."""
 
     TAG = "local"
-    address: str = attr(Str(what="IPv4 address"), required=True)
+    address: str = attr(IP, required=True)
     port: int = attr(Int(0, 65535), required=True)
 
 
@@ -189,10 +211,10 @@ class IPAddr(Element):
     subnet) or of the host end (ethernet)."""
 
     TAG = "ip"
-    address: str = attr(Str(what="IP address"), required=True)
+    address: str = attr(IP, required=True)
     family: AddrFamily | None = attr(AddrFamily)
     prefix: int | None = attr(Int(0, 128))
-    peer: str | None = attr(Str(what="IP address"))
+    peer: str | None = attr(IP)
 
     def check(self, ctx: ParseContext) -> None:
         _ip(self.address, self)
@@ -207,10 +229,10 @@ class IPAddr(Element):
 class Route(Element):
     TAG = "route"
     family: AddrFamily | None = attr(AddrFamily)
-    address: str = attr(Str(what="IP address"), required=True)
-    netmask: str | None = attr(Str(what="netmask"))
+    address: str = attr(IP, required=True)
+    netmask: str | None = attr(IP)
     prefix: int | None = attr(Int(0, 128))
-    gateway: str = attr(Str(what="IP address"), required=True)
+    gateway: str = attr(IP, required=True)
     metric: int | None = attr(Int(0, 2**32 - 1))
 
 
@@ -219,19 +241,19 @@ class InterfaceSource(Element):
 
     TAG = "source"
     network: str | None = attr(Str())
-    portgroup: str | None = attr(Str())
-    portid: str | None = attr(Str())
-    bridge: str | None = attr(Str())
-    dev: str | None = attr(Str())
-    mode: str | None = attr(Str(r"[a-z0-9]+", what="mode"))
-    type: str | None = attr(Str(r"unix", what="socket type"))
+    portgroup: str | None = attr(Token())
+    portid: str | None = attr(Token())
+    bridge: str | None = attr(IFNAME)
+    dev: str | None = attr(Token(r"[A-Za-z0-9_.+@/\-]+", what="device"))
+    mode: str | None = attr(Token(r"[a-z0-9]+", what="mode"))
+    type: str | None = attr(Token(r"unix", what="socket type"))
     path: str | None = attr(Path())
-    address: str | None = attr(Str(what="IP address"))
+    address: str | None = attr(IP)
     port: int | None = attr(Int(0, 65535))
-    name: str | None = attr(Str())
-    switchid: str | None = attr(Str())
-    portgroupid: str | None = attr(Str())
-    connectionid: str | None = attr(Str())
+    name: str | None = attr(Token())
+    switchid: str | None = attr(Token())
+    portgroupid: str | None = attr(Token())
+    connectionid: str | None = attr(Token())
     missing: bool | None = attr(YES_NO)
     local: SourceLocal | None = child(SourceLocal)
     reconnect: Reconnect | None = child(Reconnect)
@@ -247,9 +269,9 @@ class VirtualPortParameters(Element):
     managerid: int | None = attr(Int(0, 255))
     typeid: int | None = attr(Int(0, 2**24 - 1))
     typeidversion: int | None = attr(Int(0, 255))
-    instanceid: str | None = attr(Str(what="UUID"))
-    profileid: str | None = attr(Str())
-    interfaceid: str | None = attr(Str(what="UUID"))
+    instanceid: str | None = attr(Token(what="UUID"))
+    profileid: str | None = attr(Token())
+    interfaceid: str | None = attr(Token(what="UUID"))
 
 
 class VirtualPort(Element):
@@ -284,7 +306,7 @@ class Bandwidth(Element):
 class VlanTag(Element):
     TAG = "tag"
     id: int = attr(Int(0, 4095), required=True)
-    nativeMode: str | None = attr(Str(r"tagged|untagged", what="native mode"))  # noqa: N815
+    nativeMode: VlanNativeMode | None = attr(VlanNativeMode)  # noqa: N815
 
 
 class Vlan(Element):
@@ -300,14 +322,14 @@ class PortOptions(Element):
 
 class Target(Element):
     TAG = "target"
-    dev: str = attr(Str(r"[^/:\s]{1,15}", what="interface name"), required=True)
+    dev: str = attr(IFNAME, required=True)
     managed: bool | None = attr(YES_NO)
 
 
 class GuestName(Element):
     TAG = "guest"
-    dev: str | None = attr(Str())
-    actual: str | None = attr(Str())
+    dev: str | None = attr(IFNAME)
+    actual: str | None = attr(IFNAME)
 
 
 class PortForwardRange(Element):
@@ -320,9 +342,9 @@ class PortForwardRange(Element):
 
 class PortForward(Element):
     TAG = "portForward"
-    proto: str = attr(Str(r"tcp|udp", what="protocol"), required=True)
-    address: str | None = attr(Str(what="IP address"))
-    dev: str | None = attr(Str())
+    proto: PortForwardProto = attr(PortForwardProto, required=True)
+    address: str | None = attr(IP)
+    dev: str | None = attr(IFNAME)
     ranges: list[PortForwardRange] = children(PortForwardRange)
 
 
@@ -338,7 +360,7 @@ class DownScript(Element):
 
 class BackendDomain(Element):
     TAG = "backenddomain"
-    name: str = attr(Str(), required=True)
+    name: str = attr(Token(), required=True)
 
 
 class NetBackend(Element):
@@ -346,10 +368,10 @@ class NetBackend(Element):
     device nodes QEMU opens instead of /dev/net/tun and /dev/vhost-net."""
 
     TAG = "backend"
-    type: str | None = attr(Str(r"passt", what="backend type"))
-    tap: str | None = attr(Path())
-    vhost: str | None = attr(Path())
-    logFile: str | None = attr(Path())  # noqa: N815
+    type: NetBackendType | None = attr(NetBackendType)
+    tap: str | None = attr(DEVICE_PATH)
+    vhost: str | None = attr(DEVICE_PATH)
+    logFile: str | None = attr(DEVICE_PATH)  # noqa: N815
 
 
 class HostOffloads(Element):

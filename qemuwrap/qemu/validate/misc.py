@@ -45,9 +45,6 @@ def check_rngs(v: Validation) -> None:
         backend = rng.backend
         if backend.model == RNGBackendModel.EGD:
             check_host_end(v, backend, "rng backend")
-        elif backend.model == RNGBackendModel.RANDOM and backend.file and \
-                not os.path.exists(backend.file):
-            v.refuse(backend, f"random source {backend.file} does not exist on this host")
 
 
 def check_watchdogs(v: Validation) -> None:
