@@ -66,9 +66,10 @@ Check = Callable[[Validation], None]
 
 def _checks() -> list[Check]:
     """Every area's checks, in the order their messages read best (then sorted by line)."""
-    from qemuwrap.qemu.validate import devices, machine, unbuilt
+    from qemuwrap.qemu.validate import cpu, devices, machine, memory, platform, unbuilt
 
-    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS]
+    return [*machine.CHECKS, *cpu.CHECKS, *memory.CHECKS, *platform.CHECKS, *unbuilt.CHECKS,
+            *devices.CHECKS]
 
 
 def validate(dom: Domain, caps: Capabilities) -> MachineType:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 #: Device lists no builder handles yet.
 UNBUILT_LISTS = ("filesystems", "smartcards", "parallels", "channels", "tpms", "sounds",
                  "audios", "hostdevs", "redirdevs", "hubs", "watchdogs", "rngs", "panics",
-                 "shmems", "memories")
+                 "shmems")
 UNBUILT_ONE = ("redirfilter", "iommu", "vsock")
 
 BUILT = {
