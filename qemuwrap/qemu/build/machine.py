@@ -9,6 +9,7 @@ from qemuwrap.conf.devices.memory import MemoryModel
 from qemuwrap.conf.domain import CrashAction, PowerOffAction, RebootAction, VirtType
 from qemuwrap.conf.features import IOAPICDriver
 from qemuwrap.conf.xmlmodel import table
+from qemuwrap.qemu import tuning
 from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.boot import PFLASH_CODE, PFLASH_VARS, pflash_images
@@ -80,7 +81,42 @@ def build_machine(ctx: BuildContext) -> None:
     if dom.os.bios is not None and dom.os.bios.useserial:
         props["graphics"] = "off"
     props["acpi"] = _switch(dom.acpi)
-    ctx.cmd.add("-machine", optstr(ctx.machine.name, **props), dom.nodes.get("os/type"))
+    notes = domain_notes(ctx)
+    ctx.cmd.add("-machine", optstr(ctx.machine.name, **props), dom.nodes.get("os/type"),
+                why="; ".join(notes) if notes else None)
+
+
+def domain_notes(ctx: BuildContext) -> list[str]:
+    """What the definition asks for that no option carries: applied after start by the
+    supervisor, or not enforced at all (said in --explain, never dropped silently)."""
+    dom = ctx.dom
+    out = []
+    tune = dom.cputune
+    if (dom.vcpu is not None and dom.vcpu.cpuset is not None) or (tune is not None and (
+            tune.vcpupins or tune.emulatorpin or tune.iothreadpins or tune.vcpuscheds
+            or tune.iothreadscheds or tune.emulatorsched)):
+        out.append("CPU pinning and schedulers applied to QEMU's threads after start "
+                   "(qemu/tuning.py)")
+    out.extend(tuning.unenforced(dom))
+    if dom.seclabels:
+        out.append("<seclabel> not applied (qemuwrap runs no security driver)")
+    if dom.perf is not None:
+        out.append("<perf> events not collected")
+    if dom.on_lockfailure is not None:
+        out.append("<on_lockfailure> not used (no lock manager)")
+    if dom.idmap is not None:
+        out.append("<idmap> ignored (containers only)")
+    feats = dom.features
+    if feats is not None:
+        xen = [n for n in ("hap", "viridian", "privnet") if getattr(feats, n)]
+        if xen:
+            out.append(f"<{'>, <'.join(xen)}> ignored (Xen features)")
+        if feats.msrs is not None:
+            out.append("<msrs> not applied (a host KVM module setting)")
+        kvm = feats.kvm
+        if kvm is not None and kvm.dirty_ring is not None and dom.type != VirtType.KVM:
+            out.append("<dirty-ring> ignored under TCG")
+    return out
 
 
 def build_accel(ctx: BuildContext) -> None:

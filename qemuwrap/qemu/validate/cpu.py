@@ -70,6 +70,18 @@ def check_numa(v: Validation) -> None:
         return
     if numa.has_hmat and not any(c.cpus for c in numa.cells):
         v.refuse(numa, "At least one NUMA node has to have CPUs")
+    links = numa.interconnects
+    for cell in numa.cells:
+        if not cell.caches:
+            continue
+        latency = links is not None and any(
+            ic.target == cell.id and not ic.cache for ic in links.latencies)
+        bandwidth = links is not None and any(
+            ic.target == cell.id and not ic.cache for ic in links.bandwidths)
+        if not (latency and bandwidth):
+            v.refuse(cell.caches[0], f"NUMA cell {cell.id} has a memory side cache but no "
+                                     "memory latency and bandwidth <interconnects> to it "
+                                     "(QEMU needs both)")
     covered: set[int] = set()
     for cell in numa.cells:
         covered.update(cell.cpus or ())
@@ -100,8 +112,7 @@ def check_cputune(v: Validation) -> None:
     vcpu = dom.vcpu
     host = host_cpus()
     if vcpu is not None and vcpu.cpuset is not None and not (vcpu.cpuset & host):
-        v.refuse(vcpu, f"cpuset '{vcpu.cpuset}' names no CPU of this host "
-                       f"(CPUs {host})")
+        v.refuse(vcpu, f"cpuset '{vcpu.cpuset}' names no CPU of this host")
     tune = dom.cputune
     if tune is None:
         return
@@ -109,18 +120,17 @@ def check_cputune(v: Validation) -> None:
         if pin.vcpu >= dom.vcpus:
             v.refuse(pin, f"vcpupin for vCPU {pin.vcpu}: the guest has {dom.vcpus} vCPUs")
         elif not (pin.cpuset & host):
-            v.refuse(pin, f"cpuset '{pin.cpuset}' names no CPU of this host (CPUs {host})")
+            v.refuse(pin, f"cpuset '{pin.cpuset}' names no CPU of this host")
     if tune.emulatorpin is not None and not (tune.emulatorpin.cpuset & host):
         v.refuse(tune.emulatorpin, f"cpuset '{tune.emulatorpin.cpuset}' names no CPU of "
-                                   f"this host (CPUs {host})")
+                                   "this host")
     ids = set(dom.iothreadids)
     for tpin in tune.iothreadpins:
         if tpin.iothread not in ids:
             v.refuse(tpin, f"iothreadpin names iothread {tpin.iothread}, which the guest "
                            "does not have")
         elif not (tpin.cpuset & host):
-            v.refuse(tpin, f"cpuset '{tpin.cpuset}' names no CPU of this host "
-                           f"(CPUs {host})")
+            v.refuse(tpin, f"cpuset '{tpin.cpuset}' names no CPU of this host")
     for sched in tune.vcpuscheds:
         for n in sched.vcpus or ():
             if n >= dom.vcpus:
@@ -139,4 +149,13 @@ def check_cputune(v: Validation) -> None:
                      "file system, which qemuwrap does not manage")
 
 
-CHECKS = [check_cpu, check_numa, check_vcpus, check_cputune]
+def check_hyperv(v: Validation) -> None:
+    feats = v.dom.features
+    hv = feats.hyperv if feats is not None else None
+    if hv is not None and v.dom.type != "kvm" and hv.enabled("vpindex"):
+        v.refuse(hv.vpindex, "the Hyper-V vpindex enlightenment needs KVM: QEMU 7.2 "
+                             "under TCG refuses it (kernel doesn't allow setting HyperV "
+                             "VP_INDEX)")
+
+
+CHECKS = [check_cpu, check_numa, check_vcpus, check_cputune, check_hyperv]

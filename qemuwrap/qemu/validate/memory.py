@@ -60,8 +60,7 @@ def check_numatune(v: Validation) -> None:
                           "not run: give a nodeset")
         missing = sorted(set(mem.nodeset or ()) - available)
         if missing:
-            v.refuse(mem, f"NUMA node {missing[0]} is unavailable (this host has nodes "
-                          f"{available})")
+            v.refuse(mem, f"NUMA node {missing[0]} is unavailable on this host")
     cells = len(dom.numa.cells) if dom.numa is not None else 0
     for node in tune.memnodes:
         if node.cellid >= cells:
@@ -69,8 +68,7 @@ def check_numatune(v: Validation) -> None:
                            "cells")
         missing = sorted(set(node.nodeset) - available)
         if missing:
-            v.refuse(node, f"NUMA node {missing[0]} is unavailable (this host has nodes "
-                           f"{available})")
+            v.refuse(node, f"NUMA node {missing[0]} is unavailable on this host")
 
 
 def check_memory_devices(v: Validation) -> None:
@@ -91,6 +89,11 @@ def check_memory_devices(v: Validation) -> None:
             v.refuse(mem, "cannot use/hotplug a memory device when domain 'maxMemory' is "
                           "not defined")
             continue
+        if mem.model in (MemoryModel.DIMM, MemoryModel.NVDIMM) and not dom.acpi:
+            v.refuse(mem, f"a {mem.model} needs ACPI (QEMU: memory hotplug is not enabled "
+                          "without it): add <acpi/> to <features>")
+        if mem.uuid is not None and v.dom.os.arch in ("x86_64", "i686"):
+            v.refuse(mem, "UUID is not supported for NVDIMM device (only on ppc64)")
         node = mem.target_node
         if node is not None and node >= cells:
             v.refuse(mem.target, f"can't add memory backend for guest node '{node}' as "
