@@ -135,6 +135,8 @@ class CPU(Element):
             seen.add(f.name)
         if self.vendor and not self.model_name:
             raise self.error("CPU vendor specified without CPU model")
+        if mode in (CPUMode.HOST_PASSTHROUGH, CPUMode.MAXIMUM) and self.check_ is None:
+            self.check_ = CPUCheck.NONE  # libvirt's default for these modes
 
     @property
     def effective_mode(self) -> CPUMode:

@@ -42,6 +42,7 @@ from qemuwrap.conf.tuning import (
     Blkiotune,
     CPUTune,
     DefaultIOThread,
+    IOThreadID,
     IOThreadIDs,
     Resource,
     Vcpu,
@@ -373,6 +374,11 @@ class Domain(Element):
                 len(ids.iothreads) > self.iothreads_count:
             ctx.record(ids.error(f"{len(ids.iothreads)} <iothread>s but <iothreads> says "
                                  f"{self.iothreads_count}"))
+        elif ids is not None:
+            # libvirt lists every I/O thread once <iothreadids> is given
+            listed = {t.id for t in ids.iothreads}
+            ids.iothreads.extend(IOThreadID(id=n) for n in self.iothreadids
+                                 if n not in listed)
 
     # -- what the rest of qemuwrap asks -------------------------------------------------
     @property
@@ -475,9 +481,9 @@ class Domain(Element):
         if self.metadata is not None and self.metadata.items:
             self.metadata.format(out)
         _fmt(out, self.max_memory)
-        out.text("memory", self.total_memory_kib, ("unit", "KiB"),
+        out.text("memory", self.total_memory_kib,
                  ("dumpCore", None if self.dump_core is None else
-                  ("on" if self.dump_core else "off")))
+                  ("on" if self.dump_core else "off")), ("unit", "KiB"))
         out.text("currentMemory", self.current_memory_kib or self.total_memory_kib,
                  ("unit", "KiB"))
         els: tuple[Element | None, ...] = (self.blkiotune, self.memtune, self.memory_backing)

@@ -16,6 +16,7 @@ from qemuwrap.conf.xmlmodel import (
     child,
     flag,
 )
+from qemuwrap.conf.xmlwriter import Writer
 
 #: libvirt's default and minimum spinlock retries (virDomainFeaturesHyperVDefParse).
 SPINLOCKS_MIN = 0xFFF
@@ -258,6 +259,10 @@ class TSeg(Scaled):
     @property
     def mib(self) -> int:
         return self.kib // 1024
+
+    def format(self, w: Writer) -> None:
+        """libvirt writes the TSEG in MiB."""
+        w.text(self.TAG, self.mib, ("unit", "MiB"))
 
 
 class SMM(State):

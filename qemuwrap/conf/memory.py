@@ -150,6 +150,7 @@ class Scaled(Element):
     """An element holding a size with an optional ``unit`` (libvirt's scaledInteger);
     ``kib`` is the size in KiB and it is written back in KiB."""
 
+    FIELDS_LAST = True  # a subclass's own attributes come first (maxMemory's slots)
     #: The unit of a bare number (libvirt's per-element default).
     DEFAULT_UNIT: ClassVar[str] = "KiB"
     unit: str | None = attr(UNIT)
@@ -297,6 +298,13 @@ class Memtune(Element):
     soft_limit: SoftLimit | None = child(SoftLimit)
     min_guarantee: MinGuarantee | None = child(MinGuarantee)
     swap_hard_limit: SwapHardLimit | None = child(SwapHardLimit)
+
+    def check(self, ctx: ParseContext) -> None:
+        """libvirt keeps no limit that says 'unlimited' (it writes none back)."""
+        for name in ("hard_limit", "soft_limit", "swap_hard_limit"):
+            limit = getattr(self, name)
+            if limit is not None and limit.kib >= UNLIMITED_KIB:
+                setattr(self, name, None)
 
 
 __all__ = ["MAX_MEMORY_KIB", "ON_OFF", "Allocation", "AllocationMode", "HugePage",

@@ -192,6 +192,8 @@ class Numa(Element):
                 elif sib.id == cell.id and sib.value != LOCAL_DISTANCE:
                     ctx.record(sib.error(f"the distance of a cell to itself must be "
                                          f"{LOCAL_DISTANCE}"))
+        if not ctx.errors and self.has_distances:
+            self._complete_distances()
         if self.interconnects is not None:
             links: list[Latency | Bandwidth] = [*self.interconnects.latencies,
                                                 *self.interconnects.bandwidths]
@@ -205,6 +207,21 @@ class Numa(Element):
                         .caches):
                     ctx.record(ic.error(f"NUMA cell {ic.target} has no cache level "
                                         f"{ic.cache}"))
+
+    def _complete_distances(self) -> None:
+        """libvirt fills the matrix: each pair both ways, and 10 to itself."""
+        for cell in self.cells:
+            if cell.distances is None:
+                cell.distances = Distances(siblings=[])
+        for src in self.cells:
+            assert src.distances is not None
+            for dst in self.cells:
+                if src.id is None or dst.id is None:
+                    continue
+                if not any(s.id == dst.id for s in src.distances.siblings):
+                    src.distances.siblings.append(
+                        Sibling(id=dst.id, value=self.distance(src.id, dst.id)))
+            src.distances.siblings.sort(key=lambda s: s.id)
 
     # -- what builders ask ---------------------------------------------------------
     @property

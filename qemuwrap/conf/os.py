@@ -144,7 +144,7 @@ class NvramSource(Element):
     file: str | None = attr(Path())
     dev: str | None = attr(Path())
     protocol: NvramProtocol | None = attr(NvramProtocol)
-    name: str | None = attr(Str(r"[^\x00-\x1f]+", what="export name"))
+    name: str | None = attr(Str(what="export name"))
     hosts: list[NvramHost] = children(NvramHost)
 
 
@@ -279,6 +279,9 @@ class OS(Element):
             raise self.nvram.error("<nvram> needs a <loader> or <os firmware='efi'>")
         if loader is not None and loader.stateless and self.nvram is not None:
             raise self.nvram.error("a stateless <loader> can't have an <nvram>")
+        if loader is not None and loader.path is not None and loader.type is None and \
+                self.firmware is None:
+            loader.type = LoaderType.ROM  # libvirt's default, written back
         if self.acpi is not None and len(self.acpi.tables) > 1:
             raise self.acpi.tables[1].error("only one ACPI table is supported")
 

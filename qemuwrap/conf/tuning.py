@@ -142,6 +142,7 @@ class IOThreadPin(Element):
 class Sched(Element):
     """A scheduler policy (``priority`` for the real-time ones)."""
 
+    FIELDS_LAST = True  # libvirt writes vcpus/iothreads first
     scheduler: Scheduler = attr(Scheduler, required=True)
     priority: int | None = attr(Int(0, 65535))
 
