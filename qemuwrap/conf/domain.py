@@ -455,6 +455,9 @@ class Domain(Element):
         messages, ``--explain`` and in-place edits of the file; empty when built in code."""
         if self.node is None:
             return {}
+        cached = self.__dict__.get("_nodes_cache")
+        if cached is not None and cached[0] is self.node:
+            return cached[1]
         out: dict[str, Node] = {"domain": self.node}
         for c in self.node.children:
             out.setdefault(c.tag, c)
@@ -462,6 +465,7 @@ class Domain(Element):
             types = out["os"].children_named("type")
             if types:
                 out["os/type"] = types[0]
+        self.__dict__["_nodes_cache"] = (self.node, out)  # asked for by every builder
         return out
 
     # -- writing ---------------------------------------------------------------------------
@@ -522,7 +526,12 @@ class Domain(Element):
         return out.getvalue()
 
     def __deepcopy__(self, memo: dict) -> Domain:
-        return super().__deepcopy__(memo)  # type: ignore[return-value]
+        cache = self.__dict__.pop("_nodes_cache", None)  # source nodes are never copied
+        try:
+            return super().__deepcopy__(memo)  # type: ignore[return-value]
+        finally:
+            if cache is not None:
+                self.__dict__["_nodes_cache"] = cache
 
 
 def _fmt(out: Writer, el: Element | None) -> None:
