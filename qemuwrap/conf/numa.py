@@ -260,6 +260,9 @@ class NumatuneMemory(Element):
     def check(self, ctx: ParseContext) -> None:
         if self.placement == Placement.AUTO and self.nodeset is not None:
             raise self.error("nodeset can't be given with placement='auto'")
+        if self.placement == Placement.STATIC and self.nodeset is None:
+            raise self.error("nodeset for NUMA memory tuning must be set if 'placement' "
+                             "is 'static'")
 
 
 class MemNode(Element):

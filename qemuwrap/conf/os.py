@@ -273,6 +273,16 @@ class OS(Element):
         if self.firmware_el is not None and self.firmware != Firmware.EFI:
             raise self.firmware_el.error("firmware features need <os firmware='efi'>")
         loader = self.loader
+        if loader is not None and loader.path is not None and self.firmware is not None \
+                and loader.type is None:
+            raise loader.error("loader attribute 'type' cannot be specified when firmware "
+                               "autoselection is enabled (give type='pflash' with a path)")
+        if self.firmware == Firmware.BIOS and self.nvram is not None:
+            raise self.nvram.error("firmware type 'bios' does not support nvram")
+        if loader is not None and loader.stateless is False and (
+                self.firmware == Firmware.BIOS or (self.firmware is None and
+                                                   loader.type != LoaderType.PFLASH)):
+            raise loader.error("Only pflash loader type permits NVRAM")
         if loader is not None and loader.path is None and self.firmware is None:
             raise loader.error("a <loader> without a path needs <os firmware=...>")
         if self.nvram is not None and self.loader is None and self.firmware is None:

@@ -234,6 +234,14 @@ class CPUTune(Element):
             if pin.vcpu in seen:
                 ctx.record(pin.error(f"duplicate vcpupin for vCPU {pin.vcpu}"))
             seen.add(pin.vcpu)
+        for scheds, what in ((self.vcpuscheds, "vcpus"), (self.iothreadscheds, "iothreads")):
+            covered: set[int] = set()
+            for sched in scheds:
+                ids = set(getattr(sched, what) or ())
+                if ids & covered:
+                    ctx.record(sched.error(f"'{sched.TAG}' attributes '{what}' must not "
+                                           "overlap"))
+                covered |= ids
         threads: set[int] = set()
         for tpin in self.iothreadpins:
             if tpin.iothread in threads:

@@ -175,11 +175,25 @@ def build_memory(ctx: BuildContext) -> None:
                 why="libvirt's default: guest memory not locked")
 
 
+def hotplugged_vcpus(ctx: BuildContext) -> list[int]:
+    """The enabled hot-pluggable vCPUs of ``<vcpus>``, in their ``order``: QEMU starts
+    with them as ``-device`` (libvirt adds them over QMP before the guest runs)."""
+    states = ctx.dom.vcpus_el
+    if states is None:
+        return []
+    plugged = [s for s in states.vcpus if s.enabled and s.hotpluggable]
+    return [s.id for s in sorted(plugged, key=lambda s: (s.order or 0, s.id))]
+
+
 def build_smp(ctx: BuildContext) -> None:
     dom = ctx.dom
     topo = dom.topology
     maxcpus = dom.vcpus
-    online = dom.vcpu_current or maxcpus
+    plugged = hotplugged_vcpus(ctx)
+    if dom.vcpus_el is not None:  # the enabled vCPUs that are not hot-pluggable
+        online = sum(1 for s in dom.vcpus_el.vcpus if s.enabled) - len(plugged)
+    else:
+        online = dom.vcpu_current or maxcpus
     props: dict[str, object] = {}
     if online != maxcpus:
         props["maxcpus"] = maxcpus
@@ -190,6 +204,21 @@ def build_smp(ctx: BuildContext) -> None:
         props.update(sockets=maxcpus, cores=1, threads=1)
     ctx.cmd.add("-smp", optstr(online, **props), dom.nodes.get("vcpu") or dom.nodes.get("cpu"),
                 why="default: one vCPU")
+    if plugged:
+        from qemuwrap.qemu.build.cpu import cpu_model
+
+        model, _why = cpu_model(ctx)
+        arch = "i386" if ctx.cmd.binary.endswith("i386") else "x86_64"
+        sockets, dies, cores, threads = ((topo.sockets, topo.dies, topo.cores, topo.threads)
+                                         if topo else (maxcpus, 1, 1, 1))
+        for vid in plugged:
+            place: dict[str, object] = {"socket_id": vid // (dies * cores * threads)}
+            if dies > 1:
+                place["die_id"] = vid // (cores * threads) % dies
+            place.update(core_id=vid // threads % cores, thread_id=vid % threads)
+            ctx.cmd.add("-device", optstr(f"{model}-{arch}-cpu", id=f"vcpu{vid}", **place),
+                        dom.nodes.get("vcpus"),
+                        why="a hot-pluggable vCPU enabled at start (libvirt hot-plugs it)")
 
 
 def build_iothreads(ctx: BuildContext) -> None:

@@ -90,21 +90,23 @@ def check_numa(v: Validation) -> None:
 
 
 def check_vcpus(v: Validation) -> None:
-    """``<vcpus>`` per-vCPU state: QEMU 7.2 starts with the first N online; the rest
-    are hot-plugged over QMP (not built: refused unless the layout is plain)."""
+    """``<vcpus>``: QEMU onlines vCPUs 0 to N-1 from ``-smp``; the other enabled ones
+    must be hot-pluggable (they become ``-device`` CPUs), as libvirt requires."""
     dom = v.dom
     states = dom.vcpus_el
     if states is None:
         return
-    enabled = sorted(s.id for s in states.vcpus if s.enabled)
-    if enabled != list(range(len(enabled))):
-        v.refuse(states, "enabled vCPUs other than the first N need vCPU hotplug at start "
-                         "(libvirt's device_add of each); qemuwrap starts vCPUs 0 to N-1 only")
-    hotpluggable = [s for s in states.vcpus if s.enabled and s.hotpluggable]
-    if hotpluggable:
-        v.refuse(hotpluggable[0], "enabled hot-pluggable vCPUs are added as "
-                                  "-device (libvirt) after start; qemuwrap does not build "
-                                  "them yet")
+    fixed = sorted(s.id for s in states.vcpus if s.enabled and not s.hotpluggable)
+    if fixed != list(range(len(fixed))) or not fixed:
+        v.refuse(states, "the enabled vCPUs that are not hot-pluggable must be vCPUs 0 "
+                         "to N-1 (QEMU starts exactly those)")
+    for s in states.vcpus:
+        if not s.enabled and s.hotpluggable is False:
+            v.refuse(s, f"vCPU {s.id} can't be offline and not hot-pluggable")
+    enabled = sum(1 for s in states.vcpus if s.enabled)
+    if dom.vcpu_current is not None and enabled != dom.vcpu_current:
+        v.refuse(states, f"{enabled} vCPUs enabled in <vcpus> but <vcpu current> says "
+                         f"{dom.vcpu_current}")
 
 
 def check_cputune(v: Validation) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.address import DIMMAddress
 from qemuwrap.conf.devices.memory import MemoryModel
+from qemuwrap.conf.memory import MAX_MEMORY_KIB
 from qemuwrap.conf.numa import Placement
 from qemuwrap.conf.xmlmodel import Element
 from qemuwrap.qemu import host
@@ -51,9 +52,17 @@ def check_numatune(v: Validation) -> None:
     dom = v.dom
     tune = dom.numatune
     if tune is None:
+        if dom.vcpu is not None and dom.vcpu.placement == Placement.AUTO:
+            v.refuse(dom.vcpu, "placement='auto' needs advice from numad, which qemuwrap "
+                               "does not run: give a <numatune> nodeset")
         return
     available = host.facts().numa_nodes
     mem = tune.memory
+    vcpu = dom.vcpu
+    if vcpu is not None and vcpu.placement == Placement.AUTO and (
+            mem is None or mem.nodeset is None):
+        v.refuse(vcpu, "placement='auto' needs advice from numad, which qemuwrap does not "
+                       "run: give a <numatune> nodeset")
     if mem is not None:
         if mem.placement == Placement.AUTO:
             v.refuse(mem, "placement='auto' needs advice from numad, which qemuwrap does "
@@ -69,6 +78,14 @@ def check_numatune(v: Validation) -> None:
         missing = sorted(set(node.nodeset) - available)
         if missing:
             v.refuse(node, f"NUMA node {missing[0]} is unavailable on this host")
+
+
+def check_memory_size(v: Validation) -> None:
+    numa = v.dom.numa
+    for cell in numa.cells if numa is not None else ():
+        if -(-cell.memory_kib // 1024) * 1024 > MAX_MEMORY_KIB:
+            v.refuse(cell, f"memory size of NUMA node '{cell.id}' overflowed after "
+                           "alignment")
 
 
 def check_memory_devices(v: Validation) -> None:
@@ -123,4 +140,4 @@ def check_memory_devices(v: Validation) -> None:
                       "configuration")
 
 
-CHECKS = [check_hugepages, check_numatune, check_memory_devices]
+CHECKS = [check_hugepages, check_numatune, check_memory_size, check_memory_devices]
