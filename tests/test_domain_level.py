@@ -401,6 +401,10 @@ def test_variable_clock_is_now_plus_the_adjustment(monkeypatch):
     monkeypatch.setattr(clock.datetime, "datetime", Frozen)
     argv = argv_of(dom_xml("<clock offset='variable' adjustment='3600' basis='utc'/>"))
     assert option(argv, "-rtc") == ["base=2030-01-01T01:00:00"]
+    argv = argv_of(dom_xml("<clock offset='utc' adjustment='-60'/>"))
+    assert option(argv, "-rtc") == ["base=2029-12-31T23:59:00"]
+    argv = argv_of(dom_xml("<clock offset='utc' adjustment='reset'/>"))
+    assert option(argv, "-rtc") == ["base=utc"]
 
 
 def test_host_passthrough_under_tcg_is_max_and_says_why():

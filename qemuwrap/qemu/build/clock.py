@@ -23,20 +23,23 @@ PIT_POLICIES = table(TickPolicy, {TickPolicy.DELAY: "delay", TickPolicy.DISCARD:
 def rtc_base(ctx: BuildContext) -> tuple[str, str | None]:
     """``base=`` and, for a moving offset, the note that it is computed at start."""
     clock = ctx.dom.clock
-    if clock is None or clock.offset == ClockOffset.UTC:
+    moving = clock is not None and clock.adjustment not in (None, "reset")
+    if clock is None or (clock.offset == ClockOffset.UTC and not moving):
         return "utc", None
-    if clock.offset in (ClockOffset.LOCALTIME, ClockOffset.TIMEZONE):
+    if clock.offset == ClockOffset.TIMEZONE or (clock.offset == ClockOffset.LOCALTIME
+                                               and not moving):
         return "localtime", None
     if clock.offset == ClockOffset.ABSOLUTE:
         then = datetime.datetime.fromtimestamp(clock.start or 0, datetime.UTC)
         return then.strftime("%Y-%m-%dT%H:%M:%S"), None
-    # variable: the offset from UTC (a localtime basis adds the host's own offset now)
+    # variable (or utc/localtime with an adjustment): the offset from UTC, a localtime
+    # basis adding the host's own offset now
     adjust = clock.adjustment_seconds
-    if clock.basis == ClockBasis.LOCALTIME:
+    if clock.basis == ClockBasis.LOCALTIME or clock.offset == ClockOffset.LOCALTIME:
         adjust += time.localtime().tm_gmtoff
     then = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=adjust)
     return then.strftime("%Y-%m-%dT%H:%M:%S"), \
-        "offset='variable': the guest's clock at start, computed when the command is built"
+        "the guest's clock at start (offset plus adjustment), computed when the command is built"
 
 
 def build_clock(ctx: BuildContext) -> None:
