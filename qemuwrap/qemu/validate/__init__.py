@@ -69,17 +69,21 @@ def _checks() -> list[Check]:
     from qemuwrap.qemu.validate import (
         audio,
         companion_devices,
+        cpu,
         devices,
         graphics,
         input,
         machine,
+        memory,
+        platform,
         unbuilt,
         usb,
         video,
     )
 
-    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS, *companion_devices.CHECKS,
-            *input.CHECKS, *graphics.CHECKS, *audio.CHECKS, *video.CHECKS, *usb.CHECKS]
+    return [*machine.CHECKS, *cpu.CHECKS, *memory.CHECKS, *platform.CHECKS, *unbuilt.CHECKS,
+            *devices.CHECKS, *companion_devices.CHECKS, *input.CHECKS, *graphics.CHECKS,
+            *audio.CHECKS, *video.CHECKS, *usb.CHECKS]
 
 
 def validate(dom: Domain, caps: Capabilities) -> MachineType:
