@@ -1,5 +1,12 @@
-"""Starting guests from XML and acting on running ones: run, start, adopt, shutdown,
-destroy, status, list. The supervisor itself is in ``supervisor.py``.
+"""Starting guests: ``run`` (a supervisor in the foreground), ``start`` (in the
+background), ``adopt``; and the launches of ``restore`` and ``snapshot revert``.
+
+A launch is a transaction. Everything that can be checked is checked before QEMU
+starts (definition, guest name, state directory, duplicate genid, a save file's
+checksum and ABI); the supervisor records QEMU the moment it is spawned, and any
+failure after that stops QEMU before the command returns. A background supervisor
+that dies before it reported the guest running is cleaned up after by the command
+that forked it.
 """
 
 from __future__ import annotations
@@ -7,29 +14,40 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
+from collections.abc import Callable
 
 from qemuwrap.conf import guid
 from qemuwrap.conf.domain import Domain, load, loads, parse_domain
-from qemuwrap.conf.xmlreader import read_file
-from qemuwrap.definition import DefinitionWriteError, save_genid
-from qemuwrap.errors import QemuwrapError
+from qemuwrap.conf.xmlreader import parse_bytes
+from qemuwrap.definition import DefinitionWriteError, save_identity
+from qemuwrap.errors import QemuwrapError, printable
 from qemuwrap.qemu import capabilities
-from qemuwrap.qemu.argv import shell_quote
 from qemuwrap.qemu.command import build_command
-from qemuwrap.state import GuestBusyError, GuestDir, all_guests
+from qemuwrap.runtime.guestdir import GuestBusyError, GuestDir, all_guests
 
 
 class Options:
     """What the CLI passes down (a plain bag: argparse's namespace fits)."""
 
     def __init__(self, state_dir: str | None = None, shutdown_timeout: float = 30.0,
-                 transient: bool = False, console: bool = False, caps: str | None = None):
+                 transient: bool = False, console: bool = False, caps: str | None = None,
+                 allow_duplicate_genid: bool = False, verbose: bool = False):
         self.state_dir = state_dir
         self.shutdown_timeout = shutdown_timeout
         self.transient = transient
         self.console = console
         self.caps = caps
+        self.allow_duplicate_genid = allow_duplicate_genid
+        self.verbose = verbose
+
+
+class Restore:
+    """A checked save file to continue from (``savefile.SaveFile``) and the saved
+    guest's definition, for the ABI check."""
+
+    def __init__(self, save, saved: Domain):
+        self.save = save
+        self.saved = saved
 
 
 def prepare(path: str, opts: Options) -> tuple[bytes, Domain, GuestDir]:
@@ -39,102 +57,155 @@ def prepare(path: str, opts: Options) -> tuple[bytes, Domain, GuestDir]:
     return data, dom, GuestDir(dom.name, opts.state_dir)
 
 
-def _refuse_if_running(gdir: GuestDir) -> None:
-    record = gdir.read_record()
-    if record is None:
-        return  # nothing ran here, or it ended cleanly
-    proc = gdir.qemu_process(record)
-    if proc is not None:
-        raise GuestBusyError(f"guest '{gdir.name}' is running without a supervisor "
-                             f"(QEMU pid {proc.pid}); use 'qemuwrap adopt {gdir.name}'")
+def refuse_if_running(gdir: GuestDir) -> None:
+    record = gdir.running()
+    if record is not None:
+        assert record.qemu is not None
+        raise GuestBusyError(f"guest '{printable(gdir.name)}' is running without a "
+                             f"supervisor (QEMU pid {record.qemu.pid}); use 'qemuwrap adopt "
+                             f"{printable(gdir.name)}'")
 
 
-def run(path: str, opts: Options, *, background: bool = False,
-        restore_from: str | None = None, loadvm: str | None = None):
+def duplicate_genid(dom: Domain, opts: Options, *, since: float | None = None) -> str | None:
+    """The name of another running guest under this state root with ``dom``'s genid
+    (started before ``since``, when given), or None."""
+    mine = dom.genid_str
+    if mine is None:
+        return None
+    for other in all_guests(opts.state_dir):
+        if other.name == dom.name:
+            continue
+        try:
+            record = other.running()
+        except QemuwrapError:
+            continue
+        if record is None or record.genid != mine:
+            continue
+        if since is not None and (record.started, record.name) >= (since, dom.name):
+            continue
+        return other.name
+    return None
+
+
+def refuse_duplicate_genid(dom: Domain, opts: Options, *, since: float | None = None) -> None:
+    """A generation ID exists to tell copies apart: two running guests must not share
+    one (a definition copied with its ``<genid>``), unless the user says so."""
+    if opts.allow_duplicate_genid:
+        return
+    other = duplicate_genid(dom, opts, since=since)
+    if other is not None:
+        raise QemuwrapError(f"genid {dom.genid_str} is already used by the running guest "
+                            f"'{printable(other)}' (a copied definition?); give this guest "
+                            "its own <genid/>, or pass --allow-duplicate-genid")
+
+
+def run(path: str | None, opts: Options, *, background: bool = False,
+        restore: Restore | None = None, loadvm: str | None = None,
+        data: bytes | None = None, dom: Domain | None = None):
     """Start the guest and supervise it until it ends (exit status), or with
     ``background`` hand the supervisor to a forked child and return the guest's record
-    once it runs.
+    (as JSON) once it runs.
 
-    ``restore_from``: continue from a save file; ``loadvm``: from an internal snapshot.
-    Both re-execute the guest's past, so the guest gets a new generation ID (when its
+    ``restore``: continue from a save file; ``loadvm``: from an internal snapshot. Both
+    re-execute the guest's past, so the guest gets a new generation ID (when its
     definition requests one), saved into the definition once QEMU has loaded the state.
+    ``path`` None: the definition is ``dom`` (a restore from the save file's own).
     """
-    data, dom, gdir = prepare(path, opts)
+    if dom is None:
+        assert path is not None
+        data, dom = load(path)
+    gdir = GuestDir(dom.name, opts.state_dir)
     gdir.lock()
     try:
-        _refuse_if_running(gdir)
+        refuse_if_running(gdir)
         previous = dom.genid_str
-        incoming_uri = None
-        if restore_from is not None:
-            incoming_uri = _check_save_file(restore_from, dom)
-        new_genid = bool(restore_from or loadvm) and dom.genid_requested
+        if restore is not None:
+            check_abi(restore.saved, dom)
+        new_genid = bool(restore or loadvm) and dom.genid_requested
         if new_genid:
             dom.genid = guid.generate_v4()
-        elif dom.genid_generated:
-            _save_or_transient(path, data, dom, opts)
+        refuse_duplicate_genid(dom, opts)
         caps = capabilities.for_domain(dom.devices.emulator, opts.caps)
-        cmd = build_command(dom, caps, gdir.path, incoming=incoming_uri is not None,
-                            loadvm=loadvm)
-        restart_cmd = build_command(dom, caps, gdir.path)
-        job = _Job(path, data, dom, gdir, opts, cmd, restart_cmd, incoming_uri,
-                   previous if new_genid else None)
+        cmd = build_command(dom, caps, gdir.path, incoming=restore is not None, loadvm=loadvm)
+        restart_cmd = build_command(dom, caps, gdir.path) if (restore or loadvm) else cmd
+        write_back: Callable[[], None] | None = None
+        if path is not None and data is not None:
+            def write_back() -> None:
+                _save_identity(path, data, dom, opts)
+            if not new_genid:  # a plain start: what was made up is stored before it runs
+                write_back()
+                write_back = None
+        from qemuwrap.supervisor import Plan
+
+        marker = ("restore" if restore else f"revert to {loadvm}" if loadvm else "start")
+        plan = Plan(dom, cmd, restart_cmd=restart_cmd,
+                    source=os.path.abspath(path) if path else None,
+                    incoming_fd=restore.save.fd if restore else None,
+                    after_load=write_back, marker=marker)
+        job = _Job(plan, gdir, opts, previous if new_genid else None)
         if not background:
             return job.supervise(ready_fd=None)
         return _fork(job)
     finally:
-        gdir.unlock()
+        gdir.close()
+        if restore is not None:
+            restore.save.close()
+
+
+def _save_identity(path: str, data: bytes, dom: Domain, opts: Options) -> None:
+    """Store the genid, uuid and MACs this start made up or changed; without
+    --transient, failing to is fatal."""
+    try:
+        save_identity(path, data, dom)
+    except DefinitionWriteError as exc:
+        if not opts.transient:
+            raise DefinitionWriteError(f"{exc}; use --transient to start without "
+                                       "saving it") from None
 
 
 class _Job:
     """Everything a supervisor needs, gathered before QEMU starts."""
 
-    def __init__(self, path, data, dom, gdir, opts, cmd, restart_cmd, incoming_uri, previous):
-        self.path, self.data, self.dom, self.gdir, self.opts = path, data, dom, gdir, opts
-        self.cmd, self.restart_cmd = cmd, restart_cmd
-        self.incoming_uri, self.previous = incoming_uri, previous
+    def __init__(self, plan, gdir: GuestDir, opts: Options, previous: str | None):
+        self.plan = plan
+        self.gdir = gdir
+        self.opts = opts
+        self.previous = previous
 
     def supervise(self, ready_fd: int | None) -> int:
         import signal
 
-        from qemuwrap import process
+        from qemuwrap.supervisor import Supervisor
 
         # A stop asked for while QEMU starts is remembered, and honoured once it runs.
         early: list[int] = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, _frame: early.append(signum))
-
-        try:
-            pid = process.start_qemu(self.cmd, self.gdir, self.dom)
-        except QemuwrapError:
-            self.gdir.remove()
-            raise
-        # asyncio and qemu.qmp (~100 ms) load while QEMU starts.
-        import asyncio
-
-        from qemuwrap.supervisor import Supervisor
-
-        sup = Supervisor(self.dom, self.gdir, self.cmd, source=os.path.abspath(self.path),
-                         restart_cmd=self.restart_cmd, pid=pid,
-                         shutdown_timeout=self.opts.shutdown_timeout, console=self.opts.console,
-                         early_signals=early)
-        after_load = None
+        sup = Supervisor(self.plan, self.gdir, shutdown_timeout=self.opts.shutdown_timeout,
+                         console=self.opts.console, early_signals=early)
+        dom = self.plan.dom
+        after_load = self.plan.after_load
         if self.previous is not None:
-            def after_load():
-                _save_or_transient(self.path, self.data, self.dom, self.opts)
-                sup.log(f"genid: {self.previous} -> {self.dom.genid_str}")
-        return asyncio.run(self._launch_and_run(sup, ready_fd, after_load))
-
-    async def _launch_and_run(self, sup, ready_fd: int | None, after_load) -> int:
-        try:
-            await sup.launch(incoming=self.incoming_uri, after_load=after_load)
-        except QemuwrapError:
-            self.gdir.remove()  # a failed start leaves nothing behind
-            raise
+            def after_load_and_log() -> None:
+                if after_load is not None:
+                    after_load()
+                sup.log(f"genid: {self.previous} -> {dom.genid_str}")
+        sup.launch(incoming_fd=self.plan.incoming_fd,
+                   after_load=after_load_and_log if self.previous is not None else after_load)
+        # Two copies started at once both passed the check before either ran: the one
+        # that started later gives way.
+        if not self.opts.allow_duplicate_genid and sup.record is not None:
+            try:
+                refuse_duplicate_genid(dom, self.opts, since=sup.record.started)
+            except QemuwrapError:
+                sup.destroy()
+                sup.gdir.clear_runtime()
+                raise
         if ready_fd is not None:
-            record = {**self.gdir.read_record(), "previous_genid": self.previous or
-                      self.dom.genid_str}
+            record = sup.record.to_json() if sup.record else {}
+            record["previous_genid"] = self.previous or dom.genid_str
             _report(ready_fd, {"record": record})
-        return await sup.run()
+        return sup.run()
 
 
 def _fork(job: _Job) -> dict:
@@ -142,45 +213,78 @@ def _fork(job: _Job) -> dict:
 
     A fork, not a new interpreter: everything already read, checked and locked carries
     over (the child inherits the guest's lock; the parent's copy goes when it exits).
+    If the child ends without saying so, whatever it spawned is stopped here.
     """
-    r, w = os.pipe()
+    r, w = os.pipe2(os.O_CLOEXEC)
+    log = job.gdir.open_log("supervisor.log", marker=job.plan.marker)
+    sys.stdout.flush()
+    sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # the supervisor
         status = 1
         try:
             os.close(r)
             os.setsid()
-            logfd = os.open(job.gdir.file("supervisor.log"),
-                            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             nullfd = os.open(os.devnull, os.O_RDONLY)
             os.dup2(nullfd, 0)
-            os.dup2(logfd, 1)
-            os.dup2(logfd, 2)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.close(log)
             try:
                 status = job.supervise(ready_fd=w)
             except QemuwrapError as exc:
                 _report(w, {"error": str(exc)})
-                print(f"qemuwrap: {job.dom.name}: {exc}", file=sys.stderr)
+                try:
+                    print(f"qemuwrap: {printable(job.plan.dom.name)}: {exc}", file=sys.stderr)
+                except OSError:
+                    pass
             except BaseException:  # a bug: keep the traceback in supervisor.log
-                import traceback
-
-                traceback.print_exc()
                 _report(w, {"error": "the supervisor failed; see "
-                                     f"{job.gdir.file('supervisor.log')}"})
+                                     f"{printable(job.gdir.file('supervisor.log'))}"})
+                try:
+                    import traceback
+
+                    traceback.print_exc()
+                except OSError:
+                    pass
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except OSError:
+                pass
             os._exit(status)
     os.close(w)
+    os.close(log)
     with os.fdopen(r, "rb") as f:
         line = f.readline()
     if not line:
+        os.waitpid(pid, 0)
+        _clean_up_after(job.gdir)
         raise QemuwrapError("the supervisor ended before the guest was started; see "
-                            f"{job.gdir.file('supervisor.log')}")
+                            f"{printable(job.gdir.file('supervisor.log'))}")
     msg = json.loads(line)
     if msg.get("error"):
+        os.waitpid(pid, 0)
         raise QemuwrapError(msg["error"])
     return msg["record"]
+
+
+def _clean_up_after(gdir: GuestDir) -> None:
+    """A supervisor died during its launch: stop the QEMU and companions it recorded."""
+    from qemuwrap import process
+    from qemuwrap.runtime.companions import clean_up
+
+    try:
+        record = gdir.read_record()
+    except QemuwrapError:
+        record = None
+    if record is not None:
+        if record.qemu is not None:
+            process.kill_hard(record.qemu.pid, record.qemu.create_time)
+        for entry in record.companions:
+            clean_up(entry)
+    gdir.clear_runtime()
 
 
 def _report(fd: int, msg: dict) -> None:
@@ -192,76 +296,66 @@ def _report(fd: int, msg: dict) -> None:
         pass
 
 
-def _save_or_transient(path: str, data: bytes, dom: Domain, opts: Options) -> None:
-    """Save the domain's genid into its file; without --transient, failing to is fatal."""
-    try:
-        save_genid(path, data, dom)
-    except DefinitionWriteError as exc:
-        if not opts.transient:
-            raise DefinitionWriteError(f"{exc}; use --transient to start without "
-                                       "saving it") from None
+def check_abi(saved: Domain, dom: Domain) -> None:
+    """The seed's ABI-stability check of ``dom`` against the saved definition, expecting
+    the generation ID to change (a restore gives a new one): everything else the guest
+    could notice must stay the same."""
+    from qemuwrap.conf.abi import ABIError, check_abi_stability
 
-
-def _check_save_file(save_path: str, dom: Domain) -> str:
-    """The seed's ABI-stability check of ``dom`` against the saved definition; the URI
-    QEMU loads the state from."""
-    from qemuwrap import savefile
-    from qemuwrap.conf.abi import check_abi_stability
-
-    meta, offset = savefile.read(save_path)
-    saved = loads(meta["xml"])
+    if saved.name != dom.name:
+        raise ABIError(f"the save file holds guest '{printable(saved.name)}', not "
+                       f"'{printable(dom.name)}'")
     # What the definition leaves to be made up at load (a uuid, MACs) is what the saved
-    # guest had, not new random values that would fail the ABI check.
+    # guest had, not new random values; they are written back with the new genid.
     if dom.uuid_generated:
         dom.uuid = saved.uuid
     for nic, was in zip(dom.devices.interfaces, saved.devices.interfaces, strict=False):
         if nic.mac_generated:
             nic.mac = was.mac
-    check_abi_stability(saved, dom)
-    return f"exec:tail -c +{offset + 1} {shell_quote(os.path.abspath(save_path))}"
+    if saved.genid_requested and dom.genid_requested:
+        expected = saved.genid
+        saved.genid = dom.genid  # the one thing that must change is not compared
+        try:
+            check_abi_stability(saved, dom)
+        finally:
+            saved.genid = expected
+    else:
+        check_abi_stability(saved, dom)
 
 
-def start(path: str, opts: Options, *, restore_from: str | None = None,
-          loadvm: str | None = None) -> dict:
+def start(path: str, opts: Options, **kwargs) -> dict:
     """Start the guest with its supervisor in the background; the guest's record."""
-    return run(path, opts, background=True, restore_from=restore_from, loadvm=loadvm)
+    return run(path, opts, background=True, **kwargs)
 
 
 def adopt(name: str, opts: Options) -> int:
     """Supervise a running QEMU whose supervisor died."""
+    from qemuwrap.supervisor import Plan, Supervisor
+
     gdir = GuestDir(name, opts.state_dir)
+    if not gdir.exists():
+        raise QemuwrapError(f"no guest '{printable(name)}' here")
     gdir.lock()
     try:
-        record = gdir.read_record()
-        if gdir.qemu_process(record) is None:
-            raise QemuwrapError(f"guest '{name}' is not running")
-        _data, root = read_file(gdir.file("domain.xml"))
-        dom = parse_domain(root)
+        record = gdir.running()
+        if record is None:
+            raise QemuwrapError(f"guest '{printable(name)}' is not running")
+        xml = gdir.read("domain.xml")
+        if xml is None:
+            raise QemuwrapError(f"guest '{printable(name)}': its live definition is gone")
+        dom = parse_domain(parse_bytes(xml))
         caps = capabilities.for_domain(dom.devices.emulator, opts.caps)
         cmd = build_command(dom, caps, gdir.path)
-        if cmd.argv != _without_start_state(record["argv"]):
-            raise QemuwrapError(f"guest '{name}': the running QEMU's command differs from "
-                                "its live definition; not adopting it")
-        import asyncio
-
-        from qemuwrap.supervisor import Supervisor
-
-        sup = Supervisor(dom, gdir, cmd, source=record.get("source"),
+        assert record.qemu is not None
+        if cmd.argv != _without_start_state(record.qemu.argv):
+            raise QemuwrapError(f"guest '{printable(name)}': the running QEMU's command "
+                                "differs from its live definition; not adopting it")
+        sup = Supervisor(Plan(dom, cmd, source=record.source), gdir,
                          shutdown_timeout=opts.shutdown_timeout)
-
-        async def go():
-            await sup.adopt(record)
-            return await sup.run()
-
-        return asyncio.run(go())
+        sup.adopt(record)
+        return sup.run()
     finally:
-        gdir.unlock()
-
-
-def _qmp_command(*args, **kwargs):
-    from qemuwrap import qmp  # asyncio: only for commands that talk to QEMU
-
-    return qmp.command(*args, **kwargs)
+        gdir.close()
 
 
 def _without_start_state(argv: list[str]) -> list[str]:
@@ -277,113 +371,14 @@ def _without_start_state(argv: list[str]) -> list[str]:
     return out
 
 
-def _running(name: str, opts: Options) -> tuple[GuestDir, dict, object]:
-    gdir = GuestDir(name, opts.state_dir)
-    record = gdir.read_record()
-    proc = gdir.qemu_process(record)
-    if proc is None:
-        raise QemuwrapError(f"guest '{name}' is not running")
-    return gdir, record, proc
+def saved_definition(save) -> Domain:
+    """The definition stored in a save file, modelled (its name must match the file's)."""
+    dom = loads(save.xml)
+    if dom.name != save.name:
+        raise QemuwrapError(f"{printable(save.path)}: the stored definition is of guest "
+                            f"'{printable(dom.name)}', the header says "
+                            f"'{printable(save.name)}'")
+    return dom
 
 
-def _wait_gone(proc, timeout: float) -> bool:
-    import psutil
-
-    try:
-        proc.wait(timeout)
-        return True
-    except psutil.TimeoutExpired:
-        return False
-
-
-def _supervisor(record: dict):
-    import psutil
-
-    try:
-        proc = psutil.Process(record["supervisor_pid"])
-        if abs(proc.create_time() - record["supervisor_create_time"]) < 0.05:
-            return proc
-    except (psutil.NoSuchProcess, KeyError):
-        pass
-    return None
-
-
-def shutdown(name: str, opts: Options) -> str:
-    """ACPI power-off; force after the timeout. Through the supervisor if it lives."""
-    gdir, record, proc = _running(name, opts)
-    sup = _supervisor(record) if gdir.supervised() else None
-    if sup is not None:
-        sup.terminate()  # the supervisor does ACPI, the timeout and the cleanup
-        if _wait_gone(proc, opts.shutdown_timeout + 15):
-            _wait_gone(sup, 10)
-            return f"guest '{name}' is shut down"
-        raise QemuwrapError(f"guest '{name}' is still running")
-    _qmp_command(record["control_socket"], "system_powerdown")
-    if _wait_gone(proc, opts.shutdown_timeout):
-        gdir.clear_runtime()
-        return f"guest '{name}' is shut down"
-    stop_guest(gdir, record, proc)
-    return f"guest '{name}' did not power off within {opts.shutdown_timeout:g} s; forced off"
-
-
-def destroy(name: str, opts: Options) -> str:
-    """Stop QEMU now (QMP quit; SIGKILL if it does not answer)."""
-    gdir, record, proc = _running(name, opts)
-    stop_guest(gdir, record, proc)
-    return f"guest '{name}' destroyed"
-
-
-def stop_guest(gdir: GuestDir, record: dict, proc) -> None:
-    """End a running guest's QEMU (QMP quit, SIGKILL if it does not answer or linger),
-    then wait for its supervisor to finish, or clean up for it when there is none."""
-    supervised = gdir.supervised()
-    try:
-        _qmp_command(record["control_socket"], "quit", timeout=5)
-    except QemuwrapError:
-        proc.kill()
-    if not _wait_gone(proc, 20):
-        proc.kill()
-        _wait_gone(proc, 5)
-    sup = _supervisor(record) if supervised else None
-    if sup is not None:
-        _wait_gone(sup, 20)
-    else:
-        gdir.clear_runtime()
-
-
-def status(name: str, opts: Options) -> dict:
-    """What is known of a guest: from its state directory, checked against the kernel."""
-    gdir = GuestDir(name, opts.state_dir)
-    record = gdir.read_record() or {}
-    proc = gdir.qemu_process(record) if record else None
-    out = {"name": name, "state": "shut off", "qemu_pid": None, "supervisor_pid": None,
-           "supervised": False, "qmp_socket": None, "control_socket": None,
-           "genid": record.get("genid"), "uuid": record.get("uuid"),
-           "state_dir": gdir.path, "source": record.get("source")}
-    if proc is None:
-        return out
-    sup = _supervisor(record) if gdir.supervised() else None
-    out.update(qemu_pid=proc.pid, supervised=sup is not None,
-               supervisor_pid=sup.pid if sup else None, qmp_socket=record["qmp_socket"],
-               control_socket=record["control_socket"],
-               uptime=round(time.time() - record["started"], 1))
-    try:
-        st = _qmp_command(record["control_socket"], "query-status", timeout=2)
-        out["state"] = {"prelaunch": "starting", "inmigrate": "restoring"}.get(
-            st["status"], st["status"])
-    except QemuwrapError:
-        out["state"] = "unknown (monitor busy)"
-    return out
-
-
-def list_guests(opts: Options) -> list[dict]:
-    out = []
-    for gdir in all_guests(opts.state_dir):
-        record = gdir.read_record()
-        if record and gdir.qemu_process(record) is not None:
-            out.append(status(gdir.name, opts))
-    return out
-
-
-__all__ = ["Options", "adopt", "destroy", "list_guests", "run", "shutdown", "start",
-           "status", "stop_guest"]
+__all__ = ["Options", "Restore", "adopt", "check_abi", "run", "start"]
