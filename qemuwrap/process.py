@@ -110,34 +110,15 @@ def wait_gone(pid: int, created: float, timeout: float) -> bool:
     if fd is None:
         return True
     try:
-        if not is_alive(pid, created):
-            return True
-        import select
+        if is_alive(pid, created):
+            import select
 
-        return bool(select.select([fd], [], [], max(timeout, 0))[0]) \
-            or not is_alive(pid, created)
+            select.select([fd], [], [], max(timeout, 0))
+            if is_alive(pid, created):
+                return False
     finally:
         os.close(fd)
-
-
-def kill_hard(pid: int, created: float, timeout: float = 10.0) -> bool:
-    """SIGKILL (works on a stopped or hung process too) and wait for the end."""
-    fd = pidfd(pid)
-    if fd is None:
-        return True
-    try:
-        if not is_alive(pid, created):
-            return True
-        signal.pidfd_send_signal(fd, signal.SIGKILL)
-    except ProcessLookupError:
-        return True
-    finally:
-        os.close(fd)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if wait_gone(pid, created, deadline - time.monotonic()):
-            return True
-    return False
+    return True
 
 
 def reap_if_child(pid: int) -> None:
