@@ -36,7 +36,7 @@ def definition_genid(path) -> str:
 
 
 def qemu_genid(env: Env, name: str) -> str:
-    return qmp.command(env.record(name)["control_socket"], "query-vm-generation-id")["guid"]
+    return qmp.command(str(env.gdir(name) / "control.sock"), "query-vm-generation-id")["guid"]
 
 
 def assert_running_guest_sees_a_new_genid(env: Env, path, res) -> str:
