@@ -118,9 +118,10 @@ def run(path: str | None, opts: Options, *, background: bool = False,
     gdir.lock()
     try:
         refuse_if_running(gdir)
-        previous = dom.genid_str
+        previous = dom.genid_str  # a revert: what the definition had
         if restore is not None:
             check_abi(restore.saved, dom)
+            previous = restore.saved.genid_str  # what the guest had when it was saved
         new_genid = bool(restore or loadvm) and dom.genid_requested
         if new_genid:
             dom.genid = guid.generate_v4()
@@ -232,7 +233,10 @@ def _fork(job: _Job) -> dict:
             os.close(log)
             try:
                 status = job.supervise(ready_fd=w)
-            except QemuwrapError as exc:
+            except (QemuwrapError, OSError) as exc:
+                if isinstance(exc, OSError):
+                    where = f" ({printable(str(exc.filename))})" if exc.filename else ""
+                    exc = QemuwrapError(f"{exc.strerror or exc}{where}")
                 _report(w, {"error": str(exc)})
                 try:
                     print(f"qemuwrap: {printable(job.plan.dom.name)}: {exc}", file=sys.stderr)

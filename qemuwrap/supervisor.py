@@ -164,16 +164,20 @@ class Supervisor:
             self._write_record()
         except BaseException as exc:
             exitcode = self.machine.kill()
-            self.machine.stop_companions()
+            self.machine.stop_companions(record=False)
             self._after_failed_launch()
             if isinstance(exc, LaunchError):
                 raise
             if not isinstance(exc, QemuwrapError | OSError):
                 raise
-            what = (f"QEMU exited with status {exitcode}"
-                    if exitcode is not None and exitcode > 0 else
-                    (f"{exc.strerror}: {printable(exc.filename or '')}"
-                     if isinstance(exc, OSError) else str(exc)))
+            if exitcode is not None and exitcode > 0:
+                what = f"QEMU exited with status {exitcode}"
+            elif isinstance(exc, OSError):
+                what = exc.strerror or str(exc)
+                if exc.filename:
+                    what += f" ({printable(str(exc.filename))})"
+            else:
+                what = str(exc)
             raise LaunchError(f"QEMU failed to start: {what}", exitcode=exitcode,
                               argv=cmd.argv, output=tail(self.gdir.file("qemu.log"))) \
                 from None
@@ -285,7 +289,7 @@ class Supervisor:
         if self.machine is not None:
             if not self.machine.exited():
                 self.machine.quit()  # only on an internal error: never leave it running
-            self.machine.stop_companions()
+            self.machine.stop_companions(record=False)
             self.machine.close()
         self.gdir.clear_runtime()
         outcome = "saved" if self.ending.saved else policy.shutdown_outcome(self.ending)
@@ -522,8 +526,9 @@ class Supervisor:
             conn.send({"event": "started"})
             try:
                 migrate.wait(m.qmp, float(timeout), m.pidfd)
-            except QemuwrapError:
+            except QemuwrapError as exc:
                 migrate.undo(m.qmp, was_running)
+                self.log(f"{exc}; the guest runs on")
                 raise
             conn.send({"event": "completed"})
             reply = conn.wait_message(COMMIT_TIMEOUT)

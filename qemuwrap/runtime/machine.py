@@ -53,7 +53,10 @@ def tail(path: str, lines: int = 3) -> str:
         text = os.pread(fd, 4096, max(size - 4096, 0)).decode("utf-8", "replace")
     finally:
         os.close(fd)
-    rows = [r.strip() for r in text.splitlines() if r.strip() and not r.startswith("---- ")]
+    rows = [r.strip() for r in text.splitlines() if r.strip()]
+    marks = [i for i, r in enumerate(rows) if r.startswith("---- ")]
+    if marks:  # only what this start wrote
+        rows = rows[marks[-1] + 1:]
     return " | ".join(rows[-lines:])
 
 
@@ -89,7 +92,7 @@ class Machine:
             self._post_launch(qmp_timeout)
         except BaseException as exc:
             exitcode = self.kill()
-            self.stop_companions()
+            self.stop_companions(record=False)
             if isinstance(exc, MachineError):
                 raise
             if not isinstance(exc, QemuwrapError | OSError):
@@ -203,8 +206,10 @@ class Machine:
         self.wait(10)
         return self.exitcode
 
-    def stop_companions(self) -> None:
-        """After QEMU: each companion stopped, in reverse order of start."""
+    def stop_companions(self, *, record: bool = True) -> None:
+        """After QEMU: each companion stopped, in reverse order of start (``record``:
+        and the guest record told; not when the launch failed, maybe for want of
+        space to write it)."""
         for companion, entry in reversed(list(zip(self.companions, self.companion_entries,
                                                   strict=False))):
             try:
@@ -212,7 +217,8 @@ class Machine:
             except Exception:  # noqa: BLE001 - the others must still be stopped
                 pass
         self.companion_entries.clear()
-        self.on_change()
+        if record:
+            self.on_change()
 
     def close(self) -> None:
         if self.qmp is not None:
