@@ -11,8 +11,6 @@ costs ~22 ms and ~1.5 MiB on the way to every running guest and in every supervi
 from __future__ import annotations
 
 import os
-import signal
-import time
 
 from qemuwrap.errors import QemuwrapError
 

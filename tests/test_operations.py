@@ -325,8 +325,9 @@ def test_offline_snapshot_delete_checks_qemu_img(env, tmp_path):
         fake = bindir / "qemu-img"
         fake.write_text(f'#!/bin/sh\n[ "$1" = snapshot ] && {{ {body}; }}\nexec {real} "$@"\n')
         fake.chmod(0o755)
+        path_env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
         res = subprocess.run(env.argv("snapshot", "delete", "demo", "s1"), capture_output=True,
-                             text=True, env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"})
+                             text=True, env=path_env)
         assert why in one_line(res), res.stderr
     res = subprocess.run(env.argv("snapshot", "list", "demo"), capture_output=True, text=True,
                          env={**os.environ, "PATH": str(tmp_path / "empty")})
