@@ -6,7 +6,8 @@ boundary, then QEMU's own stream (it starts with ``QEVM``). One file, like libvi
 save images, so the state and the definition it belongs to cannot be separated.
 
 The checksum is SHA-256 (measured 1.3 GB/s here: ~70 ms for the demo guest's 95 MB)
-over the stream, computed while the stream is written, and over the header (with the
+over the stream, computed while QEMU writes it (read back from the page cache behind
+QEMU's write position), and over the header (with the
 checksum field zeroed): ``sha256(sha256(stream) || header)``. A restore checks it, and
 every header field's type, before QEMU gets a byte; a flipped bit is a one-line
 refusal, not a guest running on damaged memory. It proves the file is what qemuwrap
@@ -66,60 +67,56 @@ class Writer:
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                           | os.O_NOFOLLOW, 0o600)
         self.header = _header_bytes(meta, _SIZE_PLACEHOLDER, _SUM_PLACEHOLDER)
+        # Not O_APPEND: QEMU is handed this descriptor and writes on from its offset,
+        # right after the header.
         self._write_all(self.header)
         self.hash = hashlib.sha256()
         self.size = 0
+        self._reader = -1
+        self._buf = bytearray(4 * CHUNK)
+        self._view = memoryview(self._buf)
 
     def _write_all(self, data) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view):]
 
-    def copy_from(self, src: int, *, stall: float, wake_fd: int | None = None,
-                  on_wake=None, progress: bool = False) -> None:
-        """Copy ``src`` (QEMU's end of a pipe) into the file until EOF, hashing on the
-        way. SaveFileError if no byte comes for ``stall`` seconds (a stopped QEMU);
-        ``on_wake()`` is called whenever ``wake_fd`` (the supervisor's socket) is
-        readable, and may raise to end the copy."""
-        import select
-
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        shown = start = time.monotonic()
-        watch = [src] if wake_fd is None else [src, wake_fd]
-        while True:
-            ready = select.select(watch, [], [], stall)[0]
-            if not ready:
-                raise SaveFileError(f"QEMU sent nothing for {stall:g} s; save abandoned")
-            if wake_fd is not None and wake_fd in ready and on_wake is not None:
-                on_wake()
-            if src not in ready:
-                continue
-            n = os.readv(src, [buf])
+    def hash_written(self) -> int:
+        """Hash what QEMU has written since the last call (read back from the page
+        cache through a descriptor of our own, so QEMU's file offset is untouched);
+        the stream's size so far. Called while QEMU writes: the checksum is ready
+        moments after the stream is."""
+        if self._reader < 0:
+            self._reader = os.open(self.tmp, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        end = os.fstat(self._reader).st_size
+        pos = len(self.header) + self.size
+        while pos < end:
+            n = os.preadv(self._reader, [self._buf], pos)
             if not n:
                 break
-            chunk = view[:n]
-            self.hash.update(chunk)
-            self._write_all(chunk)
+            self.hash.update(self._view[:n])
+            pos += n
             self.size += n
-            if progress and time.monotonic() - shown > 0.1:
-                shown = time.monotonic()
-                rate = self.size / max(shown - start, 1e-6)
-                sys.stderr.write(f"\rsaving: {self.size / 2**20:8.1f} MiB, "
-                                 f"{rate / 2**20:7.1f} MiB/s")
-                sys.stderr.flush()
-        if progress:
-            elapsed = max(time.monotonic() - start, 1e-6)
-            sys.stderr.write(f"\rsaved:  {self.size / 2**20:8.1f} MiB, "
-                             f"{self.size / elapsed / 2**20:7.1f} MiB/s\n")
+        return self.size
+
+    def show(self, start: float) -> None:
+        """One progress line on stderr (bytes, rate), rewritten in place."""
+        rate = self.size / max(time.monotonic() - start, 1e-6)
+        sys.stderr.write(f"\rsaving: {self.size / 2**20:8.1f} MiB, {rate / 2**20:7.1f} MiB/s")
+        sys.stderr.flush()
 
     def finish(self) -> str:
-        """Fill in size and checksum, sync, rename into place; the checksum."""
+        """Once QEMU completed: hash the rest, fill in size and checksum, sync, rename
+        into place; the checksum."""
+        self.hash_written()
+        if self.size != os.fstat(self.fd).st_size - len(self.header):
+            raise SaveFileError("the stream changed while it was hashed")
         header = _header_bytes(self.meta, f"{self.size:020d}", _SUM_PLACEHOLDER)
         checksum = _digest(self.hash.digest(), header)
         final = _header_bytes(self.meta, f"{self.size:020d}", checksum)
         if len(final) != len(self.header):
             raise SaveFileError("save header changed size")  # fixed-width fields: never
+        self.close_reader()
         os.pwrite(self.fd, final, 0)
         os.fsync(self.fd)
         os.close(self.fd)
@@ -132,8 +129,14 @@ class Writer:
             os.close(dfd)
         return checksum
 
+    def close_reader(self) -> None:
+        if self._reader >= 0:
+            os.close(self._reader)
+            self._reader = -1
+
     def discard(self) -> None:
         """Nothing of an unfinished save stays."""
+        self.close_reader()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -199,7 +199,8 @@ class Supervisor:
         m.execute("migrate-incoming", {"uri": "fd:qemuwrap-restore"})
         deadline = time.monotonic() + LOAD_TIMEOUT
         while True:
-            event = m.qmp.wait_event(("MIGRATION",), deadline - time.monotonic(), m.pidfd)
+            event = m.qmp.wait_event(("MIGRATION",), deadline - time.monotonic(),
+                                     [m.pidfd] if m.pidfd is not None else None)
             status = (event or {}).get("data", {}).get("status")
             if status == "completed":
                 return
@@ -525,7 +526,8 @@ class Supervisor:
                 os.close(fds[0])  # QEMU holds its own copy
             conn.send({"event": "started"})
             try:
-                migrate.wait(m.qmp, float(timeout), m.pidfd)
+                migrate.wait(m.qmp, float(timeout),
+                             [fd for fd in (m.pidfd, conn.fileno()) if fd is not None])
             except QemuwrapError as exc:
                 migrate.undo(m.qmp, was_running)
                 self.log(f"{exc}; the guest runs on")

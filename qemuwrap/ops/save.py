@@ -2,11 +2,11 @@
 
 Save: the target is checked before the guest is paused (its directory exists and is
 writable, the target is not a directory, the filesystem has room for the guest's RAM).
-QEMU writes its stream into a pipe; this command reads it, hashes it and writes the
-file, showing progress on a terminal. Only when the file is whole, checksummed, synced
-and renamed into place is the supervisor told to commit (QEMU ends). Any failure,
-Ctrl-C included, closes the pipe and the connection: QEMU's migration fails, the
-supervisor cancels it and lets a running guest run on; the temp file is removed.
+QEMU writes its stream straight into the (temporary) file, unthrottled; this command
+hashes it behind QEMU as it grows, showing progress on a terminal. Only when the file
+is whole, checksummed, synced and renamed into place is the supervisor told to commit
+(QEMU ends). Any failure, Ctrl-C included, closes the connection: the supervisor
+cancels the migration and lets a running guest run on; the temp file is removed.
 
 Restore: the save file is checked (magic, header types, size, checksum) before QEMU
 starts and is handed to QEMU as the very fd that was checked. The definition is the
@@ -15,15 +15,13 @@ one stored in the file, or ``--xml``; no path from the file's header is followed
 
 from __future__ import annotations
 
-import fcntl
 import os
+import re
 import sys
+import time
 
 from qemuwrap import savefile
-from qemuwrap.conf.domain import parse_domain
-from qemuwrap.conf.xmlreader import parse_bytes
 from qemuwrap.errors import QemuwrapError, printable
-from qemuwrap.launcher import Options, Restore, saved_definition, start
 from qemuwrap.ops.guests import _clean_unsupervised, running, supervisor_alive
 from qemuwrap.runtime import control, migrate
 from qemuwrap.runtime.guestdir import GuestDir
@@ -31,7 +29,6 @@ from qemuwrap.runtime.qmp import QMP
 
 #: No byte from QEMU for this long: it is stopped or hung, the save is abandoned.
 STALL_TIMEOUT = 30.0
-F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 def check_target(path: str, memory_bytes: int) -> str:
@@ -57,19 +54,23 @@ def check_target(path: str, memory_bytes: int) -> str:
     return path
 
 
-def save(name: str, path: str, opts: Options, *, progress: bool | None = None) -> dict:
+def save(name: str, path: str, opts, *, progress: bool | None = None) -> dict:
     """Save the guest's state to ``path`` and stop it; the result for the CLI."""
     gdir, record = running(name, opts.state_dir)
     xml = gdir.read("domain.xml")
     if xml is None:
         raise QemuwrapError(f"guest '{printable(name)}': its live definition is gone")
-    live = parse_domain(parse_bytes(xml))
-    path = check_target(path, live.memory_kib * 1024)
+    # Our own formatting of the live definition (Domain.format): memory in KiB. It is
+    # stored as it is; a restore models and checks it like any definition.
+    found = re.search(rb"<memory unit='KiB'>(\d+)</memory>", xml)
+    if found is None:
+        raise QemuwrapError(f"guest '{printable(name)}': its live definition has no memory")
+    memory = int(found.group(1)) * 1024
+    path = check_target(path, memory)
     if progress is None:
         progress = sys.stderr.isatty()
-    meta = savefile.header_meta(name=name, uuid=live.uuid_str,
-                                xml=live.format(inactive=True), genid=live.genid_str,
-                                memory_bytes=live.memory_kib * 1024)
+    meta = savefile.header_meta(name=name, uuid=record.uuid, xml=xml.decode(),
+                                genid=record.genid, memory_bytes=memory)
     try:
         writer = savefile.Writer(path, meta)
     except OSError as exc:
@@ -82,45 +83,54 @@ def save(name: str, path: str, opts: Options, *, progress: bool | None = None) -
     except BaseException:
         writer.discard()
         raise
-    genid = live.genid_str
+    genid = record.genid
     return {"name": name, "file": path, "size": os.path.getsize(path),
             "checksum": f"sha256:{checksum}", "genid": genid}
 
 
-def _pipe() -> tuple[int, int]:
-    r, w = os.pipe2(os.O_CLOEXEC)
-    try:
-        fcntl.fcntl(w, F_SETPIPE_SZ, 1 << 20)
-    except OSError:
-        pass  # a smaller pipe works too
-    return r, w
+def _follow(writer: savefile.Writer, wait, progress: bool) -> dict:
+    """Hash what QEMU writes while it writes; ``wait(timeout)`` returns the message
+    that ends the stream (or None when there is none yet). A stream that stops
+    growing for STALL_TIMEOUT seconds (a stopped QEMU) is abandoned."""
+    start = last_growth = shown = time.monotonic()
+    size = 0
+    while True:
+        msg = wait(0.005)
+        if msg is not None:
+            if progress:
+                writer.hash_written()
+                writer.show(start)
+                sys.stderr.write("\n")
+            return msg
+        if writer.hash_written() != size:
+            size = writer.size
+            last_growth = time.monotonic()
+        elif time.monotonic() - last_growth > STALL_TIMEOUT:
+            raise QemuwrapError(f"QEMU wrote nothing for {STALL_TIMEOUT:g} s; save "
+                                "abandoned")
+        if progress and time.monotonic() - shown > 0.1:
+            shown = time.monotonic()
+            writer.show(start)
 
 
 def _save_supervised(gdir: GuestDir, writer: savefile.Writer, progress: bool) -> str:
-    r, w = _pipe()
+    """The supervisor hands our file to QEMU; we hash behind it, and commit once the
+    file is whole. Our going away (Ctrl-C) makes the supervisor cancel and resume."""
+    import select
+
     client = control.Client(gdir.file(control.SOCKET), timeout=10)
     try:
-        client.send({"request": "save"}, fds=[w])
-        os.close(w)
-        w = -1
+        client.send({"request": "save"}, fds=[writer.fd])
         msg = client.receive(30)
         if "error" in msg:
             raise QemuwrapError(str(msg["error"]))
 
-        def supervisor_spoke() -> None:
-            msg = client.receive(1)
-            if "error" in msg:
-                raise QemuwrapError(str(msg["error"]))
-            pending.append(msg)
+        def wait(timeout: float) -> dict | None:
+            if select.select([client.sock], [], [], timeout)[0]:
+                return client.receive(5)
+            return None
 
-        pending: list[dict] = []
-        try:
-            writer.copy_from(r, stall=STALL_TIMEOUT, wake_fd=client.sock.fileno(),
-                             on_wake=supervisor_spoke, progress=progress)
-        except OSError as exc:
-            raise QemuwrapError(f"cannot write {printable(writer.path)}: {exc.strerror}") \
-                from None
-        msg = pending.pop(0) if pending else client.receive(60)
+        msg = _follow(writer, wait, progress)
         if "error" in msg:
             raise QemuwrapError(str(msg["error"]))
         if msg.get("event") != "completed":
@@ -138,9 +148,6 @@ def _save_supervised(gdir: GuestDir, writer: savefile.Writer, progress: bool) ->
                                 f"guest could not be stopped: {exc}") from None
         return checksum
     finally:
-        os.close(r)
-        if w >= 0:
-            os.close(w)
         client.close()
 
 
@@ -149,31 +156,40 @@ def _save_unsupervised(gdir: GuestDir, record, writer: savefile.Writer,
     """No supervisor lives: drive QEMU's second monitor ourselves, then end QEMU."""
     from qemuwrap.ops.guests import _force_off
 
-    r, w = _pipe()
     qmp = QMP.connect(gdir.file("control.sock"), timeout=5)
     was_running = False
     try:
+        was_running = migrate.begin(qmp, writer.fd)
         try:
-            was_running = migrate.begin(qmp, w)
-        finally:
-            os.close(w)
-        try:
-            writer.copy_from(r, stall=STALL_TIMEOUT, progress=progress)
-            migrate.wait(qmp, 60, None)
+            def wait(timeout: float) -> dict | None:
+                event = qmp.wait_event(("MIGRATION",), timeout)
+                if event is None:
+                    return None
+                status = event.get("data", {}).get("status")
+                if status == "completed":
+                    return {"event": "completed"}
+                if status in ("failed", "cancelled"):
+                    return {"error": f"saving failed: {status}"}
+                return None
+
+            msg = _follow(writer, wait, progress)
+            if "error" in msg:
+                raise QemuwrapError(msg["error"])
             checksum = writer.finish()
         except BaseException:
             migrate.undo(qmp, was_running)
             raise
     finally:
-        os.close(r)
         qmp.close()
     _force_off(gdir, record)
     _clean_unsupervised(gdir, record)
     return checksum
 
 
-def restore(path: str, opts: Options, xml: str | None = None) -> dict:
+def restore(path: str, opts, xml: str | None = None) -> dict:
     """Start a saved guest again, with a new genid; the new guest's record (JSON)."""
+    from qemuwrap.launcher import Restore, saved_definition, start
+
     save = savefile.open_checked(path)
     try:
         saved = saved_definition(save)

@@ -44,16 +44,18 @@ def begin(qmp: QMP, fd: int) -> bool:
     return was_running
 
 
-def wait(qmp: QMP, timeout: float, stop_fd: int | None) -> str:
+def wait(qmp: QMP, timeout: float, stop_fds: list[int]) -> str:
     """Wait for the migration's end: "completed", or SaveError with QEMU's reason.
-    ``stop_fd`` (QEMU's pidfd) ends the wait if QEMU dies."""
+    Any of ``stop_fds`` becoming readable (QEMU's pidfd: it died; the client's socket:
+    it went away or said abort) ends the wait with SaveError."""
     deadline = time.monotonic() + timeout
     while True:
-        event = qmp.wait_event(("MIGRATION",), max(deadline - time.monotonic(), 0), stop_fd)
+        event = qmp.wait_event(("MIGRATION",), max(deadline - time.monotonic(), 0),
+                               stop_fds)
         if event is None:
             if time.monotonic() >= deadline:
                 raise SaveError(f"the save did not finish within {timeout:g} s")
-            raise SaveError("QEMU ended during the save")
+            raise SaveError("save abandoned (its client went away, or QEMU ended)")
         status = event.get("data", {}).get("status")
         if status == "completed":
             return status

@@ -159,19 +159,20 @@ class QMP:
         self._read(None)
 
     def wait_event(self, names: tuple[str, ...], timeout: float,
-                   stop_fd: int | None = None) -> dict | None:
+                   stop_fds: list[int] | None = None) -> dict | None:
         """The next event named in ``names`` (others stay queued), or None when
-        ``timeout`` passes or ``stop_fd`` (a pidfd: QEMU ended) becomes readable."""
+        ``timeout`` passes or one of ``stop_fds`` (a pidfd: QEMU ended) is readable."""
         deadline = time.monotonic() + timeout
+        stop = [fd for fd in stop_fds or () if fd is not None]
         while True:
             for event in self.events:
                 if event.get("event") in names:
                     self.events.remove(event)
                     return event
-            if stop_fd is not None and select.select([stop_fd], [], [], 0)[0]:
+            if stop and select.select(stop, [], [], 0)[0]:
                 return None
             try:
-                got = self._read(deadline, stop_fd)
+                got = self._read(deadline, stop)
             except EOFError:
                 return None
             if not got and time.monotonic() >= deadline:
@@ -184,10 +185,10 @@ class QMP:
         line, self._buf = self._buf.split(b"\n", 1)
         return json.loads(line)
 
-    def _read(self, deadline: float | None, stop_fd: int | None = None) -> bool:
+    def _read(self, deadline: float | None, stop_fds: list[int] | None = None) -> bool:
         """Receive once (waiting until ``deadline``; None: not at all) and dispatch every
         whole message. False if nothing came."""
-        got = self._recv(deadline, stop_fd)
+        got = self._recv(deadline, stop_fds)
         while b"\n" in self._buf:
             line, self._buf = self._buf.split(b"\n", 1)
             if not line.strip():
@@ -200,13 +201,13 @@ class QMP:
             self._dispatch(msg)
         return got
 
-    def _recv(self, deadline: float | None, stop_fd: int | None = None) -> bool:
+    def _recv(self, deadline: float | None, stop_fds: list[int] | None = None) -> bool:
         if self.closed:
             raise EOFError("monitor closed")
         if deadline is not None:
             remaining = max(deadline - time.monotonic(), 0)
             fd = self.sock.fileno()
-            watch = [fd] if stop_fd is None else [fd, stop_fd]
+            watch = [fd, *(stop_fds or ())]
             ready = select.select(watch, [], [], remaining)[0]
             if fd not in ready:
                 return False
