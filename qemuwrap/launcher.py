@@ -14,16 +14,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 
 from qemuwrap.conf import guid
 from qemuwrap.conf.domain import Domain, load, loads, parse_domain
 from qemuwrap.conf.xmlreader import parse_bytes
 from qemuwrap.definition import DefinitionWriteError, save_identity
-from qemuwrap.errors import QemuwrapError, printable
+from qemuwrap.errors import QemuwrapError, debug, printable
 from qemuwrap.qemu import capabilities
 from qemuwrap.qemu.command import build_command
-from qemuwrap.runtime.guestdir import GuestBusyError, GuestDir, all_guests
+from qemuwrap.runtime.guestdir import GuestBusyError, GuestDir, duplicate_genid
 
 
 class Options:
@@ -66,33 +65,12 @@ def refuse_if_running(gdir: GuestDir) -> None:
                              f"{printable(gdir.name)}'")
 
 
-def duplicate_genid(dom: Domain, opts: Options, *, since: float | None = None) -> str | None:
-    """The name of another running guest under this state root with ``dom``'s genid
-    (started before ``since``, when given), or None."""
-    mine = dom.genid_str
-    if mine is None:
-        return None
-    for other in all_guests(opts.state_dir):
-        if other.name == dom.name:
-            continue
-        try:
-            record = other.running()
-        except QemuwrapError:
-            continue
-        if record is None or record.genid != mine:
-            continue
-        if since is not None and (record.started, record.name) >= (since, dom.name):
-            continue
-        return other.name
-    return None
-
-
 def refuse_duplicate_genid(dom: Domain, opts: Options, *, since: float | None = None) -> None:
     """A generation ID exists to tell copies apart: two running guests must not share
     one (a definition copied with its ``<genid>``), unless the user says so."""
-    if opts.allow_duplicate_genid:
+    if opts.allow_duplicate_genid or dom.genid_str is None:
         return
-    other = duplicate_genid(dom, opts, since=since)
+    other = duplicate_genid(dom.name, dom.genid_str, opts.state_dir, since=since)
     if other is not None:
         raise QemuwrapError(f"genid {dom.genid_str} is already used by the running guest "
                             f"'{printable(other)}' (a copied definition?); give this guest "
@@ -102,9 +80,9 @@ def refuse_duplicate_genid(dom: Domain, opts: Options, *, since: float | None = 
 def run(path: str | None, opts: Options, *, background: bool = False,
         restore: Restore | None = None, loadvm: str | None = None,
         data: bytes | None = None, dom: Domain | None = None):
-    """Start the guest and supervise it until it ends (exit status), or with
-    ``background`` hand the supervisor to a forked child and return the guest's record
-    (as JSON) once it runs.
+    """Start the guest and supervise it until it ends (this process becomes the
+    supervisor: it does not return), or with ``background`` hand the supervisor to a
+    child of its own session and return the guest's record (JSON) once it runs.
 
     ``restore``: continue from a save file; ``loadvm``: from an internal snapshot. Both
     re-execute the guest's past, so the guest gets a new generation ID (when its
@@ -129,33 +107,53 @@ def run(path: str | None, opts: Options, *, background: bool = False,
         caps = capabilities.for_domain(dom.devices.emulator, opts.caps)
         cmd = build_command(dom, caps, gdir.path, incoming=restore is not None, loadvm=loadvm)
         restart_cmd = build_command(dom, caps, gdir.path) if (restore or loadvm) else cmd
-        write_back: Callable[[], None] | None = None
+        writeback = None
         if path is not None and data is not None:
-            def write_back() -> None:
+            if new_genid:  # stored by the supervisor once QEMU has loaded the state
+                writeback = _prepared_write_back(path, data, dom, opts)
+            else:  # a plain start: what was made up is stored before it runs
                 _save_identity(path, data, dom, opts)
-            if not new_genid:  # a plain start: what was made up is stored before it runs
-                write_back()
-                write_back = None
-        from qemuwrap.supervisor import Plan
+        from qemuwrap.runtime.machine import Exe
+        from qemuwrap.supervisor import Guest, Plan
 
         marker = ("restore" if restore else f"revert to {loadvm}" if loadvm else "start")
-        plan = Plan(dom, cmd, restart_cmd=restart_cmd,
+        plan = Plan(Guest.of(dom), Exe.of(cmd), restart_cmd=Exe.of(restart_cmd),
                     source=os.path.abspath(path) if path else None,
-                    incoming_fd=restore.save.fd if restore else None,
-                    after_load=write_back, marker=marker)
-        job = _Job(plan, gdir, opts, previous if new_genid else None)
+                    incoming_fd=restore.save.fd if restore else None, writeback=writeback,
+                    previous_genid=previous if new_genid else None, marker=marker)
+        debug(f"QEMU: {' '.join(cmd.argv)}")
+        conf = {"plan": plan.to_json(), "name": dom.name, "state_dir": opts.state_dir,
+                "guest_dir": gdir.path, "lock_fd": gdir.lock_fd,
+                "shutdown_timeout": opts.shutdown_timeout, "console": opts.console,
+                "allow_duplicate_genid": opts.allow_duplicate_genid,
+                "where": path or dom.name}
+        keep = [restore.save.fd] if restore else []
         if not background:
-            return job.supervise(ready_fd=None)
-        return _fork(job)
+            _exec_supervisor(conf, keep)
+        return _fork(conf, keep, gdir, marker)
     finally:
         gdir.close()
         if restore is not None:
             restore.save.close()
 
 
+def _prepared_write_back(path: str, data: bytes, dom: Domain, opts: Options) -> dict | None:
+    """The definition's bytes with the new genid (and the identity the load made up),
+    for the supervisor to store once the state is loaded."""
+    import hashlib
+
+    from qemuwrap.definition import identity_edits, splice
+
+    edits = identity_edits(data, dom)
+    if not edits:
+        return None
+    return {"path": os.path.abspath(path), "old_sha256": hashlib.sha256(data).hexdigest(),
+            "new": splice(data, edits).decode("latin-1"), "transient": opts.transient}
+
+
 def _save_identity(path: str, data: bytes, dom: Domain, opts: Options) -> None:
-    """Store the genid, uuid and MACs this start made up or changed; without
-    --transient, failing to is fatal."""
+    """Store the genid, uuid and MACs this start made up; without --transient, failing
+    to is fatal."""
     try:
         save_identity(path, data, dom)
     except DefinitionWriteError as exc:
@@ -164,65 +162,34 @@ def _save_identity(path: str, data: bytes, dom: Domain, opts: Options) -> None:
                                        "saving it") from None
 
 
-class _Job:
-    """Everything a supervisor needs, gathered before QEMU starts."""
-
-    def __init__(self, plan, gdir: GuestDir, opts: Options, previous: str | None):
-        self.plan = plan
-        self.gdir = gdir
-        self.opts = opts
-        self.previous = previous
-
-    def supervise(self, ready_fd: int | None) -> int:
-        import signal
-
-        from qemuwrap.supervisor import Supervisor
-
-        # A stop asked for while QEMU starts is remembered, and honoured once it runs.
-        early: list[int] = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, _frame: early.append(signum))
-        sup = Supervisor(self.plan, self.gdir, shutdown_timeout=self.opts.shutdown_timeout,
-                         console=self.opts.console, early_signals=early)
-        dom = self.plan.dom
-        after_load = self.plan.after_load
-        if self.previous is not None:
-            def after_load_and_log() -> None:
-                if after_load is not None:
-                    after_load()
-                sup.log(f"genid: {self.previous} -> {dom.genid_str}")
-        sup.launch(incoming_fd=self.plan.incoming_fd,
-                   after_load=after_load_and_log if self.previous is not None else after_load)
-        # Two copies started at once both passed the check before either ran: the one
-        # that started later gives way.
-        if not self.opts.allow_duplicate_genid and sup.record is not None:
-            try:
-                refuse_duplicate_genid(dom, self.opts, since=sup.record.started)
-            except QemuwrapError:
-                sup.destroy()
-                sup.gdir.clear_runtime()
-                raise
-        if ready_fd is not None:
-            record = sup.record.to_json() if sup.record else {}
-            record["previous_genid"] = self.previous or dom.genid_str
-            _report(ready_fd, {"record": record})
-        return sup.run()
+def _exec_supervisor(conf: dict, keep: list[int]) -> None:
+    """Become the supervisor: a fresh interpreter that loads only the runtime (see
+    ``supervisor.main``: the model and QEMU's capabilities stay behind, which keeps
+    every supervisor small), handed the launch as JSON in a memfd and the fds it keeps
+    (the guest's lock, the ready pipe, a restore's save file)."""
+    memfd = os.memfd_create("qemuwrap-launch", 0)
+    for fd in (conf["lock_fd"], conf.get("ready_fd"), *keep):
+        if fd is not None:
+            os.set_inheritable(fd, True)
+    view = memoryview(json.dumps(conf).encode())
+    while view:
+        view = view[os.write(memfd, view):]
+    os.lseek(memfd, 0, os.SEEK_SET)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-P", "-m", "qemuwrap.supervisor", str(memfd)])
 
 
-def _fork(job: _Job) -> dict:
-    """Run ``job`` in a child of its own session; wait until it says the guest runs.
-
-    A fork, not a new interpreter: everything already read, checked and locked carries
-    over (the child inherits the guest's lock; the parent's copy goes when it exits).
-    If the child ends without saying so, whatever it spawned is stopped here.
-    """
+def _fork(conf: dict, keep: list[int], gdir: GuestDir, marker: str) -> dict:
+    """Start the supervisor in a child of its own session (output to supervisor.log) and
+    wait until it says the guest runs. If it ends without saying so, whatever it
+    recorded is stopped here."""
     r, w = os.pipe2(os.O_CLOEXEC)
-    log = job.gdir.open_log("supervisor.log", marker=job.plan.marker)
+    log = gdir.open_log("supervisor.log", marker=marker)
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
-    if pid == 0:  # the supervisor
-        status = 1
+    if pid == 0:  # the supervisor-to-be
         try:
             os.close(r)
             os.setsid()
@@ -230,43 +197,18 @@ def _fork(job: _Job) -> dict:
             os.dup2(nullfd, 0)
             os.dup2(log, 1)
             os.dup2(log, 2)
-            os.close(log)
-            try:
-                status = job.supervise(ready_fd=w)
-            except (QemuwrapError, OSError) as exc:
-                if isinstance(exc, OSError):
-                    where = f" ({printable(str(exc.filename))})" if exc.filename else ""
-                    exc = QemuwrapError(f"{exc.strerror or exc}{where}")
-                _report(w, {"error": str(exc)})
-                try:
-                    print(f"qemuwrap: {printable(job.plan.dom.name)}: {exc}", file=sys.stderr)
-                except OSError:
-                    pass
-            except BaseException:  # a bug: keep the traceback in supervisor.log
-                _report(w, {"error": "the supervisor failed; see "
-                                     f"{printable(job.gdir.file('supervisor.log'))}"})
-                try:
-                    import traceback
-
-                    traceback.print_exc()
-                except OSError:
-                    pass
+            _exec_supervisor({**conf, "ready_fd": w}, keep)
         finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            except OSError:
-                pass
-            os._exit(status)
+            os._exit(127)
     os.close(w)
     os.close(log)
     with os.fdopen(r, "rb") as f:
         line = f.readline()
     if not line:
         os.waitpid(pid, 0)
-        _clean_up_after(job.gdir)
+        _clean_up_after(gdir)
         raise QemuwrapError("the supervisor ended before the guest was started; see "
-                            f"{printable(job.gdir.file('supervisor.log'))}")
+                            f"{printable(gdir.file('supervisor.log'))}")
     msg = json.loads(line)
     if msg.get("error"):
         os.waitpid(pid, 0)
@@ -289,15 +231,6 @@ def _clean_up_after(gdir: GuestDir) -> None:
         for entry in record.companions:
             clean_up(entry)
     gdir.clear_runtime()
-
-
-def _report(fd: int, msg: dict) -> None:
-    """Tell the waiting parent how the launch went (one JSON line on a pipe)."""
-    try:
-        os.write(fd, json.dumps(msg).encode() + b"\n")
-        os.close(fd)
-    except OSError:
-        pass
 
 
 def check_abi(saved: Domain, dom: Domain) -> None:
@@ -327,14 +260,15 @@ def check_abi(saved: Domain, dom: Domain) -> None:
         check_abi_stability(saved, dom)
 
 
-def start(path: str, opts: Options, **kwargs) -> dict:
+def start(path: str | None, opts: Options, **kwargs) -> dict:
     """Start the guest with its supervisor in the background; the guest's record."""
     return run(path, opts, background=True, **kwargs)
 
 
 def adopt(name: str, opts: Options) -> int:
-    """Supervise a running QEMU whose supervisor died."""
-    from qemuwrap.supervisor import Plan, Supervisor
+    """Supervise a running QEMU whose supervisor died (this process becomes it)."""
+    from qemuwrap.runtime.machine import Exe
+    from qemuwrap.supervisor import Guest, Plan
 
     gdir = GuestDir(name, opts.state_dir)
     if not gdir.exists():
@@ -354,10 +288,13 @@ def adopt(name: str, opts: Options) -> int:
         if cmd.argv != _without_start_state(record.qemu.argv):
             raise QemuwrapError(f"guest '{printable(name)}': the running QEMU's command "
                                 "differs from its live definition; not adopting it")
-        sup = Supervisor(Plan(dom, cmd, source=record.source), gdir,
-                         shutdown_timeout=opts.shutdown_timeout)
-        sup.adopt(record)
-        return sup.run()
+        plan = Plan(Guest.of(dom), Exe.of(cmd), source=record.source, marker="adopt")
+        _exec_supervisor({"plan": plan.to_json(), "name": name, "state_dir": opts.state_dir,
+                          "guest_dir": gdir.path, "lock_fd": gdir.lock_fd,
+                          "shutdown_timeout": opts.shutdown_timeout, "console": False,
+                          "allow_duplicate_genid": True, "where": name,
+                          "adopt": record.dumps().decode()}, [])
+        return 1  # not reached: this process became the supervisor
     finally:
         gdir.close()
 

@@ -20,14 +20,12 @@ import time
 from collections.abc import Callable
 
 from qemuwrap import process
-from qemuwrap.conf.domain import Domain
 from qemuwrap.errors import QemuwrapError, printable
-from qemuwrap.qemu.argv import Command
 from qemuwrap.runtime import control, migrate, policy
 from qemuwrap.runtime.companions import Companion
 from qemuwrap.runtime.guestdir import GuestDir
 from qemuwrap.runtime.loop import Loop, Timer
-from qemuwrap.runtime.machine import Machine, MachineError, tail
+from qemuwrap.runtime.machine import Exe, Machine, MachineError, tail
 from qemuwrap.runtime.policy import Action, Ending
 from qemuwrap.runtime.qmp import MonitorError
 from qemuwrap.runtime.record import GuestRecord, Proc
@@ -63,22 +61,80 @@ def sd_notify(message: str) -> None:
         pass
 
 
-class Plan:
-    """What a launch needs, all gathered and checked before QEMU starts."""
+class Guest:
+    """What the supervisor needs to know of the definition (no model, no parser: the
+    supervisor is a lean process of its own)."""
 
-    def __init__(self, dom: Domain, cmd: Command, *, restart_cmd: Command | None = None,
+    def __init__(self, *, name: str, uuid: str, genid: str | None, genid_requested: bool,
+                 on_poweroff: str, on_crash: str, memory_kib: int,
+                 current_memory_kib: int | None, graphics: bool, xml: str):
+        self.name = name
+        self.uuid_str = uuid
+        self.genid_str = genid
+        self.genid_requested = genid_requested
+        self.on_poweroff = on_poweroff
+        self.on_crash = on_crash
+        self.memory_kib = memory_kib
+        self.current_memory_kib = current_memory_kib
+        self.graphics = graphics
+        self.xml = xml  # the inactive definition, as Domain.format writes it
+
+    @classmethod
+    def of(cls, dom) -> Guest:
+        """From a conf.domain.Domain."""
+        return cls(name=dom.name, uuid=dom.uuid_str, genid=dom.genid_str,
+                   genid_requested=dom.genid_requested, on_poweroff=dom.on_poweroff,
+                   on_crash=dom.on_crash, memory_kib=dom.memory_kib,
+                   current_memory_kib=dom.current_memory_kib,
+                   graphics=bool(dom.devices.graphics), xml=dom.format(inactive=True))
+
+    def live_xml(self, pid: int | None) -> bytes:
+        """The live definition: the inactive one with the runtime ``id``."""
+        head, rest = self.xml.split(">", 1)
+        return (f"{head} id='{pid}'>{rest}" if pid is not None else self.xml).encode()
+
+
+class Plan:
+    """What a launch needs, gathered and checked before QEMU starts; passed as JSON to
+    the supervisor process (``to_json``/``from_json``).
+
+    ``writeback``: for a restore or revert, the definition file's new bytes (with the new
+    genid) to store once QEMU has loaded the state, if the file still holds ``old``.
+    """
+
+    def __init__(self, guest: Guest, cmd: Exe, *, restart_cmd: Exe | None = None,
                  source: str | None = None, incoming_fd: int | None = None,
-                 after_load: Callable[[], None] | None = None,
+                 writeback: dict | None = None, previous_genid: str | None = None,
                  companions: list[Companion] | None = None, marker: str = "start"):
-        self.dom = dom
+        self.guest = guest
         self.cmd = cmd
         # A restore or revert starts once from saved state; a restart boots afresh.
         self.restart_cmd = restart_cmd or cmd
         self.source = source
         self.incoming_fd = incoming_fd
-        self.after_load = after_load
+        self.writeback = writeback
+        self.previous_genid = previous_genid
         self.companions = companions or []
         self.marker = marker
+
+    def to_json(self) -> dict:
+        return {"guest": vars(self.guest), "cmd": vars(self.cmd),
+                "restart_cmd": vars(self.restart_cmd), "source": self.source,
+                "incoming_fd": self.incoming_fd, "writeback": self.writeback,
+                "previous_genid": self.previous_genid, "marker": self.marker}
+
+    @classmethod
+    def from_json(cls, raw: dict) -> Plan:
+        g = raw["guest"]
+        guest = Guest(name=g["name"], uuid=g["uuid_str"], genid=g["genid_str"],
+                      genid_requested=g["genid_requested"], on_poweroff=g["on_poweroff"],
+                      on_crash=g["on_crash"], memory_kib=g["memory_kib"],
+                      current_memory_kib=g["current_memory_kib"], graphics=g["graphics"],
+                      xml=g["xml"])
+        return cls(guest, Exe(**raw["cmd"]), restart_cmd=Exe(**raw["restart_cmd"]),
+                   source=raw["source"], incoming_fd=raw["incoming_fd"],
+                   writeback=raw["writeback"], previous_genid=raw["previous_genid"],
+                   marker=raw["marker"])
 
 
 class Supervisor:
@@ -88,7 +144,7 @@ class Supervisor:
                  console: bool = False, log: Callable[[str], None] | None = None,
                  early_signals: list[int] | None = None):
         self.plan = plan
-        self.dom = plan.dom
+        self.dom = plan.guest
         self.gdir = gdir
         self.shutdown_timeout = shutdown_timeout
         self.console = console
@@ -128,7 +184,7 @@ class Supervisor:
         self.gdir.write_record(self.record)
 
     # -- launch -----------------------------------------------------------------------
-    def launch(self, cmd: Command | None = None, incoming_fd: int | None = None,
+    def launch(self, cmd: Exe | None = None, incoming_fd: int | None = None,
                after_load: Callable[[], None] | None = None) -> None:
         """Start QEMU paused, load saved state if any, check the genid, then resume.
         Anything failing after the spawn stops QEMU (and companions) before this
@@ -154,8 +210,7 @@ class Supervisor:
             if incoming_fd is None and dom.current_memory_kib \
                     and dom.current_memory_kib < dom.memory_kib:
                 self.machine.execute("balloon", {"value": dom.current_memory_kib * 1024})
-            self.dom.id = self.machine.pid
-            self.gdir.write("domain.xml", self.dom.format().encode())
+            self.gdir.write("domain.xml", self.dom.live_xml(self.machine.pid))
             if self.plan.source:  # kept after the guest ends: snapshot revert finds it
                 self.gdir.write("definition", self.plan.source.encode())
             self.machine.execute("cont")
@@ -228,7 +283,7 @@ class Supervisor:
                     self.record.console = dev["filename"][4:]
         except QemuwrapError:
             pass
-        if self.dom.devices.graphics:
+        if self.dom.graphics:
             try:
                 vnc = self.machine.execute("query-vnc")
                 if vnc.get("enabled"):
@@ -577,3 +632,121 @@ class Supervisor:
                 pass
 
         self.loop.add_reader(fd, copy)
+
+
+# -- the supervisor process ---------------------------------------------------------------
+def _write_back(wb: dict, log: Callable[[str], None]) -> None:
+    """After a restore or revert loaded its state: store the new genid in the definition
+    file (the bytes the launching command prepared), unless the file changed meanwhile."""
+    import hashlib
+
+    from qemuwrap.definition import DefinitionWriteError, atomic_write
+
+    path = wb["path"]
+    try:
+        with open(path, "rb") as f:
+            current = f.read()
+        if hashlib.sha256(current).hexdigest() != wb["old_sha256"]:
+            raise DefinitionWriteError(f"{printable(path)} changed while it was being used; "
+                                       "not overwriting it")
+        atomic_write(path, wb["new"].encode("latin-1"))
+    except (DefinitionWriteError, OSError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        if not wb.get("transient"):
+            raise DefinitionWriteError(f"cannot save the new genid into {printable(path)}: "
+                                       f"{why}; use --transient to restore without saving it")\
+                from None
+        log(f"note: the new genid is not saved into {printable(path)}: {why}")
+
+
+def serve(plan: Plan, gdir: GuestDir, conf: dict, ready_fd: int | None) -> int:
+    """Launch (or adopt), tell the waiting command, then supervise until the end."""
+    from qemuwrap.runtime.guestdir import duplicate_genid
+    from qemuwrap.runtime.record import GuestRecord
+
+    early: list[int] = []
+    for sig in (15, 2):  # a stop asked for while QEMU starts is honoured once it runs
+        __import__("signal").signal(sig, lambda signum, _frame: early.append(signum))
+    sup = Supervisor(plan, gdir, shutdown_timeout=conf["shutdown_timeout"],
+                     console=conf["console"], early_signals=early)
+    dom = plan.guest
+    if conf.get("adopt"):
+        sup.adopt(GuestRecord.loads(conf["adopt"].encode(), gdir.file("state.json")))
+    else:
+        def after_load() -> None:
+            if plan.writeback is not None:
+                _write_back(plan.writeback, sup.log)
+            if plan.previous_genid is not None:
+                sup.log(f"genid: {plan.previous_genid} -> {dom.genid_str}")
+
+        sup.launch(incoming_fd=plan.incoming_fd, after_load=after_load)
+        # Two copies started at once both passed the check before either ran: the one
+        # that started later gives way.
+        if not conf["allow_duplicate_genid"] and sup.record is not None and dom.genid_str:
+            other = duplicate_genid(dom.name, dom.genid_str, conf["state_dir"],
+                                    since=sup.record.started)
+            if other is not None:
+                sup.destroy()
+                gdir.clear_runtime()
+                raise QemuwrapError(f"genid {dom.genid_str} is already used by the running "
+                                    f"guest '{printable(other)}' (a copied definition?); "
+                                    "give this guest its own <genid/>, or pass "
+                                    "--allow-duplicate-genid")
+    if ready_fd is not None:
+        record = sup.record.to_json() if sup.record else {}
+        record["previous_genid"] = plan.previous_genid or dom.genid_str
+        _report(ready_fd, {"record": record})
+    return sup.run()
+
+
+def _report(fd: int, msg: dict) -> None:
+    """Tell the waiting command how the launch went (one JSON line on a pipe)."""
+    import json
+
+    try:
+        os.write(fd, json.dumps(msg).encode() + b"\n")
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def main(argv: list[str]) -> int:
+    """``python -P -m qemuwrap.supervisor FD``: FD holds the launch as JSON (the plan,
+    where the guest's directory is, the inherited lock and ready pipe). A process of
+    its own rather than the launching command's fork: it carries only what it needs
+    (no model, no capabilities), so each supervisor stays small."""
+    import json
+
+    fd = int(argv[0])
+    with os.fdopen(fd, "rb") as f:
+        conf = json.loads(f.read())
+    ready_fd = conf.get("ready_fd")
+    where = conf.get("where") or conf["name"]
+    status = EXIT_ERROR
+    try:
+        gdir = GuestDir(conf["name"], conf["state_dir"])
+        gdir.adopt_lock(conf["lock_fd"])
+        status = serve(Plan.from_json(conf["plan"]), gdir, conf, ready_fd)
+    except (QemuwrapError, OSError) as exc:
+        if isinstance(exc, OSError):
+            where_ = f" ({printable(str(exc.filename))})" if exc.filename else ""
+            exc = QemuwrapError(f"{exc.strerror or exc}{where_}")
+        if ready_fd is not None:
+            _report(ready_fd, {"error": str(exc)})
+        try:
+            print(f"qemuwrap: {printable(where)}: {exc}", file=sys.stderr, flush=True)
+        except OSError:
+            pass
+        status = getattr(exc, "exit_status", EXIT_ERROR)
+    except KeyboardInterrupt:
+        status = 130
+    except BaseException:  # a bug: keep the traceback (in supervisor.log when detached)
+        if ready_fd is not None:
+            log = os.path.join(conf.get("guest_dir") or "", "supervisor.log")
+            _report(ready_fd, {"error": f"the supervisor failed; see {printable(log)}"})
+        raise
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

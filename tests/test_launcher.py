@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -369,29 +370,24 @@ def test_name_is_checked_before_it_becomes_a_path(env):
     assert not (env.tmp / "etc").exists()
 
 
-def test_unsaveable_genid_refuses_unless_transient(env, monkeypatch):
-    """A definition that cannot take its generated genid (here: the write is made to
-    fail; as root no permission bit can stop it) starts only with --transient."""
-    from qemuwrap import launcher
-    from qemuwrap.definition import DefinitionWriteError
-
-    def fail(*_args, **_kwargs):
-        raise DefinitionWriteError("cannot save the genid into x.xml: Read-only file system")
-
-    monkeypatch.setattr(launcher, "save_identity", fail)
+def test_unsaveable_genid_refuses_unless_transient(env):
+    """A definition that cannot take its generated genid (immutable: as root no
+    permission bit can stop the write) starts only with --transient."""
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed (e2fsprogs)")
     path = env.xml(cmdline="qemuwrap.poweroff=1")
     before = path.read_bytes()
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("this filesystem has no immutable attribute")
     try:
-        with pytest.raises(DefinitionWriteError, match="use --transient"):
-            launcher.run(str(path), launcher.Options(state_dir=str(env.root)))
+        res = env.qw("run", str(path))
+        assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+        assert "use --transient" in res.stderr
         assert env.qemus() == []
-        status = launcher.run(str(path), launcher.Options(state_dir=str(env.root),
-                                                          transient=True))
-        assert status == 0
+        res = env.qw("run", "--transient", str(path))
+        assert res.returncode == 0, res.stderr
     finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
     assert path.read_bytes() == before
     assert "genid: " in env.serial("demo")
 

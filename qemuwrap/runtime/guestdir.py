@@ -236,6 +236,11 @@ class GuestDir:
             os.close(fd)
         raise GuestBusyError(f"guest '{printable(self.name)}': its lock keeps changing")
 
+    def adopt_lock(self, fd: int) -> None:
+        """The lock taken by the command that started this process (inherited fd)."""
+        os.set_inheritable(fd, False)
+        self._lock_fd = fd
+
     def unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -288,6 +293,25 @@ class GuestDir:
                 self.unlink(name)
             except FileNotFoundError:
                 pass
+
+
+def duplicate_genid(name: str, genid: str, root: str | None, *,
+                    since: float | None = None) -> str | None:
+    """The name of another guest under this root that runs with ``genid`` (and started
+    before ``since``, when given), or None."""
+    for other in all_guests(root):
+        if other.name == name:
+            continue
+        try:
+            record = other.running()
+        except QemuwrapError:
+            continue
+        if record is None or record.genid != genid:
+            continue
+        if since is not None and (record.started, record.name) >= (since, name):
+            continue
+        return other.name
+    return None
 
 
 def all_guests(root: str | None = None) -> list[GuestDir]:

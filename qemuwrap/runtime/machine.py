@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 
 from qemuwrap import process
 from qemuwrap.errors import QemuwrapError
-from qemuwrap.qemu.argv import Command
 from qemuwrap.runtime.companions import Companion
 from qemuwrap.runtime.qmp import QMP, MonitorError
 from qemuwrap.runtime.record import Companion as CompanionEntry
@@ -28,6 +27,20 @@ from qemuwrap.runtime.record import Proc
 QMP_TIMEOUT = 30.0
 #: How long a QMP ``quit`` gets before QEMU is killed.
 QUIT_TIMEOUT = 3.0
+
+
+class Exe:
+    """A program to run: binary, argv and environment (a built QEMU command, as data)."""
+
+    def __init__(self, binary: str, argv: list[str], env: dict[str, str]):
+        self.binary = binary
+        self.argv = list(argv)
+        self.env = dict(env)
+
+    @classmethod
+    def of(cls, cmd) -> Exe:
+        """From a qemu.argv.Command."""
+        return cls(cmd.binary, cmd.argv, cmd.env)
 
 
 class MachineError(QemuwrapError):
@@ -63,7 +76,7 @@ def tail(path: str, lines: int = 3) -> str:
 class Machine:
     """A QEMU process: spawned by us (``launch``) or found running (``attach``)."""
 
-    def __init__(self, cmd: Command, gdir, *, companions: Sequence[Companion] = (),
+    def __init__(self, cmd: Exe, gdir, *, companions: Sequence[Companion] = (),
                  on_change: Callable[[], None] | None = None, marker: str = "start"):
         self.cmd = cmd
         self.gdir = gdir
