@@ -442,6 +442,10 @@ def main(argv: list[str] | None = None) -> int:
         print(prefix + printable(str(exc).replace("\n", " ")), file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
         print(prefix + "interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `qemuwrap status NAME | head -1`

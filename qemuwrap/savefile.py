@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import stat
 import sys
 import time
@@ -64,17 +65,27 @@ class Writer:
         directory = os.path.dirname(self.path)
         self.tmp = os.path.join(directory, f".{os.path.basename(self.path)}."
                                 f"{os.urandom(4).hex()}.tmp")
-        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-                          | os.O_NOFOLLOW, 0o600)
-        self.header = _header_bytes(meta, _SIZE_PLACEHOLDER, _SUM_PLACEHOLDER)
-        # Not O_APPEND: QEMU is handed this descriptor and writes on from its offset,
-        # right after the header.
-        self._write_all(self.header)
         self.hash = hashlib.sha256()
         self.size = 0
         self._reader = -1
         self._buf = bytearray(4 * CHUNK)
         self._view = memoryview(self._buf)
+        self.fd = -1
+        self.header = _header_bytes(meta, _SIZE_PLACEHOLDER, _SUM_PLACEHOLDER)
+        # Ctrl-C between creating the file and knowing its fd would leave it behind.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                              | os.O_NOFOLLOW, 0o600)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        try:
+            # Not O_APPEND: QEMU is handed this descriptor and writes on from its
+            # offset, right after the header.
+            self._write_all(self.header)
+        except BaseException:  # Ctrl-C included: no temp file stays
+            self.discard()
+            raise
 
     def _write_all(self, data) -> None:
         view = memoryview(data)

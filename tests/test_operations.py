@@ -42,7 +42,9 @@ def started(env: Env, name: str = "demo", **kwargs) -> dict:
 
 
 def serial_genid(env: Env, name: str = "demo") -> str:
-    return re.findall(r"genid: ([0-9a-f-]{36})", env.wait_serial(name, "genid: "))[-1]
+    """The last whole genid line the guest printed on its console."""
+    return re.findall(r"genid: ([0-9a-f-]{36})\r?\n",
+                      env.wait_serial(name, r"genid: [0-9a-f-]{36}\r?\n"))[-1]
 
 
 def test_start_and_status_json_shapes(env):
@@ -167,11 +169,12 @@ def test_ctrl_c_during_save_keeps_the_guest_running(env, tmp_path):
     save.write_bytes(b"an older save")
     proc = env.popen("save", "demo", str(save))
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):
+    while time.monotonic() < deadline:  # QEMU has begun writing the state
+        if any(p.name.endswith(".tmp") and p.stat().st_size > 4096
+               for p in tmp_path.iterdir()):
             break
         time.sleep(0.001)
-    os.kill(proc.pid, signal.SIGSTOP)  # mid-save: QEMU's pipe fills, nothing completes
+    os.kill(proc.pid, signal.SIGSTOP)  # mid-save: the state is not committed
     time.sleep(0.2)
     os.kill(proc.pid, signal.SIGINT)
     os.kill(proc.pid, signal.SIGCONT)

@@ -71,17 +71,20 @@ def save(name: str, path: str, opts, *, progress: bool | None = None) -> dict:
         progress = sys.stderr.isatty()
     meta = savefile.header_meta(name=name, uuid=record.uuid, xml=xml.decode(),
                                 genid=record.genid, memory_bytes=memory)
+    writer = None
     try:
-        writer = savefile.Writer(path, meta)
-    except OSError as exc:
-        raise QemuwrapError(f"cannot save to {printable(path)}: {exc.strerror}") from None
-    try:
+        try:
+            writer = savefile.Writer(path, meta)
+        except OSError as exc:
+            raise QemuwrapError(f"cannot save to {printable(path)}: {exc.strerror}") \
+                from None
         if supervisor_alive(gdir, record):
             checksum = _save_supervised(gdir, writer, progress)
         else:
             checksum = _save_unsupervised(gdir, record, writer, progress)
     except BaseException:
-        writer.discard()
+        if writer is not None:
+            writer.discard()
         raise
     genid = record.genid
     return {"name": name, "file": path, "size": os.path.getsize(path),

@@ -85,6 +85,9 @@ class QMP:
             if "QMP" not in greeting:
                 raise MonitorError(f"{printable(path)} is not a QMP monitor")
             qmp.execute("qmp_capabilities", timeout=max(deadline - time.monotonic(), 1.0))
+        except EOFError:  # QEMU went away while we said hello (it failed to start)
+            qmp.close()
+            raise MonitorError("QEMU closed its monitor while starting") from None
         except BaseException:
             qmp.close()
             raise
