@@ -265,9 +265,9 @@ def _make(dom: Domain, disks: list[ClonedDisk], dst_path: str) -> None:
             _create_disk(d, created)
         by_target = {d.target: d for d in disks}
         for disk in dom.devices.disks:
-            d = by_target.get(disk.target_dev)
-            if d is not None:
-                disk.source, disk.driver_type = d.new_path, d.format
+            new = by_target.get(disk.target_dev)
+            if new is not None:
+                disk.source, disk.driver_type = new.new_path, new.format
         data = dom.format(inactive=True).encode()
         schema.validate_bytes(data, dst_path)  # never write what 'run' would refuse
         if os.path.lexists(dst_path):

@@ -11,6 +11,7 @@ costs ~22 ms and ~1.5 MiB on the way to every running guest and in every supervi
 from __future__ import annotations
 
 import os
+import signal
 
 from qemuwrap.errors import QemuwrapError
 
@@ -117,6 +118,25 @@ def wait_gone(pid: int, created: float, timeout: float) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def kill_hard(pid: int, created: float, timeout: float = 10.0) -> bool:
+    """SIGKILL (works on a stopped or hung process too) and wait for the end; False if
+    it still runs after ``timeout``."""
+    fd = pidfd(pid)
+    if fd is None:
+        return True
+    try:
+        if not is_alive(pid, created):
+            return True
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    finally:
+        os.close(fd)
+    ended = wait_gone(pid, created, timeout)
+    reap_if_child(pid)
+    return ended
 
 
 def reap_if_child(pid: int) -> None:

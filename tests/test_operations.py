@@ -114,6 +114,17 @@ def test_sigstopped_qemu_is_seen_and_destroyed(env):
             os.kill(info["qemu_pid"], signal.SIGKILL)
 
 
+def test_sigstopped_qemu_without_a_supervisor_is_destroyed(env):
+    info = started(env, genid=GENID)
+    os.kill(info["supervisor_pid"], signal.SIGKILL)
+    os.kill(info["qemu_pid"], signal.SIGSTOP)
+    t = time.monotonic()
+    res = env.qw("destroy", "demo")
+    assert res.returncode == 0, res.stderr
+    assert time.monotonic() - t < 15 and gone(info["qemu_pid"])
+    assert not (env.gdir("demo") / "state.json").exists()
+
+
 def test_sigstopped_qemu_is_forced_off_by_the_supervisors_shutdown(env):
     info = started(env, genid=GENID)
     os.kill(info["qemu_pid"], signal.SIGSTOP)

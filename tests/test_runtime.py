@@ -149,3 +149,19 @@ def test_loop_timers_and_signals():
     assert not loop.run_until(lambda: False, timeout=0.05)
     loop.close()
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+def test_kill_hard_ends_a_stopped_process():
+    """destroy's last resort works whatever state the process is in."""
+    import subprocess
+
+    from qemuwrap import process
+
+    child = subprocess.Popen(["sleep", "60"])
+    os.kill(child.pid, signal.SIGSTOP)
+    created = process.create_time(child.pid)
+    assert process.is_alive(child.pid, created, ["sleep", "60"])
+    assert not process.is_alive(child.pid, created, ["sleep", "61"])  # another argv
+    assert not process.wait_gone(child.pid, created, 0.05)
+    assert process.kill_hard(child.pid, created, timeout=5)
+    assert child.poll() is not None or not process.is_alive(child.pid, created)
