@@ -128,9 +128,17 @@ def run(path: str | None, opts: Options, *, background: bool = False,
                 "allow_duplicate_genid": opts.allow_duplicate_genid,
                 "where": path or dom.name}
         keep = [restore.save.fd] if restore else []
+        verify = None
+        if restore is not None:  # checked here while the supervisor starts QEMU
+            verify_r, verify_w = os.pipe2(os.O_CLOEXEC)
+            keep.append(verify_r)
+            conf["verify_fd"] = verify_r
+            verify = (restore.save, verify_w)
         if not background:
+            if verify is not None:
+                _verify(*verify)
             _exec_supervisor(conf, keep)
-        return _fork(conf, keep, gdir, marker)
+        return _fork(conf, keep, gdir, marker, verify)
     finally:
         gdir.close()
         if restore is not None:
@@ -180,10 +188,24 @@ def _exec_supervisor(conf: dict, keep: list[int]) -> None:
     os.execv(sys.executable, [sys.executable, "-P", "-m", "qemuwrap.supervisor", str(memfd)])
 
 
-def _fork(conf: dict, keep: list[int], gdir: GuestDir, marker: str) -> dict:
+def _verify(save, fd: int) -> None:
+    """Check a save file's checksum and tell the supervisor (which waits before it gives
+    QEMU the state): "ok", or the one-line refusal."""
+    try:
+        save.verify()
+        os.write(fd, b"ok\n")
+    except QemuwrapError as exc:
+        os.write(fd, str(exc).encode() + b"\n")
+        raise
+    finally:
+        os.close(fd)
+
+
+def _fork(conf: dict, keep: list[int], gdir: GuestDir, marker: str,
+          verify: tuple | None = None) -> dict:
     """Start the supervisor in a child of its own session (output to supervisor.log) and
     wait until it says the guest runs. If it ends without saying so, whatever it
-    recorded is stopped here."""
+    recorded is stopped here. ``verify``: a save file to check meanwhile."""
     r, w = os.pipe2(os.O_CLOEXEC)
     log = gdir.open_log("supervisor.log", marker=marker)
     sys.stdout.flush()
@@ -202,8 +224,19 @@ def _fork(conf: dict, keep: list[int], gdir: GuestDir, marker: str) -> dict:
             os._exit(127)
     os.close(w)
     os.close(log)
+    refusal = None
+    if verify is not None:
+        os.close(conf["verify_fd"])
+        try:
+            _verify(*verify)
+        except QemuwrapError as exc:
+            refusal = exc  # the supervisor stops its QEMU and says so; this is the why
     with os.fdopen(r, "rb") as f:
         line = f.readline()
+    if refusal is not None:
+        if line:
+            os.waitpid(pid, 0)
+        raise refusal
     if not line:
         os.waitpid(pid, 0)
         _clean_up_after(gdir)

@@ -175,6 +175,10 @@ class SaveFile:
     def xml(self) -> str:
         return self.meta["xml"]
 
+    def verify(self) -> None:
+        """The checksum over header and stream (SaveFileError if it does not match)."""
+        verify_stream(self.fd, self.meta, self.offset, printable(self.path))
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
@@ -219,7 +223,7 @@ def open_checked(path: str, *, verify: bool = True) -> SaveFile:
                                 "state" if size < expected else
                                 f"{where}: {size - expected} bytes more than it should have")
         if verify:
-            _verify(fd, meta, offset, where)
+            verify_stream(fd, meta, offset, where)
         os.lseek(fd, offset, os.SEEK_SET)
     except BaseException:
         os.close(fd)
@@ -242,16 +246,19 @@ def _check_fields(meta, where: str) -> None:
         raise SaveFileError(f"{where}: damaged header: 'checksum' is not a SHA-256")
 
 
-def _verify(fd: int, meta: dict, offset: int, where: str) -> None:
+def verify_stream(fd: int, meta: dict, offset: int, where: str) -> None:
+    """SaveFileError unless the checksum matches. Reads with explicit offsets: the
+    descriptor's own offset (where QEMU will start reading) is not moved."""
     h = hashlib.sha256()
     buf = bytearray(4 * CHUNK)
     view = memoryview(buf)
-    os.lseek(fd, offset, os.SEEK_SET)
+    pos = offset
     while True:
-        n = os.readv(fd, [buf])
+        n = os.preadv(fd, [buf], pos)
         if not n:
             break
         h.update(view[:n])
+        pos += n
     header = _header_bytes({k: v for k, v in meta.items()
                             if k not in ("stream_size", "checksum")},
                            meta["stream_size"], _SUM_PLACEHOLDER)

@@ -151,6 +151,8 @@ class Supervisor:
         self.log = log or (lambda msg: print(f"qemuwrap: {printable(self.dom.name)}: {msg}",
                                              file=sys.stderr, flush=True))
         self.early_signals = early_signals if early_signals is not None else []
+        #: A restore: where the launching command says whether the checksum matched.
+        self.verify_fd: int | None = None
         self.machine: Machine | None = None
         self.record: GuestRecord | None = None
         self.ending = Ending()
@@ -248,6 +250,8 @@ class Supervisor:
         of the load, or of QEMU (7.2 exits when a load fails)."""
         m = self.machine
         assert m is not None and m.qmp is not None
+        if self.verify_fd is not None:
+            self._wait_verified(self.verify_fd)
         m.execute("migrate-set-capabilities", {
             "capabilities": [{"capability": "events", "state": True}]})
         m.qmp.execute("getfd", {"fdname": "qemuwrap-restore"}, fds=[fd])
@@ -263,6 +267,26 @@ class Supervisor:
                 why = "QEMU ended" if m.exited() else (status or "no answer in time")
                 raise LaunchError(f"loading the saved state failed ({why})",
                                   output=tail(self.gdir.file("qemu.log")))
+
+    def _wait_verified(self, fd: int) -> None:
+        """The command that launched us checks the save file's checksum while QEMU
+        starts; QEMU gets no byte of the state before it said "ok"."""
+        import select
+
+        deadline = time.monotonic() + LOAD_TIMEOUT
+        data = b""
+        while not data.endswith(b"\n"):
+            if not select.select([fd], [], [], max(deadline - time.monotonic(), 0))[0]:
+                raise LaunchError("the save file's checksum was not confirmed in time")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            data += chunk
+        os.close(fd)
+        self.verify_fd = None
+        answer = data.decode("utf-8", "replace").strip()
+        if answer != "ok":
+            raise LaunchError(answer or "the save file's checksum was not confirmed")
 
     def _check_genid(self) -> None:
         """The ID QEMU will show the guest must be the definition's, or nothing runs."""
@@ -669,6 +693,7 @@ def serve(plan: Plan, gdir: GuestDir, conf: dict, ready_fd: int | None) -> int:
         __import__("signal").signal(sig, lambda signum, _frame: early.append(signum))
     sup = Supervisor(plan, gdir, shutdown_timeout=conf["shutdown_timeout"],
                      console=conf["console"], early_signals=early)
+    sup.verify_fd = conf.get("verify_fd")
     dom = plan.guest
     if conf.get("adopt"):
         sup.adopt(GuestRecord.loads(conf["adopt"].encode(), gdir.file("state.json")))
