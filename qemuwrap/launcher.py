@@ -191,13 +191,18 @@ def _exec_supervisor(conf: dict, keep: list[int]) -> None:
 def _verify(save, fd: int) -> None:
     """Check a save file's checksum and tell the supervisor (which waits before it gives
     QEMU the state): "ok", or the one-line refusal."""
+    answer = b"interrupted\n"
     try:
         save.verify()
-        os.write(fd, b"ok\n")
+        answer = b"ok\n"
     except QemuwrapError as exc:
-        os.write(fd, str(exc).encode() + b"\n")
+        answer = str(exc).encode() + b"\n"
         raise
     finally:
+        try:
+            os.write(fd, answer)
+        except OSError:
+            pass  # the supervisor ended already (QEMU failed): its report says why
         os.close(fd)
 
 

@@ -158,6 +158,9 @@ def test_kill_hard_ends_a_stopped_process():
     from qemuwrap import process
 
     child = subprocess.Popen(["sleep", "60"])
+    deadline = time.monotonic() + 5
+    while process.cmdline(child.pid) != ["sleep", "60"] and time.monotonic() < deadline:
+        time.sleep(0.01)  # the new program's argv shows once its exec is done
     os.kill(child.pid, signal.SIGSTOP)
     created = process.create_time(child.pid)
     assert process.is_alive(child.pid, created, ["sleep", "60"])
