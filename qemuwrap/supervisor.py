@@ -695,6 +695,8 @@ def serve(plan: Plan, gdir: GuestDir, conf: dict, ready_fd: int | None) -> int:
                      console=conf["console"], early_signals=early)
     sup.verify_fd = conf.get("verify_fd")
     dom = plan.guest
+    if plan.writeback is not None:  # loaded now, while QEMU starts, not after the load
+        import qemuwrap.definition  # noqa: F401
     if conf.get("adopt"):
         sup.adopt(GuestRecord.loads(conf["adopt"].encode(), gdir.file("state.json")))
     else:

@@ -127,8 +127,11 @@ class GuestDir:
             os.close(fd)
 
     def write(self, name: str, data: bytes) -> None:
-        """Replace file ``name`` atomically: a new file created exclusively, fsync'd,
-        renamed over the old one (relative to the directory fd: no path is followed)."""
+        """Replace file ``name`` atomically: a new file created exclusively, renamed over
+        the old one (relative to the directory fd: no path is followed). Not fsync'd:
+        these files describe running processes, which a power loss ends too (and the
+        root is a tmpfs, /run or $XDG_RUNTIME_DIR, in the usual case); the rename alone
+        keeps a reader from ever seeing half a file."""
         dfd = self.dirfd()
         tmp = f".{name}.{os.urandom(6).hex()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN, 0o600, dir_fd=dfd)
@@ -136,7 +139,6 @@ class GuestDir:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
             os.close(fd)
             fd = -1
             os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
