@@ -50,11 +50,11 @@ def check_name(name: str) -> str:
     characters, at most 255 bytes (NAME_MAX)."""
     if not name or name in (".", "..") or "/" in name or ".." in name \
             or any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise QemuwrapError(f"guest name {printable(name)} cannot be used as a directory "
+        raise QemuwrapError(f"guest name '{printable(name)}' cannot be used as a directory "
                             "name (no '/', '..' or control characters)")
     size = len(name.encode("utf-8", "surrogateescape"))
     if size > NAME_MAX:
-        raise QemuwrapError(f"guest name {printable(name[:40] + '...')} is {size} bytes long; "
+        raise QemuwrapError(f"guest name '{printable(name[:40])}...' is {size} bytes long; "
                             f"a directory name holds at most {NAME_MAX}")
     return name
 

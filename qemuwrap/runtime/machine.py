@@ -125,6 +125,10 @@ class Machine:
             companion.wait_ready(deadline)
 
     def _launch(self) -> None:
+        # QEMU writes the serial logs itself (its chardev logfile): rotated here by size.
+        for name in os.listdir(self.gdir.dirfd()):
+            if name.startswith("serial") and name.endswith(".log"):
+                self.gdir.rotate(name)
         log = self.gdir.open_log("qemu.log", marker=self.marker)
         # QEMU's sockets and logs: the owner's only (the directory is 0700 as well).
         umask = os.umask(0o077)
