@@ -65,8 +65,9 @@ async def _connect(path: Path, proc: asyncio.subprocess.Process, deadline: float
             raise ProcessLookupError("QEMU exited before its monitor came up")
         if path.exists():
             client = QMPClient("qwdiff")
-            try:
-                await client.connect(str(path))
+            try:  # QEMU may accept, then block before its greeting (a device waiting)
+                await asyncio.wait_for(client.connect(str(path)),
+                                       max(deadline - loop.time(), 0.1))
                 return client
             except ConnectError:
                 pass

@@ -23,9 +23,10 @@ match, they change nothing):
    ``swtpm socket --tpm2`` on the chardev's socket path (``tpm_sockets``; the boot
    starts and stops it). libvirt's dry translation gives that chardev as ``null``
    (it starts no swtpm): it becomes a socket in the scratch directory.
-8. Every ``-audiodev`` becomes driver ``none`` with the same id (and only the generic
-   per-direction settings): host sound systems (PulseAudio, JACK, OSS …) are absent
-   here, and the guest sees the sound card, not the backend.
+8. An ``-audiodev`` of a host sound system (PulseAudio, JACK, OSS, ALSA, SDL, a wav
+   file …) becomes driver ``none`` with the same id (and only the generic
+   per-direction settings): they are absent here, and the guest sees the sound card,
+   not the backend. ``none``, ``spice`` and ``dbus`` stay (displays need them).
 9. A ``-display`` that opens a window or takes the terminal (sdl, gtk, curses, cocoa,
    spice-app) becomes ``none``: the harness has no screen; only whether VNC and SPICE
    are on is compared.
@@ -51,6 +52,7 @@ HARNESS_MONITOR_ID = "qwdiff-mon"
 #: Per-direction audio settings every backend, ``none`` included, accepts.
 GENERIC_AUDIO = frozenset({"mixing-engine", "fixed-settings", "frequency", "channels",
                            "voices", "format", "buffer-length"})
+KEPT_AUDIO = frozenset({"none", "spice", "dbus"})
 SCREEN_DISPLAYS = frozenset({"sdl", "gtk", "curses", "cocoa", "spice-app"})
 _ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -216,7 +218,8 @@ def bootable(argv: list[str], *, tool_dirs: list[Path], scratch: Path, monitor: 
                 out += ["-chardev", f"socket,id={_object_id(value)},path={sock}"]
                 i += 2
                 continue
-        if opt == "-audiodev" and value is not None:
+        if opt == "-audiodev" and value is not None and \
+                option_props(value).get("driver", option_props(value).get("")) not in KEPT_AUDIO:
             out += ["-audiodev", _silent_audiodev(value)]
             i += 2
             continue

@@ -18,15 +18,20 @@ copy only, the same for both tools):
 3. ``<os><kernel>`` becomes a real kernel of this machine (``$QEMUWRAP_DIFF_KERNEL``,
    the demo guest's, or ``/boot/vmlinuz``; QEMU refuses a fake one), ``<initrd>`` and
    ``<dtb>`` a 4 KiB placeholder.
-4. ``<os><nvram>`` becomes a scratch path (the variable store is created at boot from
-   its template, as either tool would at start).
+4. ``<os><nvram>`` (its text or its ``<source file>``) becomes a scratch path (the
+   variable store is created at boot from its template, as either tool would at
+   start); ``<os><acpi><table>`` files and ``<sysinfo type='fwcfg'>`` entry files
+   become placeholders (36 zero bytes: an empty ACPI header).
 5. Character-device sources of type ``unix``, ``file`` or ``pipe`` (serial, parallel,
    console, channel, redirdev, smartcard, rng backend, vhost-user, shmem server, …)
    get scratch paths; a ``unix`` source in ``connect`` mode gets a listening socket
    the harness holds open while both QEMUs run, a ``pipe`` a FIFO. ``<log file>``
    goes to scratch too.
 6. ``<filesystem>`` source directories become an empty scratch directory; graphics
-   listening on a UNIX socket get a scratch socket path.
+   listening on a UNIX socket get a scratch socket path; an ivshmem ``<shmem><server>``
+   gets a scratch path (written out even where libvirt would default it) where nothing
+   listens (no ivshmem-server here: QEMU fails at once, where a silent listener would
+   hang it).
 """
 
 from __future__ import annotations
@@ -118,6 +123,7 @@ def make(src: Path, scratch_dir: Path) -> WorkCopy:
         _rewrite_os(root, scratch, copy)
         _rewrite_chardevs(root, scratch, copy)
         _rewrite_other_paths(root, scratch)
+        _rewrite_shmem(root, scratch)
     except Exception:
         copy.close()
         raise
@@ -210,8 +216,23 @@ def _rewrite_os(root: etree._Element, scratch: _Scratch, copy: WorkCopy) -> None
     if nvram is not None:
         if nvram.get("template"):
             copy.nvram_template = Path(nvram.get("template", ""))
-        if (nvram.text or "").strip():
+        source = nvram.find("source")
+        if source is not None and source.get("file"):
+            source.set("file", str(scratch.name("nvram", ".fd")))
+        elif (nvram.text or "").strip():
             nvram.text = str(scratch.name("nvram", ".fd"))
+    for table in os_el.iterfind("acpi/table"):
+        if (table.text or "").strip():
+            table.text = str(_placeholder_file(scratch, "acpi"))
+    for entry in root.iterfind("sysinfo/entry"):
+        if entry.get("file"):
+            entry.set("file", str(_placeholder_file(scratch, "fwcfg")))
+
+
+def _placeholder_file(scratch: _Scratch, prefix: str) -> Path:
+    path = scratch.name(prefix)
+    path.write_bytes(bytes(36))
+    return path
 
 
 def _rewrite_chardevs(root: etree._Element, scratch: _Scratch, copy: WorkCopy) -> None:
@@ -252,3 +273,11 @@ def _rewrite_other_paths(root: etree._Element, scratch: _Scratch) -> None:
     for listen in root.iterfind("devices/graphics/listen"):
         if listen.get("type") == "socket" and listen.get("socket"):
             listen.set("socket", str(scratch.name("g", ".sock")))
+    for graphics in root.iterfind("devices/graphics"):
+        if graphics.get("socket"):
+            graphics.set("socket", str(scratch.name("g", ".sock")))
+
+
+def _rewrite_shmem(root: etree._Element, scratch: _Scratch) -> None:
+    for server in root.iterfind("devices/shmem/server"):
+        server.set("path", str(scratch.name("shm", ".sock")))
