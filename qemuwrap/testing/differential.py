@@ -6,20 +6,26 @@ both machines booted paused under TCG, and what QEMU reports compared.
 
 For each ``*.xml`` in the directories:
 
-1. A working copy both tools get (``workcopy``): kvm -> qemu; every disk source a
-   placeholder image (``type='block'`` -> ``file``); kernel, initrd, dtb, nvram,
-   character-device, filesystem and graphics-socket paths into scratch (rules 1-6
-   in ``workcopy``'s docstring).
+1. A working copy both tools get (``workcopy``, details in its docstring):
+   1. kvm -> qemu (host-passthrough -> maximum); 2. every disk source -> a
+   placeholder image, block -> file (not lun); 3. kernel -> a real kernel, initrd and
+   dtb -> placeholders; 4. nvram -> scratch, ACPI table and fw_cfg files ->
+   placeholders; 5. unix/file/pipe chardev sources and logs -> scratch (a listener
+   for connect mode, a FIFO for pipe); 6. filesystem dirs, graphics sockets, ivshmem
+   server sockets -> scratch.
 2. libvirt's command: ``virsh -q -c qemu:///embed?root=ROOT domxml-to-native
    qemu-argv COPY`` (one embed root per job); qemuwrap's: ``python -m qemuwrap
    dry-run --json`` (``translate``). Each may refuse: libvirt's ``error:`` lines and
    qemuwrap's one-line messages are kept.
-3. When both translate, both commands are made bootable (``bootargv``: master key
-   and ``-sandbox`` dropped, tap/bridge netdevs -> ``user`` with the same id,
-   vsock's ``vhostfd`` dropped, tools' directories and UEFI variable stores created,
-   the harness's QMP monitor added) and booted one after the other, paused at
-   ``-S`` (``boot``; each in its own network namespace when root, each bounded by
-   ``--boot-timeout``, killed afterwards).
+3. When both translate, both commands are made bootable the same way (``bootargv``,
+   details in its docstring): 1. masterKey0 secret and -sandbox dropped; 2. tap and
+   bridge netdevs -> user with the same id; 3. vsock vhostfd dropped; 4. the tools'
+   directories created; 5. missing UEFI variable stores from OVMF's template; 6. -S
+   ensured, the harness's QMP monitor added; 7. swtpm for TPM emulators (libvirt's
+   null chardev -> socket); 8. host audio backends -> none; 9. window and terminal
+   displays -> none; 10. no prealloc, no mem-lock. They boot one after the other,
+   paused at ``-S`` (``boot``; each in its own network namespace when root, bounded
+   by ``--boot-timeout``, killed afterwards).
 4. Each QEMU's report (``collect``: QMP queries, ``info qtree``, QOM of machine and
    vCPU) becomes facts (``facts``: name, uuid, genid, machine, CPUs, memory, PCI
    tree by topology path, block devices, chardevs, NICs, USB, ISA …, tool-chosen
@@ -40,6 +46,7 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,20 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     if not defs:
         print("differential: no *.xml definitions found", file=sys.stderr)
         return 2
-    scratch = Path(tempfile.mkdtemp(prefix="qwdiff-", dir="/tmp"))
-    loop_start = asyncio.new_event_loop()
+    scratch = Path(tempfile.mkdtemp(prefix="qwdiff-", dir="/tmp"))  # short: socket paths
+    start = time.monotonic()
     try:
-        start = loop_start.time()
-        results = loop_start.run_until_complete(run(
-            opts, defs, scratch,
-            progress=None if opts.quiet else (lambda line: print(line, file=sys.stderr))))
-        elapsed = loop_start.time() - start
+        results = asyncio.run(run(opts, defs, scratch, progress=None if opts.quiet else (
+            lambda line: print(line, file=sys.stderr, flush=True))))
     finally:
-        loop_start.close()
         if opts.keep:
             print(f"differential: scratch kept in {scratch}", file=sys.stderr)
         else:
             shutil.rmtree(scratch, ignore_errors=True)
+    elapsed = time.monotonic() - start
     summary = report.summarise(results)
     summary["seconds"] = round(elapsed, 1)
     summary["jobs"] = opts.jobs

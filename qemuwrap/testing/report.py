@@ -39,6 +39,8 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         "definitions": len(results),
         "translatable": len(translatable),
         "libvirt_refused": len(results) - len(translatable) - outcomes["unreadable"],
+        "libvirt_crashed": sorted(r["name"] for r in results
+                                  if r["libvirt"] and r["libvirt"].get("crashed")),
         "accepted": len(accepted),
         "accepted_pct": pct(len(accepted), len(translatable)),
         "alike": outcomes["alike"],
@@ -65,7 +67,9 @@ def text(results: list[dict[str, Any]], summary: dict[str, Any], *, top: int = 2
     out = [
         f"definitions:                       {s['definitions']}",
         f"translatable by libvirt:           {s['translatable']}"
-        f"   (libvirt refuses {s['libvirt_refused']})",
+        f"   (libvirt refuses {s['libvirt_refused']}"
+        + (f", of them crashed {len(s['libvirt_crashed'])}: {_examples(s['libvirt_crashed'])}"
+           if s["libvirt_crashed"] else "") + ")",
         f"accepted by qemuwrap:              {s['accepted']} of {s['translatable']}"
         f" = {s['accepted_pct']}",
         f"booted alike:                      {s['alike']} of {s['accepted']}"
