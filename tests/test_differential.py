@@ -271,6 +271,32 @@ def test_split_keyval_doubles_commas():
     assert bootargv.option_props("user,id=n0")[""] == "user"
 
 
+# --- a boot is bounded and leaves nothing behind -------------------------------------
+
+def test_boot_that_never_reports_is_killed_at_its_deadline(tmp_path):
+    from qemuwrap.testing.boot import boot
+
+    pidfile = tmp_path / "pid"
+    argv = ["sh", "-c", f'echo $$ > {pidfile}; exec sleep 60']
+    result = asyncio.run(boot(argv, dict(os.environ), monitor=tmp_path / "m.qmp",
+                              log=tmp_path / "log", timeout=1, netns=False))
+    assert not result.ok and result.error == "no report within 1 s (QEMU killed)"
+    pid = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_boot_that_fails_says_qemus_last_line(tmp_path):
+    from qemuwrap.testing.boot import boot
+
+    argv = ["sh", "-c", "echo 'warning: x' >&2; echo '2026-11-27T19:39:48.9Z qemu: -device "
+                        "foo: no such device' >&2; exit 1"]
+    result = asyncio.run(boot(argv, dict(os.environ), monitor=tmp_path / "m.qmp",
+                              log=tmp_path / "log", timeout=10, netns=False))
+    assert result.error == "qemu: -device foo: no such device"
+    assert result.warnings == ["warning: x"]
+
+
 # --- working copy ---------------------------------------------------------------------
 
 DOMAIN = """<domain type='kvm'>

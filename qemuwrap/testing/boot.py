@@ -131,11 +131,13 @@ async def _boot_qemu(argv: list[str], env: dict[str, str], monitor: Path, log: P
         except OSError as exc:
             return BootResult(error=f"cannot run {argv[0]}: {exc.strerror}")
     client: QMPClient | None = None
+    grace = 0.0  # QEMU is waited for only once it was told to quit
     try:
         client = await _connect(monitor, proc, deadline)
         result.raw = await asyncio.wait_for(collect(client), max(deadline - loop.time(), 0.1))
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.execute("quit"), 2)
+            grace = 3.0
     except ProcessLookupError:
         pass
     except TimeoutError:
@@ -145,8 +147,8 @@ async def _boot_qemu(argv: list[str], env: dict[str, str], monitor: Path, log: P
     finally:
         if client is not None:
             with contextlib.suppress(Exception):
-                await client.disconnect()
-        await _stop(proc)
+                await asyncio.wait_for(client.disconnect(), 2)
+        await _stop(proc, grace)
     result.output = log.read_text(errors="replace")
     if result.raw is None and result.error is None:
         result.error = last_line(result.output)
@@ -155,11 +157,14 @@ async def _boot_qemu(argv: list[str], env: dict[str, str], monitor: Path, log: P
     return result
 
 
-async def _stop(proc: asyncio.subprocess.Process, grace: float = 3) -> None:
-    """Wait briefly for a QEMU told to quit, then kill its session."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(proc.wait(), grace)
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
+async def _stop(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """Wait ``grace`` seconds for a process told to quit, then kill its session (at
+    once when the harness is being cancelled)."""
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), grace)
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    await proc.wait()

@@ -44,6 +44,7 @@ import asyncio
 import fnmatch
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -165,6 +166,10 @@ def classify(libvirt_ok: bool, qemuwrap_ok: bool) -> str:
 async def run(opts: Options, defs: list[tuple[str, Path]], scratch: Path,
               progress=None) -> list[dict[str, Any]]:
     """Every definition through the harness, ``opts.jobs`` at a time, in input order."""
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    # SIGTERM as Ctrl-C: the tasks are cancelled and each stops what it started
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     harness = Harness(opts, scratch)
     slots = asyncio.Semaphore(opts.jobs)
     done = 0
@@ -230,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = asyncio.run(run(opts, defs, scratch, progress=None if opts.quiet else (
             lambda line: print(line, file=sys.stderr, flush=True))))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("differential: interrupted", file=sys.stderr)
+        return 130
     finally:
         if opts.keep:
             print(f"differential: scratch kept in {scratch}", file=sys.stderr)

@@ -49,12 +49,20 @@ async def _run(argv: list[str], timeout: float,
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill(proc)
         await proc.wait()
         return -signal.SIGKILL, "", f"no answer within {timeout:.0f} s (killed)"
+    except BaseException:  # cancelled (Ctrl-C): nothing outlives the harness
+        _kill(proc)
+        await proc.wait()
+        raise
     assert proc.returncode is not None
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def virsh_errors(stderr: str) -> list[str]:
