@@ -43,7 +43,7 @@ import os
 import re
 import shlex
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,17 +129,6 @@ def option_props(value: str) -> dict[str, object]:
     return out
 
 
-def _object_id(value: str) -> str | None:
-    props = option_props(value)
-    ident = props.get("id")
-    return ident if isinstance(ident, str) else None
-
-
-def _netdev_type(props: dict[str, object]) -> str | None:
-    kind = props.get("type", props.get(""))
-    return kind if isinstance(kind, str) else None
-
-
 def _json_scalar(value: object) -> object:
     """A key=value option's text as the JSON type QEMU expects there."""
     if isinstance(value, str):
@@ -182,65 +171,79 @@ def _strip_vhostfd(value: str) -> str:
     return join_keyval(p for p in split_keyval(value) if not p.startswith("vhostfd="))
 
 
+def _driver(props: dict[str, object]) -> object:
+    return props.get("driver", props.get("qom-type", props.get("type", props.get(""))))
+
+
+def _object(value: str) -> list[str] | None:
+    props = option_props(value)
+    if props.get("id") == "masterKey0":
+        return []
+    if "prealloc" in props and str(_driver(props)).startswith("memory-backend"):
+        return ["-object", _without_prealloc(value)]
+    return None
+
+
+def _netdev(value: str) -> list[str] | None:
+    props = option_props(value)
+    if _driver(props) in ("tap", "bridge"):
+        return ["-netdev", f"user,id={props.get('id', 'hostnet0')}"]
+    return None
+
+
+def _device(value: str) -> list[str] | None:
+    if "vhostfd" in value and _driver(option_props(value)) == "vhost-vsock-pci":
+        return ["-device", _strip_vhostfd(value)]
+    return None
+
+
+def _audiodev(value: str) -> list[str] | None:
+    if _driver(option_props(value)) in KEPT_AUDIO:
+        return None
+    return ["-audiodev", _silent_audiodev(value)]
+
+
+def _display(value: str) -> list[str] | None:
+    return ["-display", "none"] if split_keyval(value)[0] in SCREEN_DISPLAYS else None
+
+
+def _overcommit(value: str) -> list[str] | None:
+    return ["-overcommit", value.replace("mem-lock=on", "mem-lock=off")]
+
+
+def _tpm_chardev(tpm_chardevs: list[str], scratch: Path) -> Callable[[str], list[str] | None]:
+    def rule(value: str) -> list[str] | None:
+        props = option_props(value)
+        ident = props.get("id")
+        if ident not in tpm_chardevs or (props.get("") == "socket" and "path" in props):
+            return None
+        return ["-chardev", f"socket,id={ident},path={scratch / f'tpm-{ident}.sock'}"]
+    return rule
+
+
 def bootable(argv: list[str], *, tool_dirs: list[Path], scratch: Path, monitor: Path,
              nvram_template: Path | None = None) -> list[str]:
     """The rules of the module docstring applied to ``argv``; directories and variable
     stores they call for are created."""
+    # option -> rule: the words that replace the option and its value ([] drops
+    # them), or None to keep them as they are
+    rules: dict[str, Callable[[str], list[str] | None]] = {
+        "-sandbox": lambda _value: [], "-object": _object, "-netdev": _netdev,
+        "-device": _device, "-audiodev": _audiodev, "-display": _display,
+        "-overcommit": _overcommit, "-chardev": _tpm_chardev(_tpm_chardevs(argv), scratch),
+    }
     out = [argv[0]]
-    tpm_chardevs = _tpm_chardevs(argv)
     i = 1
     while i < len(argv):
         opt = argv[i]
-        value = argv[i + 1] if i + 1 < len(argv) else None
-        if opt == "-sandbox":
+        rule = rules.get(opt)
+        words = rule(argv[i + 1]) if rule is not None and i + 1 < len(argv) else None
+        if words is not None:
+            out += words
             i += 2
             continue
-        if opt == "-mem-prealloc":
-            i += 1
-            continue
-        if opt == "-overcommit" and value is not None:
-            out += ["-overcommit", value.replace("mem-lock=on", "mem-lock=off")]
-            i += 2
-            continue
-        if opt == "-object" and value is not None and "prealloc" in value and \
-                str(option_props(value).get("qom-type", option_props(value).get(""))
-                    ).startswith("memory-backend"):
-            out += ["-object", _without_prealloc(value)]
-            i += 2
-            continue
-        if opt == "-object" and value is not None and _object_id(value) == "masterKey0":
-            i += 2
-            continue
-        if opt == "-chardev" and value is not None and _object_id(value) in tpm_chardevs:
-            props = option_props(value)
-            if props.get("") != "socket" or "path" not in props:
-                sock = scratch / f"tpm-{_object_id(value)}.sock"
-                out += ["-chardev", f"socket,id={_object_id(value)},path={sock}"]
-                i += 2
-                continue
-        if opt == "-audiodev" and value is not None and \
-                option_props(value).get("driver", option_props(value).get("")) not in KEPT_AUDIO:
-            out += ["-audiodev", _silent_audiodev(value)]
-            i += 2
-            continue
-        if opt == "-display" and value is not None and \
-                split_keyval(value)[0] in SCREEN_DISPLAYS:
-            out += ["-display", "none"]
-            i += 2
-            continue
-        if opt == "-netdev" and value is not None:
-            props = option_props(value)
-            if _netdev_type(props) in ("tap", "bridge"):
-                out += ["-netdev", f"user,id={props.get('id', 'hostnet0')}"]
-                i += 2
-                continue
-        if opt == "-device" and value is not None and "vhostfd" in value and \
-                option_props(value).get("driver", option_props(value).get("")) == \
-                "vhost-vsock-pci":
-            out += ["-device", _strip_vhostfd(value)]
-            i += 2
-            continue
-        out.append(opt)
+        if opt != "-mem-prealloc":
+            out.append(opt)
         i += 1
     if "-S" not in out:
         out.insert(1, "-S")
