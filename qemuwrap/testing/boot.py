@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qemu.qmp import ConnectError, QMPClient
+from qemu.qmp import QMPClient
 
+from qemuwrap import qmp
 from qemuwrap.testing.collect import collect
 
 NETNS_WRAPPER = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"',
@@ -55,26 +56,6 @@ def last_line(text: str) -> str:
     """QEMU's own error: the last non-empty line of its output (no ``-msg timestamp``)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return _TIMESTAMP.sub("", lines[-1]) if lines else "no output"
-
-
-async def _connect(path: Path, proc: asyncio.subprocess.Process, deadline: float) -> QMPClient:
-    loop = asyncio.get_running_loop()
-    delay = 0.005
-    while True:
-        if proc.returncode is not None:
-            raise ProcessLookupError("QEMU exited before its monitor came up")
-        if path.exists():
-            client = QMPClient("qwdiff")
-            try:  # QEMU may accept, then block before its greeting (a device waiting)
-                await asyncio.wait_for(client.connect(str(path)),
-                                       max(deadline - loop.time(), 0.1))
-                return client
-            except ConnectError:
-                pass
-        if loop.time() > deadline:
-            raise TimeoutError(f"no QMP monitor after {deadline:.0f} s")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.1)
 
 
 async def _start_swtpm(sock: str, state: Path, log: Path,
@@ -133,13 +114,19 @@ async def _boot_qemu(argv: list[str], env: dict[str, str], monitor: Path, log: P
     client: QMPClient | None = None
     grace = 0.0  # QEMU is waited for only once it was told to quit
     try:
-        client = await _connect(monitor, proc, deadline)
+        remaining = max(deadline - loop.time(), 0.1)
+        # bounded as a whole: QEMU may accept, then block before its greeting (a
+        # device waiting for a peer), where qmp.connect would wait for ever
+        client = await asyncio.wait_for(qmp.connect(
+            str(monitor), name="qwdiff", alive=lambda: proc.returncode is None,
+            timeout=remaining), remaining)
         result.raw = await asyncio.wait_for(collect(client), max(deadline - loop.time(), 0.1))
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.execute("quit"), 2)
             grace = 3.0
-    except ProcessLookupError:
-        pass
+    except qmp.MonitorError:
+        if proc.returncode is None:  # no monitor within the deadline, QEMU alive
+            result.error = f"no report within {timeout:.0f} s (QEMU killed)"
     except TimeoutError:
         result.error = f"no report within {timeout:.0f} s (QEMU killed)"
     except Exception as exc:  # noqa: BLE001 - any QMP failure is this boot's failure

@@ -155,20 +155,13 @@ def _silent_audiodev(value: str) -> str:
     return json.dumps(out, separators=(",", ":"))
 
 
-def _without_prealloc(value: str) -> str:
+def without(value: str, key: str) -> str:
+    """An option's value (JSON or key=value form) without property ``key``."""
     if value.startswith("{"):
         props = option_props(value)
-        props.pop("prealloc", None)
+        props.pop(key, None)
         return json.dumps(props, separators=(",", ":"))
-    return join_keyval(p for p in split_keyval(value) if not p.startswith("prealloc="))
-
-
-def _strip_vhostfd(value: str) -> str:
-    if value.startswith("{"):
-        props = option_props(value)
-        props.pop("vhostfd", None)
-        return json.dumps(props, separators=(",", ":"))
-    return join_keyval(p for p in split_keyval(value) if not p.startswith("vhostfd="))
+    return join_keyval(p for p in split_keyval(value) if not p.startswith(f"{key}="))
 
 
 def _driver(props: dict[str, object]) -> object:
@@ -180,7 +173,7 @@ def _object(value: str) -> list[str] | None:
     if props.get("id") == "masterKey0":
         return []
     if "prealloc" in props and str(_driver(props)).startswith("memory-backend"):
-        return ["-object", _without_prealloc(value)]
+        return ["-object", without(value, "prealloc")]
     return None
 
 
@@ -193,7 +186,7 @@ def _netdev(value: str) -> list[str] | None:
 
 def _device(value: str) -> list[str] | None:
     if "vhostfd" in value and _driver(option_props(value)) == "vhost-vsock-pci":
-        return ["-device", _strip_vhostfd(value)]
+        return ["-device", without(value, "vhostfd")]
     return None
 
 

@@ -193,28 +193,23 @@ def _keys(bus: Bus) -> list[tuple[str, Device]]:
     return keyed
 
 
+#: Buses whose devices are addressed by one property: bus type -> (property, label).
+ADDRESS_PROP = {"IDE": ("unit", "unit"), "floppy-bus": ("unit", "unit"),
+                "virtio-serial-bus": ("nr", "nr"), "HDA": ("cad", "cad"),
+                "i2c-bus": ("address", "i2c"), "ccid-bus": ("slot", "slot")}
+
+
 def device_key(bus_type: str, dev: Device) -> str | None:
     """The address of ``dev`` on a bus of ``bus_type``; None where the bus has none."""
     p = dev.props
-    if bus_type in ("PCI", "PCIE") and "addr" in p:
-        return p["addr"]
-    if bus_type == "usb-bus" and dev.usb_port:
-        return f"port={dev.usb_port}"
-    if bus_type == "IDE" and "unit" in p:
-        return f"unit={p['unit']}"
+    if bus_type in ("PCI", "PCIE"):
+        return p.get("addr")
+    if bus_type == "usb-bus":
+        return f"port={dev.usb_port}" if dev.usb_port else None
     if bus_type == "SCSI" and "scsi-id" in p:
         return f"scsi={p.get('channel', '0')}:{p['scsi-id']}:{p.get('lun', '0')}"
-    if bus_type == "virtio-serial-bus" and "nr" in p:
-        return f"nr={p['nr']}"
-    if bus_type == "HDA" and "cad" in p:
-        return f"cad={p['cad']}"
-    if bus_type == "i2c-bus" and "address" in p:
-        return f"i2c={p['address']}"
-    if bus_type == "floppy-bus" and "unit" in p:
-        return f"unit={p['unit']}"
-    if bus_type == "ccid-bus" and "slot" in p:
-        return f"slot={p['slot']}"
-    return None
+    prop, label = ADDRESS_PROP.get(bus_type, ("", ""))
+    return f"{label}={p[prop]}" if prop in p else None
 
 
 def _type_key(bus_type: str, dev: Device) -> str:
