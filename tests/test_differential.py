@@ -265,6 +265,18 @@ def test_bootable_adds_paused_and_creates_the_variable_store(tmp_path):
     assert store.read_bytes() == b"vars"
 
 
+def test_memory_is_not_touched_and_shared_memory_stays_in_scratch(tmp_path):
+    argv = ["qemu", "-overcommit", "mem-lock=on", "-mem-prealloc",
+            "-object", '{"qom-type":"memory-backend-file","id":"shmmem-shmem0",'
+                       '"mem-path":"/dev/shm/shmem0","size":4194304,"prealloc":true}',
+            "-object", "memory-backend-ram,id=pc.ram,size=1G,prealloc=on"]
+    out = bootargv.bootable(argv, tool_dirs=[], scratch=tmp_path, monitor=tmp_path / "m")
+    assert out[1:5] == ["-S", "-overcommit", "mem-lock=off", "-object"]
+    assert json.loads(out[5]) == {"qom-type": "memory-backend-file", "id": "shmmem-shmem0",
+                                  "mem-path": f"{tmp_path}/shm-shmem0", "size": 4194304}
+    assert out[6:8] == ["-object", "memory-backend-ram,id=pc.ram,size=1G"]
+
+
 def test_split_keyval_doubles_commas():
     assert bootargv.split_keyval("file,path=/a,,b,append=on") == ["file", "path=/a,b",
                                                                   "append=on"]

@@ -33,7 +33,8 @@ match, they change nothing):
 10. Guest memory is never touched up front: ``prealloc`` is dropped from memory
     backends (and ``-mem-prealloc``), ``-overcommit mem-lock=on`` becomes ``off``. Two
     paused 14 GiB guests of the corpus would otherwise fill this machine's memory;
-    the price is that ``prealloc`` is not compared.
+    the price is that ``prealloc`` is not compared. Shared memory files in
+    ``/dev/shm`` (ivshmem) go to the scratch directory, which is removed afterwards.
 """
 
 from __future__ import annotations
@@ -155,6 +156,14 @@ def _silent_audiodev(value: str) -> str:
     return json.dumps(out, separators=(",", ":"))
 
 
+def replaced(value: str, key: str, new: str) -> str:
+    """An option's value (JSON or key=value form) with property ``key`` set to ``new``."""
+    if value.startswith("{"):
+        return json.dumps({**option_props(value), key: new}, separators=(",", ":"))
+    return join_keyval(f"{key}={new}" if p.startswith(f"{key}=") else p
+                       for p in split_keyval(value))
+
+
 def without(value: str, key: str) -> str:
     """An option's value (JSON or key=value form) without property ``key``."""
     if value.startswith("{"):
@@ -168,13 +177,18 @@ def _driver(props: dict[str, object]) -> object:
     return props.get("driver", props.get("qom-type", props.get("type", props.get(""))))
 
 
-def _object(value: str) -> list[str] | None:
-    props = option_props(value)
-    if props.get("id") == "masterKey0":
-        return []
-    if "prealloc" in props and str(_driver(props)).startswith("memory-backend"):
+def _object(scratch: Path) -> Callable[[str], list[str] | None]:
+    def rule(value: str) -> list[str] | None:
+        props = option_props(value)
+        if props.get("id") == "masterKey0":
+            return []
+        if not str(_driver(props)).startswith("memory-backend"):
+            return None
+        mem_path = props.get("mem-path")
+        if isinstance(mem_path, str) and mem_path.startswith("/dev/shm/"):
+            value = replaced(value, "mem-path", str(scratch / f"shm-{mem_path[9:]}"))
         return ["-object", without(value, "prealloc")]
-    return None
+    return rule
 
 
 def _netdev(value: str) -> list[str] | None:
@@ -221,7 +235,7 @@ def bootable(argv: list[str], *, tool_dirs: list[Path], scratch: Path, monitor: 
     # option -> rule: the words that replace the option and its value ([] drops
     # them), or None to keep them as they are
     rules: dict[str, Callable[[str], list[str] | None]] = {
-        "-sandbox": lambda _value: [], "-object": _object, "-netdev": _netdev,
+        "-sandbox": lambda _value: [], "-object": _object(scratch), "-netdev": _netdev,
         "-device": _device, "-audiodev": _audiodev, "-display": _display,
         "-overcommit": _overcommit, "-chardev": _tpm_chardev(_tpm_chardevs(argv), scratch),
     }
