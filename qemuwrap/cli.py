@@ -55,12 +55,28 @@ def cmd_dry_run(args) -> int:
     if dom.genid_generated:
         print(f"qemuwrap: {printable(args.file)}: note: genid {dom.genid_str} was generated "
               "for this dry run and is not saved", file=sys.stderr)
+    from qemuwrap.qemu.argv import shell_quote
+    from qemuwrap.qemu.build import Paths
+    from qemuwrap.qemu.companions import plan
+    from qemuwrap.statedir import guest_dir
+
+    companions = plan(dom, Paths(guest_dir(dom.name, args.state_dir)))
     if args.json:
         import json
 
-        print(json.dumps(cmd.to_json(), indent=2))
-    elif args.explain:
+        print(json.dumps({**cmd.to_json(), "companions": [c.to_json() for c in companions]},
+                         indent=2))
+        return 0
+    # What runs beside QEMU, before it: as comments, so the output stays one command.
+    for c in companions:
+        print(f"# {c.kind} for {c.device}, started first: "
+              f"{' '.join(shell_quote(w) for w in c.argv or [])}")
+    if args.explain:
         sys.stdout.write(cmd.explain(data))
+        for c in companions:
+            where = (f"line {c.source.line}: <{c.source.name}>" if c.source is not None
+                     else "qemuwrap")
+            print(f"# companion {c.kind} ({c.device})  # {where}: {c.why}")
     else:
         sys.stdout.write(cmd.to_args())
     return 0

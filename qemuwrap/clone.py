@@ -250,7 +250,7 @@ def _shared(dom: Domain) -> list[str]:
                 out.append(f"{kind} port {dev.port} still uses {dev.path} "
                            "(shared with the source)")
     for g in dom.devices.graphics:
-        for port in g.fixed_ports():
+        for port in g.fixed_ports:
             out.append(f"{g.type} port {port} is fixed (shared with the source)")
     return out
 

@@ -120,10 +120,17 @@ def run(path: str | None, opts: Options, *, background: bool = False,
         from qemuwrap.supervisor import Guest, Plan
 
         marker = ("restore" if restore else f"revert to {loadvm}" if loadvm else "start")
+        from qemuwrap.qemu.build import Paths
+        from qemuwrap.qemu.companions import plan as plan_companions
+        from qemuwrap.runtime.companions import from_specs
+
+        companions = from_specs([c.to_json() for c in
+                                 plan_companions(dom, Paths(gdir.path))])
         plan = Plan(Guest.of(dom), Exe.of(cmd), restart_cmd=Exe.of(restart_cmd),
                     source=os.path.abspath(path) if path else None,
                     incoming_fd=restore.save.fd if restore else None, writeback=writeback,
-                    previous_genid=previous if new_genid else None, marker=marker)
+                    previous_genid=previous if new_genid else None, marker=marker,
+                    companions=companions)
         debug(f"QEMU: {' '.join(cmd.argv)}")
         conf = {"plan": plan.to_json(), "name": dom.name, "state_dir": opts.state_dir,
                 "guest_dir": gdir.path, "lock_fd": gdir.lock_fd,

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from qemuwrap import process
 from qemuwrap.errors import QemuwrapError, printable
 from qemuwrap.runtime import control, migrate, policy
-from qemuwrap.runtime.companions import Companion
+from qemuwrap.runtime.companions import Companion, Planned, from_specs
 from qemuwrap.runtime.guestdir import GuestDir
 from qemuwrap.runtime.loop import Loop, Timer
 from qemuwrap.runtime.machine import Exe, Machine, MachineError, tail
@@ -121,7 +121,9 @@ class Plan:
         return {"guest": vars(self.guest), "cmd": vars(self.cmd),
                 "restart_cmd": vars(self.restart_cmd), "source": self.source,
                 "incoming_fd": self.incoming_fd, "writeback": self.writeback,
-                "previous_genid": self.previous_genid, "marker": self.marker}
+                "previous_genid": self.previous_genid, "marker": self.marker,
+                "companions": [c.spec for c in self.companions
+                               if isinstance(c, Planned)]}
 
     @classmethod
     def from_json(cls, raw: dict) -> Plan:
@@ -134,7 +136,7 @@ class Plan:
         return cls(guest, Exe(**raw["cmd"]), restart_cmd=Exe(**raw["restart_cmd"]),
                    source=raw["source"], incoming_fd=raw["incoming_fd"],
                    writeback=raw["writeback"], previous_genid=raw["previous_genid"],
-                   marker=raw["marker"])
+                   companions=from_specs(raw.get("companions", [])), marker=raw["marker"])
 
 
 class Supervisor:

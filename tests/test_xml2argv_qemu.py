@@ -49,6 +49,27 @@ def _start_swtpm(dom, tpm, sock: str, tmp_path, request) -> None:
     request.addfinalizer(lambda: daemon.stop(time.monotonic() + 10))
 
 
+def _start_virtiofsd(source: str, sock: str, tmp_path, request) -> None:
+    """A real virtiofsd on ``sock`` for a virtiofs case (the companion qemuwrap starts)."""
+    import time
+
+    from qemuwrap.companions import virtiofsd
+
+    if not os.access(virtiofsd.VIRTIOFSD, os.X_OK) or os.geteuid() != 0:
+        pytest.skip("a virtiofs case needs root and /usr/lib/qemu/virtiofsd "
+                    "(qemu-system-common)")
+    os.makedirs(source, exist_ok=True)
+    daemon = virtiofsd.Virtiofsd(source, sock)
+    daemon.prepare()
+    log = os.open(str(tmp_path / f"virtiofsd-{os.path.basename(sock)}.log"),
+                  os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        daemon.start(log, time.monotonic() + 20)
+    finally:
+        os.close(log)
+    request.addfinalizer(lambda: daemon.stop(time.monotonic() + 10))
+
+
 def _redirect_paths(dom, tmp_path, request, cleanup, state):
     """Point disks, chardev files, sockets and kernels at scratch files QEMU can open;
     start the companions a case needs (swtpm)."""
@@ -81,6 +102,13 @@ def _redirect_paths(dom, tmp_path, request, cleanup, state):
             share = tmp_path / f"share{n}"
             share.mkdir()
             fs.source.dir = str(share)
+    for n, fs in enumerate(dom.devices.filesystems):
+        if fs.virtiofs:
+            sock = (str(tmp_path / f"external{n}.sock") if fs.source.socket is not None
+                    else str(state / f"{fs.alias_name or f'fs{n}'}-fs.sock"))
+            if fs.source.socket is not None:
+                fs.source.socket = sock
+            _start_virtiofsd(str(tmp_path / f"share{n}"), sock, tmp_path, request)
     for tpm in dom.devices.tpms:
         if tpm.backend.type == "emulator":
             _start_swtpm(dom, tpm, str(state / "swtpm.sock"), tmp_path, request)

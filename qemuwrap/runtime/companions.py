@@ -26,6 +26,11 @@ import time
 
 from qemuwrap import process
 from qemuwrap.runtime.record import Companion as Entry
+from qemuwrap.runtime.record import Proc
+
+#: How long a companion may take to become ready (swtpm_setup manufactures a TPM in
+#: ~1-2 s here, on a loaded machine several times that).
+START_TIMEOUT = 60.0
 
 
 class Companion:
@@ -61,3 +66,42 @@ def clean_up(entry: Entry, timeout: float = 5.0) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+class Planned(Companion):
+    """A companion the definition asks for (``qemu/companions.py``: swtpm, virtiofsd),
+    run through the object ``qemuwrap/companions`` makes for it: ``prepare`` (file work:
+    a TPM manufactured once), ``start`` (spawned in its own session, ready when it says
+    so, stopped again if it is not), ``stop`` after QEMU."""
+
+    def __init__(self, spec: dict):
+        from qemuwrap.qemu.companions import make
+
+        self.spec = spec
+        self.kind = spec["kind"]
+        self.daemon = make(spec)
+
+    def start(self, gdir) -> Entry:
+        deadline = time.monotonic() + START_TIMEOUT
+        self.daemon.prepare()
+        log = gdir.open_log(f"{self.kind}-{self.spec['device']}.log", marker="start")
+        try:
+            pid = self.daemon.start(log, deadline)
+        finally:
+            os.close(log)
+        created = process.create_time(pid)
+        proc = Proc(pid, created if created is not None else time.time(),
+                    list(self.daemon.argv))
+        socket = self.spec["params"].get("socket")
+        return Entry(self.kind, self.spec["device"], proc,
+                     cleanup=[socket] if socket else [])
+
+    def stop(self, entry: Entry, timeout: float = 5.0) -> None:
+        try:
+            self.daemon.stop(time.monotonic() + timeout)
+        finally:
+            clean_up(entry, timeout)  # whatever is left: the socket, a stray process
+
+
+def from_specs(specs: list[dict]) -> list[Companion]:
+    return [Planned(spec) for spec in specs]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from qemuwrap import process
 from qemuwrap.errors import QemuwrapError
-from qemuwrap.runtime.companions import Companion
+from qemuwrap.runtime.companions import Companion, clean_up
 from qemuwrap.runtime.qmp import QMP, MonitorError
 from qemuwrap.runtime.record import Companion as CompanionEntry
 from qemuwrap.runtime.record import Proc
@@ -227,10 +227,15 @@ class Machine:
         """After QEMU: each companion stopped, in reverse order of start (``record``:
         and the guest record told; not when the launch failed, maybe for want of
         space to write it)."""
-        for companion, entry in reversed(list(zip(self.companions, self.companion_entries,
-                                                  strict=False))):
+        entries = self.companion_entries
+        owners: list[Companion | None] = [*self.companions[:len(entries)]]
+        owners += [None] * (len(entries) - len(owners))  # adopted: only the record's entries
+        for companion, entry in reversed(list(zip(owners, entries, strict=True))):
             try:
-                companion.stop(entry)
+                if companion is not None:
+                    companion.stop(entry)
+                else:
+                    clean_up(entry)
             except Exception:  # noqa: BLE001 - the others must still be stopped
                 pass
         self.companion_entries.clear()
