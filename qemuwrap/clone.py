@@ -251,7 +251,8 @@ def _shared(dom: Domain) -> list[str]:
                            "(shared with the source)")
     for g in dom.devices.graphics:
         for port in g.fixed_ports:
-            out.append(f"{g.type} port {port} is fixed (shared with the source)")
+            out.append(f"{str(g.type).upper()} port {port} is fixed (shared with the "
+                       "source)")
     return out
 
 
