@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 
@@ -45,6 +46,27 @@ def _start_swtpm(dom, tpm, sock: str, tmp_path, request) -> None:
                          version=version)
     daemon.prepare()
     daemon.start(None, time.monotonic() + 20)
+    request.addfinalizer(lambda: daemon.stop(time.monotonic() + 10))
+
+
+def _start_virtiofsd(source: str, sock: str, tmp_path, request) -> None:
+    """A real virtiofsd on ``sock`` for a virtiofs case (the companion qemuwrap starts)."""
+    import time
+
+    from qemuwrap.companions import virtiofsd
+
+    if not os.access(virtiofsd.VIRTIOFSD, os.X_OK) or os.geteuid() != 0:
+        pytest.skip("a virtiofs case needs root and /usr/lib/qemu/virtiofsd "
+                    "(qemu-system-common)")
+    os.makedirs(source, exist_ok=True)
+    daemon = virtiofsd.Virtiofsd(source, sock)
+    daemon.prepare()
+    log = os.open(str(tmp_path / f"virtiofsd-{os.path.basename(sock)}.log"),
+                  os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        daemon.start(log, time.monotonic() + 20)
+    finally:
+        os.close(log)
     request.addfinalizer(lambda: daemon.stop(time.monotonic() + 10))
 
 
@@ -92,12 +114,32 @@ def _redirect_paths(dom, tmp_path, request, cleanup, state):
             share = tmp_path / f"share{n}"
             share.mkdir()
             fs.source.dir = str(share)
+    for n, fs in enumerate(dom.devices.filesystems):
+        if fs.virtiofs:
+            sock = (str(tmp_path / f"external{n}.sock") if fs.source.socket is not None
+                    else str(state / f"{fs.alias_name or f'fs{n}'}-fs.sock"))
+            if fs.source.socket is not None:
+                fs.source.socket = sock
+            _start_virtiofsd(str(tmp_path / f"share{n}"), sock, tmp_path, request)
     for tpm in dom.devices.tpms:
         if tpm.backend.type == "emulator":
             _start_swtpm(dom, tpm, str(state / "swtpm.sock"), tmp_path, request)
         elif tpm.backend.type == "external":
             tpm.backend.source.path = str(tmp_path / "external-swtpm.sock")
             _start_swtpm(dom, tpm, tpm.backend.source.path, tmp_path, request)
+    nvram = dom.os.nvram
+    if nvram is not None and nvram.path is not None:
+        template = nvram.template or "/usr/share/OVMF/OVMF_VARS_4M.fd"
+        if not os.path.exists(template):
+            pytest.skip(f"a UEFI case needs {template} (Debian package ovmf)")
+        nvram.path = str(tmp_path / "VARS.fd")
+        shutil.copyfile(template, nvram.path)
+    loader = dom.os.loader
+    if loader is not None and loader.path and not os.path.exists(loader.path):
+        pytest.skip(f"a firmware case needs {loader.path} (Debian package ovmf)")
+    for i, mem in enumerate(dom.devices.memories):
+        if mem.source is not None and mem.source.path is not None:
+            mem.source.path = str(tmp_path / f"memdev{i}")
     if dom.os.kernel:
         image = request.getfixturevalue("demo_image")
         dom.os.kernel, dom.os.initrd = str(image.kernel), str(image.initrd)

@@ -1,7 +1,9 @@
 """Where companions keep what belongs to a guest for good (NVRAM, TPM state): outside the
 runtime state directory, which goes when the guest ends. As root ``/var/lib/qemuwrap/KIND``
 (libvirt: ``/var/lib/libvirt/...``), otherwise ``$XDG_DATA_HOME/qemuwrap/KIND``
-(``~/.local/share`` by default): the same system/session split as the state directory."""
+(``~/.local/share`` by default): the same system/session split as the state directory.
+``$QEMUWRAP_DATA_DIR`` sets the root instead (as ``$QEMUWRAP_STATE_DIR`` does for the
+state directory)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ def persistent_dir(kind: str, privileged: bool | None = None,
                    environ: Mapping[str, str] | None = None) -> str:
     """The directory for one kind of persistent state (``nvram``, ``swtpm``)."""
     env = os.environ if environ is None else environ
+    chosen = env.get("QEMUWRAP_DATA_DIR")
+    if chosen:
+        return os.path.join(os.path.abspath(chosen), kind)
     if privileged is None:
         privileged = os.geteuid() == 0
     if privileged:

@@ -1,8 +1,8 @@
 """The host processes and resources a guest needs beside QEMU (issue 8), planned from the
 definition: what ``dry-run`` shows (``--json``: ``companions``; ``--explain``: the element
 each comes from) and what the supervisor starts, in this order, before QEMU and stops
-after it.  Pure: nothing here runs or touches a file; ``Companion.make()`` gives the object
-that does (``qemuwrap/companions/``)."""
+after it.  Pure: nothing here runs or touches a file.  :func:`make` gives the object that
+does (``qemuwrap/companions/``); ``runtime/companions.py`` runs it for the supervisor."""
 
 from __future__ import annotations
 
@@ -23,29 +23,44 @@ VIRTIOFSD_CACHE = table(CacheMode, {CacheMode.NONE: "none", CacheMode.ALWAYS: "a
 
 class Companion:
     """One planned companion: its kind (``swtpm``, ``virtiofsd``, ...), the device it
-    serves, the command it runs (None for file or netlink work only), a line for
-    ``--explain``, the element it comes from, and how to make the object that runs it."""
+    serves, the command it runs, a line for ``--explain``, the element it comes from,
+    and ``params``: what :func:`make` needs to build the object that runs it (plain
+    JSON: the plan travels to the supervisor process)."""
 
     def __init__(self, kind: str, device: str, argv: list[str] | None, why: str,
-                 source: Node | None, factory: Any, setup: list[str] | None = None):
+                 source: Node | None, params: dict[str, Any],
+                 setup: list[str] | None = None):
         self.kind = kind
         self.device = device
         self.argv = argv
         self.why = why
         self.source = source
+        self.params = params
         self.setup = setup
-        self._factory = factory
-
-    def make(self) -> Any:
-        """The object that prepares, starts and stops it (``qemuwrap/companions``)."""
-        return self._factory()
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {"kind": self.kind, "device": self.device, "argv": self.argv,
-                               "why": self.why}
+                               "why": self.why, "params": self.params}
         if self.setup is not None:
             out["setup"] = self.setup
         return out
+
+
+def make(spec: dict) -> Any:
+    """The object that prepares, starts and stops a planned companion (``spec``: its
+    ``to_json()``), from ``qemuwrap/companions``."""
+    p = spec["params"]
+    if spec["kind"] == "swtpm":
+        from qemuwrap.companions import swtpm
+
+        return swtpm.Swtpm(p["tpm_dir"], p["socket"], p["log"], p["pidfile"], p["vmid"],
+                           version=p["version"], pcr_banks=p["pcr_banks"])
+    if spec["kind"] == "virtiofsd":
+        from qemuwrap.companions import virtiofsd
+
+        return virtiofsd.Virtiofsd(p["source"], p["socket"], p["cache"], p["xattr"],
+                                   p["thread_pool"])
+    raise ValueError(f"unknown companion kind {spec['kind']!r}")
 
 
 def _swtpm(dom: Domain, tpm: TPM, paths: Paths) -> Companion:
@@ -62,8 +77,8 @@ def _swtpm(dom: Domain, tpm: TPM, paths: Paths) -> Companion:
         "swtpm", tpm.alias_name or "tpm0",
         swtpm.swtpm_argv(tpm_dir, sock, log, pidfile, version=version),
         f"swtpm emulates the TPM {version}; its state stays in {tpm_dir}", tpm.node,
-        lambda: swtpm.Swtpm(tpm_dir, sock, log, pidfile, vmid, version=version,
-                            pcr_banks=banks),
+        {"tpm_dir": tpm_dir, "socket": sock, "log": log, "pidfile": pidfile, "vmid": vmid,
+         "version": version, "pcr_banks": banks},
         setup=swtpm.setup_argv(tpm_dir, vmid, log, version=version, pcr_banks=banks))
 
 
@@ -81,7 +96,8 @@ def _virtiofsd(fs: Filesystem, paths: Paths) -> Companion:
         "virtiofsd", alias, virtiofsd.virtiofsd_argv(source, "FD", cache, xattr, pool),
         f"virtiofsd shares {source} as tag '{fs.target.dir}' (FD: its listening socket "
         f"{sock})", fs.node,
-        lambda: virtiofsd.Virtiofsd(source, sock, cache, xattr, pool))
+        {"source": source, "socket": sock, "cache": cache, "xattr": xattr,
+         "thread_pool": pool})
 
 
 def plan(dom: Domain, paths: Paths) -> list[Companion]:

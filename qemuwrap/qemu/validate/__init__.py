@@ -70,21 +70,25 @@ def _checks() -> list[Check]:
         audio,
         chardev,
         companion_devices,
+        cpu,
         devices,
         graphics,
         hostdev,
         input,
         machine,
+        memory,
         misc,
         net,
+        platform,
         unbuilt,
         usb,
         video,
     )
 
-    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS, *companion_devices.CHECKS,
-            *input.CHECKS, *graphics.CHECKS, *audio.CHECKS, *video.CHECKS, *usb.CHECKS,
-            *net.CHECKS, *chardev.CHECKS, *hostdev.CHECKS, *misc.CHECKS]
+    return [*machine.CHECKS, *cpu.CHECKS, *memory.CHECKS, *platform.CHECKS, *unbuilt.CHECKS,
+            *devices.CHECKS, *companion_devices.CHECKS, *input.CHECKS, *graphics.CHECKS,
+            *audio.CHECKS, *video.CHECKS, *usb.CHECKS, *net.CHECKS, *chardev.CHECKS,
+            *hostdev.CHECKS, *misc.CHECKS]
 
 
 def validate(dom: Domain, caps: Capabilities) -> MachineType:

@@ -78,13 +78,12 @@ def check_filesystems(v: Validation) -> None:
 def _shared_memory(v: Validation) -> bool:
     """Whether guest RAM is shared (``<memoryBacking><access mode='shared'/>``, or per NUMA
     cell ``memAccess='shared'``)."""
-    backing = getattr(v.dom, "memory_backing", None)
-    access = getattr(getattr(backing, "access", None), "mode", None)
-    if str(access) == "shared":
+    backing = v.dom.memory_backing
+    if backing is not None and backing.access == "shared":
         return True
-    cpu = v.dom.cpu
-    cells = getattr(getattr(cpu, "numa", None), "cells", None) or []
-    return bool(cells) and all(str(getattr(c, "mem_access", "")) == "shared" for c in cells)
+    numa = v.dom.cpu.numa if v.dom.cpu is not None else None
+    cells = numa.cells if numa is not None else []
+    return bool(cells) and all(cell.mem_access == "shared" for cell in cells)
 
 
 CHECKS = [check_tpms, check_filesystems]

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from qemuwrap.qemu.validate import Validation
 
 #: Device lists no builder handles yet.
-UNBUILT_LISTS = ("memories",)
+UNBUILT_LISTS: tuple[str, ...] = ()
 UNBUILT_ONE: tuple[str, ...] = ()
 
 BUILT: dict[str, set] = {
