@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.chardev import CharType
 from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
-from qemuwrap.conf.devices.disk import DiskBus, DiskDevice, DiskFormat, DiskType
 from qemuwrap.conf.devices.graphics import GraphicsType
 from qemuwrap.conf.devices.input import InputBus, InputType
 from qemuwrap.conf.devices.net import InterfaceType, NICModel
@@ -36,10 +35,6 @@ BUILT = {
     "input bus": {InputBus.PS2, InputBus.USB},
     "graphics type": {GraphicsType.VNC},
     "video model": {VideoModel.VGA, VideoModel.NONE},
-    "disk type": {DiskType.FILE, DiskType.BLOCK},
-    "disk device": {DiskDevice.DISK, DiskDevice.CDROM},
-    "disk bus": {DiskBus.IDE, DiskBus.SATA, DiskBus.VIRTIO},
-    "disk format": {DiskFormat.RAW, DiskFormat.QCOW2},
 }
 
 
@@ -72,11 +67,6 @@ def check_unbuilt(v: Validation) -> None:
         _refuse(v, g, "graphics type", g.type)
     for vid in devs.videos:
         _refuse(v, vid, "video model", vid.model.type)
-    for d in devs.disks:
-        _refuse(v, d, "disk type", d.type)
-        _refuse(v, d, "disk device", d.device)
-        _refuse(v, d, "disk bus", d.target.bus)
-        _refuse(v, d, "disk format", d.driver_type)
 
 
 CHECKS = [check_unbuilt]
