@@ -1016,15 +1016,16 @@ class Disk(PCIDevice):
             self.src.dir = path
         self.backing = None
 
-    def stand_in(self, path: str) -> None:
-        """Read the local image ``path`` instead of this disk's storage, as a file disk
-        of the same format: for tests that start QEMU without the host's storage (a
-        network server, an NVMe controller, a vhost-user daemon, a SCSI LUN)."""
+    def stand_in(self, path: str, fmt: DiskFormat | str) -> None:
+        """Read the local image ``path`` (of format ``fmt``) instead of this disk's
+        storage, as a file disk: for tests that start QEMU without the host's storage
+        (a network server, an NVMe controller, a vhost-user daemon, a SCSI LUN)."""
         self.type = DiskType.FILE
         if self.device == DiskDevice.LUN:
             self.device = DiskDevice.DISK  # SCSI passthrough needs a real SCSI device
-        self.auth = self.encryption = None
+        self.auth = self.encryption = self.transient = None
         self.source = path
+        self.driver_type = str(fmt)
 
     @property
     def has_media(self) -> bool:

@@ -175,6 +175,8 @@ def _frontend_problems(v: Validation, disk: Disk) -> Iterator[str]:
     if disk.target.removable is not None and not (
             bus == DiskBus.USB or (bus == DiskBus.SCSI and device == DiskDevice.DISK)):
         yield "attribute 'removable' is only for usb disks and scsi disks"
+    if disk.iotune is not None:
+        yield from _iotune_problems(disk)
     if disk.blockio is not None and device == DiskDevice.LUN:
         yield "a LUN passes the host's block sizes through: <blockio> is not for it"
     if drv is None:
@@ -199,6 +201,31 @@ def _frontend_problems(v: Validation, disk: Disk) -> Iterator[str]:
         yield "a LUN takes no error_policy (SCSI passthrough reports errors itself)"
     if drv.rerror_policy == ErrorPolicy.ENOSPACE:
         yield "rerror_policy='enospace' does not exist"
+
+
+#: QEMU's ceiling for a throttle limit (libvirt's QEMU_BLOCK_IOTUNE_MAX).
+IOTUNE_MAX = 10**15
+
+
+def _iotune_problems(disk: Disk) -> Iterator[str]:
+    """QEMU's throttle rules (throttle_is_valid), which libvirt meets at start."""
+    tune = disk.iotune
+    assert tune is not None
+    if tune.group_name is not None and not tune.limits():
+        yield "<iotune> with only a group_name sets nothing"
+    if tune.size_iops_sec and not (tune.total_iops_sec or tune.read_iops_sec
+                                   or tune.write_iops_sec):
+        yield "size_iops_sec needs an iops limit (total_iops_sec, read_iops_sec or " \
+              "write_iops_sec)"
+    for _name, value in tune.limits():
+        if value > IOTUNE_MAX:
+            yield f"<iotune> limit {value} is above QEMU's {IOTUNE_MAX}"
+            break
+    for limit in ("total_bytes_sec", "read_bytes_sec", "write_bytes_sec", "total_iops_sec",
+                  "read_iops_sec", "write_iops_sec"):
+        length = getattr(tune, f"{limit}_max_length")
+        if length and length > 1 and not getattr(tune, f"{limit}_max"):
+            yield f"{limit}_max_length needs {limit}_max"
 
 
 def _iothread_ids(dom: Domain) -> set[int]:
