@@ -349,7 +349,7 @@ def format_props(layer: _Layer, below: _Layer | None, terminated: bool) -> dict[
         if below is not None:
             props["backing"] = below.format_node
         elif terminated:
-            props["backing"] = ""  # QEMU's keyval null: no backing, do not probe
+            props["backing"] = NULL  # no backing: QEMU must not follow the header
     return props
 
 
@@ -379,11 +379,28 @@ def _objects(ctx: BuildContext, layer: _Layer) -> None:
             "verify-peer": True}), disk.node)
 
 
+class _Null:
+    """JSON's null: a value QEMU's key=value syntax cannot spell (an empty string is
+    deprecated in 7.2 and warns)."""
+
+
+NULL = _Null()
+
+
 def _blockdev(ctx: BuildContext, disk: Disk, props: dict[str, Any]) -> None:
+    props = {key: value for key, value in props.items() if value is not None}
+    if any(value is NULL for value in props.values()):
+        # QEMU reads -blockdev as JSON too (libvirt always writes it so); json.dumps
+        # quotes every string whole, so no XML text becomes a key of its own.
+        import json
+
+        ctx.cmd.add("-blockdev", json.dumps(
+            {k: None if v is NULL else v for k, v in props.items()},
+            separators=(",", ":")), disk.node)
+        return
     flat: dict[str, Any] = {}
     for key, value in props.items():
-        if value is not None:
-            _flatten(key, value, flat)
+        _flatten(key, value, flat)
     ctx.cmd.add("-blockdev", qemu_opts(None, flat), disk.node)
 
 
