@@ -300,6 +300,23 @@ def test_backing_chains_as_the_xml_says(tmp_path):
         str(base)
 
 
+def test_transient_disk_writes_vanish(tmp_path):
+    """<transient>: the guest writes to a temporary overlay over the image, opened
+    read-only (shareable); the image is unchanged after QEMU quits, nothing is left."""
+    img = image(tmp_path / "golden.qcow2", "qcow2")
+    before = img.read_bytes()
+    xml = (f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source "
+           f"file='{img}'/><target dev='vda'/><transient shareBacking='yes'/></disk>")
+    write = "qemu-io -d /machine/peripheral/virtio-disk0/virtio-backend \"write -P 0x5a 0 64k\""
+    blocks, _w, out = start(xml, tmp_path, [
+        ("query-block", {}), ("human-monitor-command", {"command-line": write})])
+    assert "wrote 65536/65536 bytes at offset 0" in out, out
+    inserted = blocks[0]["inserted"]
+    assert inserted["backing_file_depth"] == 1 and not inserted["ro"]
+    assert inserted["image"]["backing-image"]["filename"] == str(img)
+    assert img.read_bytes() == before
+
+
 def test_iotune_is_a_throttle_group(tmp_path):
     a, b = image(tmp_path / "a.img"), image(tmp_path / "b.img")
     tune = ("<iotune><total_bytes_sec>1048576</total_bytes_sec><read_iops_sec>50"

@@ -1023,7 +1023,7 @@ class Disk(PCIDevice):
         self.type = DiskType.FILE
         if self.device == DiskDevice.LUN:
             self.device = DiskDevice.DISK  # SCSI passthrough needs a real SCSI device
-        self.auth = self.encryption = self.transient = None
+        self.auth = self.encryption = None
         self.source = path
         self.driver_type = str(fmt)
 

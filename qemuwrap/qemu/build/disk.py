@@ -12,7 +12,6 @@ in force from the first guest I/O), and nothing else differs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from qemuwrap.conf.devices.address import DriveAddress, USBAddress
@@ -632,12 +631,6 @@ def build_floppy_controller(ctx: BuildContext, boot: dict[int, int]) -> None:
                         floppies[0].node)
 
 
-def _emitted(disks: Iterable[Disk]) -> list[Disk]:
-    """Disks on the command line: a transient disk sharing its backing image is
-    hot-plugged by libvirt after start (refused by validation: qemuwrap does not)."""
-    return [d for d in disks if not (d.transient and d.transient.shareBacking)]
-
-
 def build_disks(ctx: BuildContext) -> None:
     """Every disk in document order (libvirt's qemuBuildDisksCommandLine)."""
     disks = ctx.dom.devices.disks
@@ -645,8 +638,32 @@ def build_disks(ctx: BuildContext) -> None:
     boot = effective_boot_index(ctx)
     groups = ThrottleGroups()
     build_floppy_controller(ctx, boot)
-    for disk in _emitted(disks):
+    for disk in disks:
         build_disk(ctx, disk, numbers.of(disk), boot.get(id(disk)), groups)
+
+
+def build_transient_drive(ctx: BuildContext, disk: Disk) -> str:
+    """A ``<transient>`` disk: QEMU's ``-drive snapshot=on`` puts the guest's writes in
+    a temporary overlay (unlinked as soon as QEMU opens it, so nothing is left even if
+    QEMU is killed) over the image opened read-only, which other guests may share.
+    libvirt makes the overlay over QMP after start; the guest sees the same disk."""
+    src = disk.src
+    assert src is not None and src.file is not None
+    drive = f"drive-{disk.alias_name}"
+    zeroes = disk.driver_value("detect_zeroes")
+    discard = disk.driver_value("discard")
+    if zeroes == DetectZeroes.UNMAP and discard != DiscardMode.UNMAP:
+        zeroes = DetectZeroes.ON
+    cache = _cache_props(disk) or {}
+    io = disk.driver_value("io")
+    ctx.cmd.add("-drive", qemu_opts(None, {
+        "file.driver": "file", "file.filename": src.file,
+        "format": FORMAT_DRIVERS[disk.image_format], "if": "none", "id": drive,
+        "snapshot": True,
+        **{f"cache.{k}": v for k, v in cache.items()},
+        "aio": str(io) if io else None, "discard": str(discard) if discard else None,
+        "detect-zeroes": str(zeroes) if zeroes else None}), disk.node)
+    return drive
 
 
 def build_disk(ctx: BuildContext, disk: Disk, numbers: list[int], bootindex: int | None,
@@ -654,6 +671,8 @@ def build_disk(ctx: BuildContext, disk: Disk, numbers: list[int], bootindex: int
     drive = None
     if disk.type == DiskType.VHOSTUSER:
         build_vhostuser_chardev(ctx, disk)
+    elif disk.transient is not None:
+        drive = build_transient_drive(ctx, disk)
     else:
         drive = build_disk_source(ctx, disk, numbers)
         if drive is not None:

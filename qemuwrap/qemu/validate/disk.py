@@ -253,8 +253,7 @@ def _storage_problems(v: Validation, disk: Disk) -> Iterator[str]:
     if disk.all_encryption is not None:
         yield f"<encryption> {SECRET_STORE}"
     if disk.transient is not None:
-        yield "<transient> needs an overlay image made when the guest starts and " \
-              "deleted when it stops; qemuwrap does not make one"
+        yield from _transient_problems(disk)
     if disk.sgio == SGIO.UNFILTERED:
         yield "sgio='unfiltered' changes the host device's unpriv_sgio setting, which " \
               "qemuwrap does not do"
@@ -291,6 +290,23 @@ def _storage_problems(v: Validation, disk: Disk) -> Iterator[str]:
                   "mode='shared'/>)"
         if disk.readonly or disk.serial is not None or disk.backing is not None:
             yield "a vhostuser disk takes no <readonly>, <serial> or <backingStore>"
+
+
+def _transient_problems(disk: Disk) -> Iterator[str]:
+    """qemuValidateDomainDeviceDefDiskTransient, and what QEMU's -drive snapshot=on (how
+    qemuwrap builds one) cannot carry."""
+    if not disk.has_media:
+        yield f"transient disk '{disk.target_dev}' must not be empty"
+    elif disk.readonly:
+        yield f"transient disk '{disk.target_dev}' must not be read-only"
+    elif disk.type != DiskType.FILE or disk.device != DiskDevice.DISK:
+        yield "a transient disk must be a type='file' device='disk'"
+    elif disk.backing is not None and not disk.backing.is_terminator:
+        yield "a transient disk's image is opened with its own backing chain: give no " \
+              "<backingStore> chain"
+    elif disk.iotune is not None or disk.driver_value("copy_on_read") or (
+            disk.src is not None and (disk.src.slices or disk.src.reservations)):
+        yield "a transient disk takes no <iotune>, copy_on_read, <slices> or <reservations>"
 
 
 def _format_problems(kind: DiskType, fmt: DiskFormat) -> Iterator[str]:
