@@ -571,7 +571,7 @@ class Slices(Element):
 
 #: The ``<source>`` attributes each disk type takes (libvirt reads only these).
 SOURCE_ATTRS: dict[DiskType, frozenset[str]] = {
-    DiskType.FILE: frozenset({"file"}),
+    DiskType.FILE: frozenset({"file", "fdgroup"}),
     DiskType.BLOCK: frozenset({"dev"}),
     DiskType.DIR: frozenset({"dir"}),
     DiskType.NETWORK: frozenset({"protocol", "name", "query", "tls", "tlsHostname"}),
@@ -588,6 +588,7 @@ class DiskSource(Element):
 
     TAG = "source"
     file: str | None = attr(Path())
+    fdgroup: str | None = attr(Token())
     dev: str | None = attr(Path())
     dir: str | None = attr(Path())
     protocol: NetProtocol | None = attr(NetProtocol)
@@ -631,7 +632,7 @@ class DiskSource(Element):
                 raise self.error(f"unsupported attribute '{field.xml}' for a "
                                  f"type='{kind}' disk")
         if kind in (DiskType.FILE, DiskType.BLOCK, DiskType.DIR):
-            wanted = next(iter(allowed))
+            wanted = {DiskType.FILE: "file", DiskType.BLOCK: "dev", DiskType.DIR: "dir"}[kind]
             if getattr(self, wanted) is None:
                 raise self.error(f"missing attribute '{wanted}'")
         elif kind == DiskType.NETWORK:

@@ -261,6 +261,9 @@ def _storage_problems(v: Validation, disk: Disk) -> Iterator[str]:
         yield "a shareable writable disk must be raw (QEMU cannot share other formats)"
     for kind, fmt, src in disk.chain():
         yield from _format_problems(kind, fmt)
+        if src.fdgroup is not None:
+            yield f"fdgroup='{src.fdgroup}' names file descriptors handed to libvirt " \
+                  "(virsh dom-fd-associate); qemuwrap opens images by path"
         if src.cookies is not None:
             yield f"HTTP cookies are passed to QEMU as a secret object, which {SECRET_STORE}"
         if src.reservations is not None and src.reservations.managed:
