@@ -189,8 +189,17 @@ class _Layer:
         return self.disk.readonly if self.top else True
 
 
+def cache_mode(disk: Disk) -> CacheMode | None:
+    """The disk's cache mode; a writable shareable disk without one gets 'none', so no
+    host page cache sits between guests (libvirt's qemuDomainPrepareDiskCachemode)."""
+    mode = disk.driver_value("cache")
+    if mode in (None, CacheMode.DEFAULT) and disk.shareable and not disk.readonly:
+        return CacheMode.NONE
+    return mode
+
+
 def _cache_props(disk: Disk) -> dict[str, bool] | None:
-    flags = CACHE_FLAGS.get(disk.driver_value("cache"))
+    flags = CACHE_FLAGS.get(cache_mode(disk))
     if flags is None:
         return None
     return {"direct": flags[1], "no-flush": flags[2]}
@@ -562,7 +571,7 @@ def device_props(ctx: BuildContext, disk: Disk, drive: str | None,
     device_id = None
     if disk.bus == DiskBus.SCSI and disk.device != DiskDevice.LUN:
         device_id = disk.serial if disk.serial is not None else f"drive-{disk.alias_name}"
-    cache = CACHE_FLAGS.get(disk.driver_value("cache"))
+    cache = CACHE_FLAGS.get(cache_mode(disk))
     write_cache = None
     if cache is not None and disk.device != DiskDevice.LUN:
         write_cache = cache[0]
