@@ -189,11 +189,11 @@ class _Layer:
         return self.disk.readonly if self.top else True
 
 
-def cache_mode(disk: Disk) -> CacheMode | None:
+def cache_mode(disk: Disk) -> CacheMode:
     """The disk's cache mode; a writable shareable disk without one gets 'none', so no
     host page cache sits between guests (libvirt's qemuDomainPrepareDiskCachemode)."""
-    mode = disk.driver_value("cache")
-    if mode in (None, CacheMode.DEFAULT) and disk.shareable and not disk.readonly:
+    mode = disk.driver_value("cache") or CacheMode.DEFAULT
+    if mode == CacheMode.DEFAULT and disk.shareable and not disk.readonly:
         return CacheMode.NONE
     return mode
 
@@ -395,7 +395,8 @@ class _Null:
 NULL = _Null()
 
 
-def _blockdev(ctx: BuildContext, disk: Disk, props: dict[str, Any]) -> None:
+def _blockdev(ctx: BuildContext, where: Disk | DiskSource, props: dict[str, Any]) -> None:
+    """One -blockdev, explained by ``where`` (the disk, or the image's <source>)."""
     props = {key: value for key, value in props.items() if value is not None}
     if any(value is NULL for value in props.values()):
         # QEMU reads -blockdev as JSON too (libvirt always writes it so); json.dumps
@@ -404,12 +405,12 @@ def _blockdev(ctx: BuildContext, disk: Disk, props: dict[str, Any]) -> None:
 
         ctx.cmd.add("-blockdev", json.dumps(
             {k: None if v is NULL else v for k, v in props.items()},
-            separators=(",", ":")), disk.node)
+            separators=(",", ":")), where.node)
         return
     flat: dict[str, Any] = {}
     for key, value in props.items():
         _flatten(key, value, flat)
-    ctx.cmd.add("-blockdev", qemu_opts(None, flat), disk.node)
+    ctx.cmd.add("-blockdev", qemu_opts(None, flat), where.node)
 
 
 def build_disk_source(ctx: BuildContext, disk: Disk, numbers: list[int]) -> str | None:
@@ -425,16 +426,17 @@ def build_disk_source(ctx: BuildContext, disk: Disk, numbers: list[int]) -> str 
         layer = layers[n]
         below = layers[n + 1] if n + 1 < len(layers) else None
         _objects(ctx, layer)
-        _blockdev(ctx, disk, storage_props(layer))
+        where = layer.src if layer.src.node is not None else disk
+        _blockdev(ctx, where, storage_props(layer))
         slice_node = _slice_node(layer)
         if slice_node is not None:
             sl = layer.src.slices.storage if layer.src.slices else None
             assert sl is not None
-            _blockdev(ctx, disk, {"driver": "raw", "node-name": slice_node,
+            _blockdev(ctx, where, {"driver": "raw", "node-name": slice_node,
                                   "offset": sl.offset, "size": sl.size,
                                   "file": layer.storage, "auto-read-only": True,
                                   "discard": "unmap", "cache": _cache_props(disk)})
-        _blockdev(ctx, disk, format_props(layer, below, terminated))
+        _blockdev(ctx, where, format_props(layer, below, terminated))
     top = layers[0].format_node
     if disk.driver_value("copy_on_read"):
         cor = f"libvirt-CoR-{disk.target_dev}"
