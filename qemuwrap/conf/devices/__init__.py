@@ -16,7 +16,7 @@ from qemuwrap.conf.devices.address import (
 from qemuwrap.conf.devices.audio import Audio
 from qemuwrap.conf.devices.chardev import Channel, CharSource, Console, Parallel, Serial
 from qemuwrap.conf.devices.controller import Controller
-from qemuwrap.conf.devices.disk import Disk
+from qemuwrap.conf.devices.disk import Disk, in_libvirt_order
 from qemuwrap.conf.devices.filesystem import Filesystem
 from qemuwrap.conf.devices.graphics import Graphics
 from qemuwrap.conf.devices.hostdev import Hostdev
@@ -84,9 +84,7 @@ class Devices(Element):
                     what = f"'{allowed[0]}'" if allowed else "no"
                     ctx.record(dev.address.error(f"address type '{kind}' does not fit this "
                                                  f"{dev.TAG} (it takes {what} address)"))
-                elif isinstance(dev.address, DriveAddress) and dev.address.target != 0:
-                    ctx.record(dev.address.error("attribute 'target' must be 0 for an "
-                                                 "IDE or SATA disk"))
+        self.disks = in_libvirt_order(self.disks)
         seen: set[str] = set()
         for disk in self.disks:
             if disk.target_dev in seen:

@@ -71,6 +71,7 @@ def _checks() -> list[Check]:
         companion_devices,
         cpu,
         devices,
+        disk,
         graphics,
         input,
         machine,
@@ -82,8 +83,8 @@ def _checks() -> list[Check]:
     )
 
     return [*machine.CHECKS, *cpu.CHECKS, *memory.CHECKS, *platform.CHECKS, *unbuilt.CHECKS,
-            *devices.CHECKS, *companion_devices.CHECKS, *input.CHECKS, *graphics.CHECKS,
-            *audio.CHECKS, *video.CHECKS, *usb.CHECKS]
+            *devices.CHECKS, *disk.CHECKS, *companion_devices.CHECKS, *input.CHECKS,
+            *graphics.CHECKS, *audio.CHECKS, *video.CHECKS, *usb.CHECKS]
 
 
 def validate(dom: Domain, caps: Capabilities) -> MachineType:

@@ -6,10 +6,8 @@ from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.chardev import ConsoleTargetType
 from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
-from qemuwrap.conf.devices.disk import DiskBus, DiskDevice
 from qemuwrap.conf.devices.memballoon import BalloonModel
 from qemuwrap.qemu.build.controller import controller_device
-from qemuwrap.qemu.build.disk import disk_device
 from qemuwrap.qemu.build.net import NIC_DEVICES
 
 if TYPE_CHECKING:
@@ -35,39 +33,6 @@ def check_controllers(v: Validation) -> None:
         device = controller_device(ctrl, v.q35)
         if device is not None:
             v.require_device(device, ctrl)
-
-
-def check_disks(v: Validation) -> None:
-    sata = {c.index for c in v.dom.devices.controllers if c.type == ControllerType.SATA}
-    for disk in v.dom.devices.disks:
-        if disk.readonly and disk.device == DiskDevice.DISK and disk.bus != DiskBus.VIRTIO:
-            # QEMU's ide-hd refuses a read-only drive; libvirt says the same up front.
-            v.refuse(disk, f"readonly {disk.bus} disks are not supported")
-            continue
-        if disk.bus == DiskBus.IDE:
-            if v.q35:
-                v.refuse(disk, f"machine '{v.machine.name}' has no IDE bus; use bus='sata'")
-                continue
-            if disk.index > 3:
-                v.refuse(disk, f"IDE disk '{disk.target_dev}' is beyond the 4 IDE positions "
-                               "(hda..hdd)")
-                continue
-        if disk.bus == DiskBus.SATA:
-            controller = disk.index // 6
-            addr = disk.address
-            if addr is not None and getattr(addr, "controller", None) is not None:
-                controller = addr.controller  # type: ignore[attr-defined]
-                if addr.unit > 5:  # type: ignore[attr-defined]
-                    v.refuse(disk, f"SATA unit {addr.unit} is beyond the 6 ports of a "  # type: ignore[attr-defined]
-                                   "controller")
-                    continue
-            if not (v.q35 and controller == 0) and controller not in sata:
-                v.refuse(disk, f"disk '{disk.target_dev}' needs <controller type='sata' "
-                               f"index='{controller}'/>")
-                continue
-        device = disk_device(disk)
-        if device is not None:
-            v.require_device(device, disk)
 
 
 def check_interfaces(v: Validation) -> None:
@@ -100,5 +65,4 @@ def check_memballoon(v: Validation) -> None:
         v.require_device("virtio-balloon-pci", balloon)
 
 
-CHECKS = [check_controllers, check_disks, check_interfaces, check_chardevs,
-          check_memballoon]
+CHECKS = [check_controllers, check_interfaces, check_chardevs, check_memballoon]

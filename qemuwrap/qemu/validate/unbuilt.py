@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.chardev import CharType
 from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
-from qemuwrap.conf.devices.disk import DiskBus, DiskDevice, DiskFormat, DiskType
 from qemuwrap.conf.devices.net import InterfaceType, NICModel
 
 if TYPE_CHECKING:
@@ -28,10 +27,6 @@ BUILT: dict[str, set] = {
     "interface type": {InterfaceType.USER},
     "interface model": {NICModel.VIRTIO, NICModel.E1000, NICModel.RTL8139},
     "character device type": {CharType.PTY, CharType.FILE, CharType.UNIX},
-    "disk type": {DiskType.FILE, DiskType.BLOCK},
-    "disk device": {DiskDevice.DISK, DiskDevice.CDROM},
-    "disk bus": {DiskBus.IDE, DiskBus.SATA, DiskBus.VIRTIO},
-    "disk format": {DiskFormat.RAW, DiskFormat.QCOW2},
 }
 
 
@@ -57,11 +52,6 @@ def check_unbuilt(v: Validation) -> None:
         _refuse(v, n, "interface model", n.model)
     for ch in (*devs.serials, *devs.consoles):
         _refuse(v, ch, "character device type", ch.type)
-    for d in devs.disks:
-        _refuse(v, d, "disk type", d.type)
-        _refuse(v, d, "disk device", d.device)
-        _refuse(v, d, "disk bus", d.target.bus)
-        _refuse(v, d, "disk format", d.driver_type)
 
 
 CHECKS = [check_unbuilt]
