@@ -24,9 +24,14 @@ from qemuwrap.qemu.build import (
 )
 from qemuwrap.qemu.build.boot import build_boot
 from qemuwrap.qemu.build.chardev import build_chardevs
-from qemuwrap.qemu.build.controller import build_controllers
+from qemuwrap.qemu.build.controller import (
+    build_ccid_controllers,
+    build_controllers,
+    build_global_controllers,
+)
 from qemuwrap.qemu.build.disk import build_disks
 from qemuwrap.qemu.build.graphics import build_graphics
+from qemuwrap.qemu.build.hub import build_hubs
 from qemuwrap.qemu.build.input import build_inputs
 from qemuwrap.qemu.build.machine import (
     build_actions,
@@ -82,9 +87,9 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     starts from an internal snapshot of that name.
     """
     machine, _ = resolve_machine(dom, caps)
-    add_implicit_devices(dom, machine)
+    add_implicit_devices(dom, machine, caps)
     machine = validate(dom, caps)
-    assign_addresses(dom, machine)
+    assign_addresses(dom, machine, caps)
     cmd = Command(binary=dom.devices.emulator or caps.emulator)
     ctx = BuildContext(dom, caps, machine, Paths(os.fspath(state_dir)), cmd)
     cmd.env.update(LC_ALL="C", PATH=QEMU_PATH, HOME=ctx.paths.state_dir)
@@ -103,7 +108,10 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     build_clock(ctx)
     build_actions(ctx)
     build_boot(ctx)
+    build_global_controllers(ctx)
     build_controllers(ctx)
+    build_hubs(ctx)
+    build_ccid_controllers(ctx)
     build_disks(ctx)
     build_interfaces(ctx)
     build_chardevs(ctx)

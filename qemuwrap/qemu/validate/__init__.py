@@ -66,9 +66,9 @@ Check = Callable[[Validation], None]
 
 def _checks() -> list[Check]:
     """Every area's checks, in the order their messages read best (then sorted by line)."""
-    from qemuwrap.qemu.validate import devices, machine, unbuilt
+    from qemuwrap.qemu.validate import controller, devices, machine, unbuilt
 
-    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS]
+    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS, *controller.CHECKS]
 
 
 def validate(dom: Domain, caps: Capabilities) -> MachineType:
