@@ -15,8 +15,7 @@ from qemuwrap.conf.devices.controller import (
     VirtioSerialModel,
 )
 from qemuwrap.conf.xmlmodel import table
-from qemuwrap.qemu.argv import optstr
-from qemuwrap.qemu.build import BuildContext
+from qemuwrap.qemu.build import BuildContext, device_value
 
 #: The QEMU device of each ``<model name>`` (the names are QEMU's).
 _PCI_NAMES: dict[PCIModelName, str] = {n: str(n) for n in PCIModelName
@@ -144,7 +143,8 @@ def build_controller(ctx: BuildContext, ctrl: Controller) -> None:
     device = controller_device(ctrl, ctx.q35)
     if device is None:
         return
-    ctx.cmd.add("-device", optstr(device, **controller_props(ctx, ctrl, device)), ctrl.node,
+    ctx.cmd.add("-device", device_value(device, controller_props(ctx, ctrl, device)),
+                ctrl.node,
                 why=None if ctrl.node is not None else f"libvirt's implicit {ctrl.type} "
                                                        "controller")
 
