@@ -29,7 +29,7 @@ from qemuwrap.conf.devices.controller import (
     Master,
     find_controller,
 )
-from qemuwrap.conf.devices.disk import DiskBus
+from qemuwrap.conf.devices.disk import DiskBus, assign_drive_addresses
 from qemuwrap.conf.devices.input import Input, InputBus, InputType
 from qemuwrap.conf.devices.memballoon import BalloonModel, MemBalloon
 from qemuwrap.conf.devices.video import Video, VideoModel, VideoModelEl
@@ -50,6 +50,7 @@ def add_implicit_devices(dom: Domain, machine: MachineType, caps: Capabilities) 
     """Complete ``dom`` in place, as libvirt's post-parse does."""
     add_default_devices(dom, machine, caps)
     set_controller_models(dom)
+    assign_drive_addresses(dom)  # libvirt places drives before it adds their controllers
     add_implicit_controllers(dom)
     set_controller_models(dom)  # implicit SCSI controllers get their model too
     add_implicit_video(dom)

@@ -14,7 +14,7 @@ from qemuwrap.conf.devices.hub import Hub, HubType
 from qemuwrap.conf.domain import Domain
 
 HUB_PORTS = 8
-MAX_DEPTH = 5
+MAX_DEPTH = 4
 M = ControllerModel
 #: virDomainUSBAddressControllerModelToPorts (companions: their EHCI counts).
 PORTS = {M.PIIX3_UHCI: 2, M.PIIX4_UHCI: 2, M.VT82C686B_UHCI: 2, M.EHCI: 6,

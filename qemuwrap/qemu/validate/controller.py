@@ -65,6 +65,8 @@ def check_controllers(v: Validation) -> None:
         if kind == ControllerType.PCI:
             check_pci(v, ctrl)
         elif kind == ControllerType.IDE:
+            if ctrl.node is None:
+                continue  # implied by IDE disks, which are refused themselves
             if v.q35:
                 v.refuse(ctrl, f"machine '{v.machine.name}' has no IDE controller (use "
                                "SATA)")
