@@ -446,6 +446,9 @@ def controller_options(dom: Domain, caps: Capabilities) -> None:
                                         "free for this expander bus: set <target busNr>")
                 ctrl.opts.busNr = lowest - 2
         if model == P.PCI_BRIDGE and ctrl.index <= addr.bus:
+            if ctrl.index == addr.bus:  # no other bus took it: it went into its own
+                raise Problem(ctrl, "no PCI slot can take this pci-bridge (on q35 it needs "
+                                    "a dmi-to-pci-bridge or a pcie-to-pci-bridge)")
             raise Problem(ctrl, f"a pci-bridge at index {ctrl.index} sits on bus "
                                 f"{addr.bus}: its index must be larger than its bus")
 

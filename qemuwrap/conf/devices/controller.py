@@ -424,11 +424,15 @@ def complete_controllers(controllers: list[Controller]) -> list[XMLError]:
     ordered: list[Controller] = []
     for ctrl in controllers:
         insert_controller(ordered, ctrl)
-    controllers[:] = ordered
-    assign_indexes(controllers)
-    for ctrl in controllers:
+    assign_indexes(ordered)
+    for ctrl in ordered:
         if ctrl.model in USB2_COMPANIONS and ctrl.master is None:
             ctrl.master = Master(startport=USB2_COMPANIONS[ctrl.model])
+    # Once more with every index and master known: the order the formatted definition
+    # reads back in (an EHCI master before its companions, as QEMU needs them).
+    controllers.clear()
+    for ctrl in ordered:
+        insert_controller(controllers, ctrl)
     return duplicate_errors(controllers)
 
 
