@@ -200,11 +200,7 @@ class PCIPass:
             else:
                 ctrl.address = PCIAddress(slot=1, function=fn)
             self.reserve(ctrl, ctrl.address, flags)  # type: ignore[arg-type]
-        for fn in (0, 3):
-            try:
-                self.set.reserve(PCIAddress(slot=1, function=fn), flags)
-            except AddressError as exc:
-                raise Problem(self.dom.devices.controllers[0], str(exc)) from None
+        self.chipset_functions(1, (0, 3), flags, "PIIX3's ISA bridge and ACPI")
         self.primary_video(2, flags)
 
     def ich9(self) -> None:
@@ -234,11 +230,7 @@ class PCIPass:
                     addr = PCIAddress(slot=0x1E)
                     self.reserve(ctrl, addr, flags)
                     ctrl.address = addr
-        for fn in (0, 3):
-            try:
-                self.set.reserve(PCIAddress(slot=0x1F, function=fn), flags)
-            except AddressError as exc:
-                raise Problem(self.dom.devices.controllers[0], str(exc)) from None
+        self.chipset_functions(0x1F, (0, 3), flags, "ICH9's LPC bridge and SMBus")
         self.primary_video(1, flags)
         if not self.set.in_use(0, 0x1B):
             for sound in self.dom.devices.sounds:
@@ -247,6 +239,20 @@ class PCIPass:
                     self.reserve(sound, addr, flags)
                     sound.address = addr
                     break
+
+    def chipset_functions(self, slot: int, functions: tuple[int, ...], flags: Conn,
+                          what: str) -> None:
+        """Functions of the root bus the chipset itself occupies."""
+        for fn in functions:
+            addr = PCIAddress(slot=slot, function=fn)
+            try:
+                self.set.reserve(addr, flags)
+            except AddressError:
+                taker = next(d for d in all_devices(self.dom)
+                             if isinstance(d.address, PCIAddress)
+                             and _same(d.address, 0, slot, fn))
+                raise Problem(taker, f"PCI address {addr} is taken by {what} "
+                                     f"(00:{slot:02x}.0 and .3)") from None
 
     def primary_video(self, slot: int, flags: Conn) -> None:
         """QEMU puts the first VGA card in the first free slot after the chipset's;

@@ -412,6 +412,7 @@ def duplicate_errors(controllers: list[Controller]) -> list[XMLError]:
                                                for o in same)):
             errors.append(ctrl.error(f"controller type '{ctrl.type}' index {ctrl.index} "
                                      "is defined twice"))
+            continue  # one line per extra controller: the others are judged without it
         same.append(ctrl)
     return errors
 
