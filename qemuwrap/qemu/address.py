@@ -118,11 +118,11 @@ class PCIPass:
         self.pci_root = any(c.model == M.PCI_ROOT for c in ctrls)
         self.pcie = PCIE_FLAGS if self.pcie_root else PCI_FLAGS
         self.virtio = self.pcie  # QEMU >= 4.0: virtio devices are PCIe where they can be
-        self._flags: dict[int, Conn] = {}
+        self._flags: dict[int, int] = {}
         self.set = PCIAddressSet(self._buses(nbuses), dry_run,
                                  pcie_to_pci_bridge=caps.has_device("pcie-pci-bridge"))
 
-    def flags(self, dev: Device) -> Conn:
+    def flags(self, dev: Device) -> int:
         key = id(dev)
         if key not in self._flags:
             self._flags[key] = connect_flags(dev, self.pcie, self.virtio)
@@ -140,13 +140,13 @@ class PCIPass:
         return [b if b is not None else Bus.of(default) for b in buses]
 
     # -- taking addresses -------------------------------------------------------------
-    def reserve(self, dev: Device, addr: PCIAddress, flags: Conn) -> None:
+    def reserve(self, dev: Device, addr: PCIAddress, flags: int) -> None:
         try:
             self.set.reserve(addr, flags, from_config=True)
         except AddressError as exc:
             raise Problem(dev, str(exc)) from None
 
-    def place(self, dev: Device, flags: Conn | None = None, function: int = -1) \
+    def place(self, dev: Device, flags: int | None = None, function: int = -1) \
             -> PCIAddress:
         """The next free address for ``dev``, written into it unless a dry run."""
         try:
@@ -240,7 +240,7 @@ class PCIPass:
                     sound.address = addr
                     break
 
-    def chipset_functions(self, slot: int, functions: tuple[int, ...], flags: Conn,
+    def chipset_functions(self, slot: int, functions: tuple[int, ...], flags: int,
                           what: str) -> None:
         """Functions of the root bus the chipset itself occupies."""
         for fn in functions:
@@ -254,7 +254,7 @@ class PCIPass:
                 raise Problem(taker, f"PCI address {addr} is taken by {what} "
                                      f"(00:{slot:02x}.0 and .3)") from None
 
-    def primary_video(self, slot: int, flags: Conn) -> None:
+    def primary_video(self, slot: int, flags: int) -> None:
         """QEMU puts the first VGA card in the first free slot after the chipset's;
         libvirt writes that slot down (or the next free one)."""
         videos = self.dom.devices.videos
@@ -402,17 +402,19 @@ def assign_pci(dom: Domain, machine: MachineType, caps: Capabilities) -> None:
 def set_all_multi(dom: Domain) -> None:
     """multifunction='on' for function 0 of every slot with more functions in use
     (unless the XML says 'off')."""
-    devices = list(all_devices(dom))
-    for dev in devices:
+    first: dict[tuple[int, int], PCIAddress] = {}
+    others: set[tuple[int, int]] = set()
+    for dev in all_devices(dom):
         a = dev.address
-        if not isinstance(a, PCIAddress) or a.function == 0:
-            continue
-        for other in devices:
-            b = other.address
-            if isinstance(b, PCIAddress) and _same(b, a.bus, a.slot, 0) and b.domain == a.domain:
-                if b.multifunction is None:
-                    b.multifunction = True
-                break
+        if isinstance(a, PCIAddress) and a.domain == 0:
+            if a.function == 0:
+                first.setdefault((a.bus, a.slot), a)
+            else:
+                others.add((a.bus, a.slot))
+    for slot in others:
+        a = first.get(slot)
+        if a is not None and a.multifunction is None:
+            a.multifunction = True
 
 
 def controller_options(dom: Domain, caps: Capabilities) -> None:

@@ -12,15 +12,15 @@ decides which controllers to add.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
 from qemuwrap.conf.devices.address import PCIAddress
 from qemuwrap.conf.devices.controller import PCIModel
 
 
-class Conn(enum.IntFlag):
-    """virDomainPCIConnectFlags: what a device is, or what a bus accepts."""
+class Conn:
+    """virDomainPCIConnectFlags: what a device is, or what a bus accepts (plain int bits:
+    an IntFlag's operators cost more than the rest of a placement)."""
 
     HOTPLUGGABLE = 1 << 0
     AUTOASSIGN = 1 << 1
@@ -44,13 +44,13 @@ TYPES_MASK = (Conn.PCI_DEVICE | Conn.PCIE_DEVICE | Conn.PCIE_ROOT_PORT
               | Conn.PCIE_TO_PCI_BRIDGE | Conn.PCI_BRIDGE)
 ENDPOINTS = Conn.PCI_DEVICE | Conn.PCIE_DEVICE
 SLOT_LAST = 31
-NO_FLAGS = Conn(0)
+NO_FLAGS = 0
 
 P = PCIModel
 A, HP = Conn.AUTOASSIGN, Conn.HOTPLUGGABLE
 #: virDomainPCIAddressBusSetModel: what each bus accepts downstream (before hotplug),
 #: and its slot range.
-BUS_RULES: dict[PCIModel, tuple[Conn, int, int]] = {
+BUS_RULES: dict[PCIModel, tuple[int, int, int]] = {
     P.PCI_ROOT: (A | Conn.PCI_DEVICE | Conn.PCI_BRIDGE | Conn.PCI_EXPANDER_BUS | HP, 1, 31),
     P.PCI_BRIDGE: (A | Conn.PCI_DEVICE | Conn.PCI_BRIDGE | HP, 1, 31),
     P.PCI_EXPANDER_BUS: (A | Conn.PCI_DEVICE | Conn.PCI_BRIDGE | HP, 0, 31),
@@ -66,7 +66,7 @@ BUS_RULES: dict[PCIModel, tuple[Conn, int, int]] = {
     P.PCIE_EXPANDER_BUS: (Conn.PCIE_ROOT_PORT | Conn.DMI_TO_PCI_BRIDGE, 0, 31),
 }
 #: virDomainPCIControllerModelToConnectType: what a PCI controller is, upstream.
-CONTROLLER_CONNECT: dict[PCIModel, Conn] = {
+CONTROLLER_CONNECT: dict[PCIModel, int] = {
     P.PCI_ROOT: NO_FLAGS, P.PCIE_ROOT: NO_FLAGS,
     P.PCI_BRIDGE: Conn.PCI_BRIDGE,
     P.PCI_EXPANDER_BUS: Conn.PCI_EXPANDER_BUS,
@@ -97,7 +97,7 @@ class Bus:
     """One PCI bus: what plugs into it, its slots, and each slot's used functions."""
 
     model: PCIModel
-    flags: Conn
+    flags: int
     min_slot: int
     max_slot: int
     functions: list[int] = field(default_factory=lambda: [0] * (SLOT_LAST + 1))
@@ -121,7 +121,7 @@ def _fmt(bus: int, slot: int, function: int) -> str:
     return f"0000:{bus:02x}:{slot:02x}.{function}"
 
 
-def compatible(bus_flags: Conn, dev_flags: Conn, bus: int, from_config: bool) -> str | None:
+def compatible(bus_flags: int, dev_flags: int, bus: int, from_config: bool) -> str | None:
     """Why a device of ``dev_flags`` cannot plug into a bus of ``bus_flags`` (None if
     it can); an address from the XML may put a PCI device in a PCIe slot and back."""
     if dev_flags & Conn.INTEGRATED:
@@ -156,7 +156,12 @@ class PCIAddressSet:
         self.pcie_to_pci_bridge = pcie_to_pci_bridge
 
     # -- checking and taking one address --------------------------------------------------
-    def validate(self, addr: PCIAddress, flags: Conn, from_config: bool) -> None:
+    def validate(self, addr: PCIAddress, flags: int, from_config: bool) -> None:
+        if (addr.domain == 0 and addr.bus < len(self.buses)
+                and self.buses[addr.bus].min_slot <= addr.slot <= self.buses[addr.bus].max_slot
+                and compatible(self.buses[addr.bus].flags, flags, addr.bus,
+                               from_config) is None):
+            return  # the common case, without building a message
         where = _fmt(addr.bus, addr.slot, addr.function)
         if addr.domain != 0:
             raise AddressError(f"PCI address {where}: only PCI domain 0 is available")
@@ -174,7 +179,7 @@ class PCIAddressSet:
             raise AddressError(f"PCI address {where}: slot must be <= {bus.max_slot} on a "
                                f"{bus.model}")
 
-    def reserve(self, addr: PCIAddress, flags: Conn, from_config: bool = True) -> None:
+    def reserve(self, addr: PCIAddress, flags: int, from_config: bool = True) -> None:
         """Take ``addr`` (virDomainPCIAddressReserveAddr)."""
         if self.dry_run:
             self.grow(addr, flags)
@@ -194,7 +199,7 @@ class PCIAddressSet:
         return all(b.full() for b in self.buses)
 
     # -- finding a free one -------------------------------------------------------------
-    def _free_on_bus(self, index: int, flags: Conn, function: int) -> PCIAddress | None:
+    def _free_on_bus(self, index: int, flags: int, function: int) -> PCIAddress | None:
         bus = self.buses[index]
         if compatible(bus.flags, flags, index, False) is not None:
             return None
@@ -212,7 +217,7 @@ class PCIAddressSet:
                             return PCIAddress(bus=index, slot=slot, function=other)
         return None
 
-    def next_free(self, flags: Conn, function: int = -1) -> PCIAddress:
+    def next_free(self, flags: int, function: int = -1) -> PCIAddress:
         """The first free slot (or root-port function) a device of ``flags`` fits
         (virDomainPCIAddressGetNextAddr); a dry run adds a bus when there is none."""
         for index in range(len(self.buses)):
@@ -226,14 +231,14 @@ class PCIAddressSet:
         addr.slot = self.buses[addr.bus].min_slot
         return addr
 
-    def reserve_next(self, flags: Conn, function: int = -1) -> PCIAddress:
+    def reserve_next(self, flags: int, function: int = -1) -> PCIAddress:
         """Find and take the next free address (virDomainPCIAddressReserveNextAddr)."""
         addr = self.next_free(flags, function)
         self.reserve(addr, flags, from_config=False)
         return addr
 
     # -- adding buses (dry run) ------------------------------------------------------
-    def grow(self, addr: PCIAddress, flags: Conn) -> None:
+    def grow(self, addr: PCIAddress, flags: int) -> None:
         """Add the buses up to ``addr.bus`` that a device of ``flags`` needs
         (virDomainPCIAddressSetGrow); may move ``addr`` one bus on, past the root port
         a pure PCIe machine needs for its first pcie-to-pci-bridge."""

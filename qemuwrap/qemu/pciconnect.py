@@ -59,12 +59,12 @@ def _get(obj: Any, *path: str) -> str | None:
     return str(obj)
 
 
-def _virtio(model: str | None, virtio: Conn) -> Conn:
+def _virtio(model: str | None, virtio: int) -> int:
     """A virtio device: transitional ones only work in conventional PCI slots."""
     return PCI_FLAGS if model == TRANSITIONAL else virtio
 
 
-def connect_flags(dev: object, pcie: Conn, virtio: Conn) -> Conn:
+def connect_flags(dev: object, pcie: int, virtio: int) -> int:
     """The connection ``dev`` needs; ``pcie``/``virtio``: the flags a PCIe device and a
     modern virtio device get on this machine."""
     if isinstance(dev, Controller):
@@ -117,7 +117,7 @@ def connect_flags(dev: object, pcie: Conn, virtio: Conn) -> Conn:
     return NO_FLAGS
 
 
-def _controller(ctrl: Controller, pcie: Conn, virtio: Conn) -> Conn:
+def _controller(ctrl: Controller, pcie: int, virtio: int) -> int:
     model = str(ctrl.model) if ctrl.model is not None else None
     kind = ctrl.type
     if kind == ControllerType.PCI:
@@ -138,7 +138,7 @@ def _controller(ctrl: Controller, pcie: Conn, virtio: Conn) -> Conn:
     return NO_FLAGS  # fdc, ccid, xenbus, isa
 
 
-def _filesystem(fs: Filesystem, virtio: Conn) -> Conn:
+def _filesystem(fs: Filesystem, virtio: int) -> int:
     driver = _get(fs, "driver", "type")
     if driver == "virtiofs":
         return virtio
@@ -147,7 +147,7 @@ def _filesystem(fs: Filesystem, virtio: Conn) -> Conn:
     return _virtio(_get(fs, "model"), virtio)  # virtio-9p-pci
 
 
-def _hostdev(dev: Hostdev, pcie: Conn, virtio: Conn) -> Conn:
+def _hostdev(dev: Hostdev, pcie: int, virtio: int) -> int:
     kind = str(dev.type)
     if str(dev.mode) != "subsystem" or kind not in ("pci", "scsi_host", "mdev"):
         return NO_FLAGS

@@ -174,6 +174,13 @@ class PCIModelName(enum.StrEnum):
     PCIE_PCI_BRIDGE = "pcie-pci-bridge"
 
 
+# ControllerModel -> the per-type member of the same spelling (the views below).
+_AS_PCI: dict[ControllerModel | None, PCIModel] = {ControllerModel(m.value): m for m in PCIModel}
+_AS_USB: dict[ControllerModel | None, USBModel] = {ControllerModel(m.value): m for m in USBModel}
+_AS_SCSI: dict[ControllerModel | None, SCSIModel] = {ControllerModel(m.value): m for m in SCSIModel}
+_AS_SERIAL: dict[ControllerModel | None, VirtioSerialModel] = {
+    ControllerModel(m.value): m for m in VirtioSerialModel}
+
 #: The USB2 companion family: an EHCI with up to three UHCIs on one slot, one index.
 USB2_MODELS = frozenset({ControllerModel.ICH9_EHCI1, ControllerModel.ICH9_UHCI1,
                          ControllerModel.ICH9_UHCI2, ControllerModel.ICH9_UHCI3})
@@ -312,28 +319,22 @@ class Controller(PCIDevice):
             raise self.error("<master> is only for USB companion controllers")
 
     # -- views ------------------------------------------------------------------------
-    def _typed(self, kind: ControllerType) -> str | None:
-        return self.model.value if self.type == kind and self.model is not None else None
-
     @property
     def pci_model(self) -> PCIModel | None:
-        value = self._typed(ControllerType.PCI)
-        return PCIModel(value) if value is not None else None
+        return _AS_PCI.get(self.model) if self.type == ControllerType.PCI else None
 
     @property
     def usb_model(self) -> USBModel | None:
-        value = self._typed(ControllerType.USB)
-        return USBModel(value) if value is not None else None
+        return _AS_USB.get(self.model) if self.type == ControllerType.USB else None
 
     @property
     def scsi_model(self) -> SCSIModel | None:
-        value = self._typed(ControllerType.SCSI)
-        return SCSIModel(value) if value is not None else None
+        return _AS_SCSI.get(self.model) if self.type == ControllerType.SCSI else None
 
     @property
     def serial_model(self) -> VirtioSerialModel | None:
-        value = self._typed(ControllerType.VIRTIO_SERIAL)
-        return VirtioSerialModel(value) if value is not None else None
+        return _AS_SERIAL.get(self.model) if self.type == ControllerType.VIRTIO_SERIAL \
+            else None
 
     @property
     def is_pci_root(self) -> bool:

@@ -79,6 +79,7 @@ class BuildContext:
         self.machine = machine
         self.paths = paths
         self.cmd = cmd
+        self._controllers: dict[tuple[ControllerType, int], Controller | None] = {}
 
     @property
     def q35(self) -> bool:
@@ -144,8 +145,13 @@ class BuildContext:
         return f"pci.{bus}"
 
     def controller(self, kind: ControllerType, index: int) -> Controller | None:
-        """The controller of ``kind`` and ``index`` (a USB2 family's EHCI master)."""
-        return find_controller(self.dom.devices.controllers, kind, index)
+        """The controller of ``kind`` and ``index`` (a USB2 family's EHCI master); the
+        list is complete once builders run, so each answer is kept."""
+        key = (kind, index)
+        if key not in self._controllers:
+            self._controllers[key] = find_controller(self.dom.devices.controllers, kind,
+                                                     index)
+        return self._controllers[key]
 
     def controller_alias(self, kind: ControllerType, index: int) -> str:
         ctrl = self.controller(kind, index)
