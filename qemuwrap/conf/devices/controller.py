@@ -175,9 +175,12 @@ class PCIModelName(enum.StrEnum):
 
 
 # ControllerModel -> the per-type member of the same spelling (the views below).
-_AS_PCI: dict[ControllerModel | None, PCIModel] = {ControllerModel(m.value): m for m in PCIModel}
-_AS_USB: dict[ControllerModel | None, USBModel] = {ControllerModel(m.value): m for m in USBModel}
-_AS_SCSI: dict[ControllerModel | None, SCSIModel] = {ControllerModel(m.value): m for m in SCSIModel}
+_AS_PCI: dict[ControllerModel | None, PCIModel] = {
+    ControllerModel(m.value): m for m in PCIModel}
+_AS_USB: dict[ControllerModel | None, USBModel] = {
+    ControllerModel(m.value): m for m in USBModel}
+_AS_SCSI: dict[ControllerModel | None, SCSIModel] = {
+    ControllerModel(m.value): m for m in SCSIModel}
 _AS_SERIAL: dict[ControllerModel | None, VirtioSerialModel] = {
     ControllerModel(m.value): m for m in VirtioSerialModel}
 
