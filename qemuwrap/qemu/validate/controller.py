@@ -80,12 +80,23 @@ def check_controllers(v: Validation) -> None:
             continue
         elif kind == ControllerType.USB:
             check_usb(v, ctrl)
-        if ctrl.driver is not None and ctrl.driver.iothread is not None and not (
-                kind == ControllerType.SCSI and str(ctrl.model).startswith("virtio")):
-            v.refuse(ctrl.driver, "iothread is only for virtio-scsi controllers")
+        if ctrl.driver is not None and ctrl.driver.iothread is not None:
+            check_iothread(v, ctrl)
         device = controller_device(ctrl, v.q35)
         if device is not None:
             v.require_device(CANONICAL.get(device, device), ctrl)
+
+
+def check_iothread(v: Validation, ctrl: Controller) -> None:
+    """``<driver iothread='N'>`` names one of the domain's I/O threads (virtio-scsi)."""
+    assert ctrl.driver is not None and ctrl.driver.iothread is not None
+    if not (ctrl.type == ControllerType.SCSI and str(ctrl.model).startswith("virtio")):
+        v.refuse(ctrl.driver, "iothread is only for virtio-scsi controllers")
+        return
+    ids = getattr(v.dom, "iothreadids", None)  # the domain's <iothreads> (area C's model)
+    if not ids or ctrl.driver.iothread not in ids:
+        v.refuse(ctrl.driver, f"iothread {ctrl.driver.iothread} is not one of the domain's "
+                              "I/O threads (<iothreads>, <iothreadids>)")
 
 
 def check_usb(v: Validation, ctrl: Controller) -> None:
@@ -133,6 +144,12 @@ def check_pci(v: Validation, ctrl: Controller) -> None:
         v.refuse(ctrl.model_name, f"model name '{name}' is not a '{model}' controller")
     target = ctrl.target
     if target is not None:
+        if target.index is not None:
+            v.refuse(target, "<target index> numbers pSeries PCI host bridges; an x86 "
+                             "machine has one PCI root")
+        if target.memReserve is not None:
+            v.refuse(target, "<target memReserve> is bhyve's: QEMU's PCI controllers "
+                             "take no memory reservation from libvirt")
         if target.hotplug is not None and model not in PORT_ONLY:
             v.refuse(target, f"attribute 'hotplug' is for pcie-root-port and "
                              f"pcie-switch-downstream-port controllers, not '{model}'")
