@@ -25,7 +25,7 @@ from qemuwrap.qemu.pciaddr import AddressError, Bus, Conn, PCIAddressSet, compat
 from qemuwrap.qemu.pciconnect import PCI_FLAGS, PCIE_FLAGS
 from qemuwrap.qemu.usbaddr import HubPorts
 
-from conftest import DEFAULT_CAPS
+from conftest import DEFAULT_CAPS, XML2ARGV
 
 M = ControllerModel
 CAPS = Capabilities.from_file(DEFAULT_CAPS)
@@ -383,3 +383,21 @@ def test_aliases_user_ones_kept_others_libvirts():
     assert names[ControllerType.SCSI] == "scsi0"
     assert names[ControllerType.SATA] == "ide"
     assert "usb-hub,id=hub0,bus=ua-myusb.0,port=1" in cmd.argv
+
+
+# --------------------------------------------------------------------------- live XML
+GOLDEN = sorted(p.stem for p in XML2ARGV.glob("*.args")
+                if not (XML2ARGV / f"{p.stem}.caps").exists())
+
+
+@pytest.mark.parametrize("name", GOLDEN)
+def test_live_definition_rebuilds_the_same_machine(name):
+    """The completed model (implicit devices, addresses, ids) is what the state
+    directory's domain.xml holds; read back, it gives the very same command, so a
+    restore or an adopt sees the hardware the guest booted with."""
+    from qemuwrap.conf.domain import load
+
+    _data, dom = load(str(XML2ARGV / f"{name}.xml"), random=guid.counting_random)
+    first = build_command(dom, CAPS, "/run/qemuwrap/t").argv
+    again = loads(dom.format(), random=guid.counting_random)
+    assert build_command(again, CAPS, "/run/qemuwrap/t").argv == first

@@ -143,10 +143,10 @@ def build_controller(ctx: BuildContext, ctrl: Controller) -> None:
     device = controller_device(ctrl, ctx.q35)
     if device is None:
         return
+    why = ("added by address assignment, where libvirt adds it" if ctrl.type == "pci"
+           else f"libvirt's implicit {ctrl.type} controller")
     ctx.cmd.add("-device", device_value(device, controller_props(ctx, ctrl, device)),
-                ctrl.node,
-                why=None if ctrl.node is not None else f"libvirt's implicit {ctrl.type} "
-                                                       "controller")
+                ctrl.node, why=None if ctrl.node is not None else why)
 
 
 def build_global_controllers(ctx: BuildContext) -> None:
