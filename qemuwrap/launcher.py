@@ -66,7 +66,7 @@ def run(path: str, opts: Options, *, background: bool = False,
         previous = dom.genid_str
         incoming_uri = None
         if restore_from is not None:
-            incoming_uri = _check_save_file(restore_from, dom)
+            incoming_uri = _check_save_file(restore_from, dom, opts)
         new_genid = bool(restore_from or loadvm) and dom.genid_requested
         if new_genid:
             dom.genid = guid.generate_v4()
@@ -202,11 +202,12 @@ def _save_or_transient(path: str, data: bytes, dom: Domain, opts: Options) -> No
                                        "saving it") from None
 
 
-def _check_save_file(save_path: str, dom: Domain) -> str:
+def _check_save_file(save_path: str, dom: Domain, opts: Options) -> str:
     """The seed's ABI-stability check of ``dom`` against the saved definition; the URI
     QEMU loads the state from."""
     from qemuwrap import savefile
     from qemuwrap.conf.abi import check_abi_stability
+    from qemuwrap.qemu.command import complete_definition
 
     meta, offset = savefile.read(save_path)
     saved = loads(meta["xml"])
@@ -217,6 +218,9 @@ def _check_save_file(save_path: str, dom: Domain) -> str:
     for nic, was in zip(dom.devices.interfaces, saved.devices.interfaces, strict=False):
         if nic.mac_generated:
             nic.mac = was.mac
+    # The saved definition is a live one (implicit devices, addresses): compare like
+    # with like, as libvirt compares two post-parsed definitions.
+    complete_definition(dom, capabilities.for_domain(dom.devices.emulator, opts.caps))
     check_abi_stability(saved, dom)
     return f"exec:tail -c +{offset + 1} {shell_quote(os.path.abspath(save_path))}"
 

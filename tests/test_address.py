@@ -401,3 +401,25 @@ def test_live_definition_rebuilds_the_same_machine(name):
     first = build_command(dom, CAPS, "/run/qemuwrap/t").argv
     again = loads(dom.format(), random=guid.counting_random)
     assert build_command(again, CAPS, "/run/qemuwrap/t").argv == first
+
+
+def test_a_definition_matches_its_own_live_form_after_completion():
+    """A restore compares the user's definition with the live one in the save file:
+    completed (implicit devices, addresses) they are the same machine; a device added
+    since moves what follows it and is refused."""
+    from qemuwrap.conf.abi import ABIError, check_abi_stability
+    from qemuwrap.qemu.command import complete_definition
+
+    xml = (XML2ARGV / "q35-root-ports.xml").read_text()
+    live = loads(xml, random=guid.counting_random)
+    build_command(live, CAPS, "/run/qemuwrap/t")
+    saved = loads(live.format(), random=guid.counting_random)
+    again = loads(xml, random=guid.counting_random)
+    complete_definition(again, CAPS)
+    check_abi_stability(saved, again)
+    grown = loads(xml.replace("<graphics", "<interface type='user'><mac address="
+                              "'52:54:00:00:00:09'/></interface><graphics"),
+                  random=guid.counting_random)
+    complete_definition(grown, CAPS)
+    with pytest.raises(ABIError):
+        check_abi_stability(saved, grown)

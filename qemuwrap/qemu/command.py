@@ -51,7 +51,7 @@ from qemuwrap.qemu.validate import resolve_machine, validate
 QEMU_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 __all__ = ["CONTROL_SOCKET", "PIDFILE", "QMP_SOCKET", "Paths", "build_command",
-           "build_vmgenid"]
+           "build_vmgenid", "complete_definition"]
 
 
 def build_vmgenid(ctx: BuildContext) -> None:
@@ -75,6 +75,16 @@ def build_monitors(ctx: BuildContext) -> None:
     cmd.add("-mon", optstr(chardev="charcontrol", id="control", mode="control"),
             why="QMP monitor for qemuwrap's other commands")
     cmd.add("-pidfile", paths.pidfile, why="QEMU's pid for status/adoption")
+
+
+def complete_definition(dom: Domain, caps: Capabilities) -> None:
+    """What ``dom`` means on this QEMU, written into it as libvirt's post-parse and
+    address assignment write it: implicit devices, addresses, ids (no validation, no
+    command).  Two definitions are compared this way, as libvirt compares them (the ABI
+    check of a restore); building the command afterwards changes nothing more."""
+    machine, _ = resolve_machine(dom, caps)
+    add_implicit_devices(dom, machine, caps)
+    assign_addresses(dom, machine, caps)
 
 
 def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str, *,
