@@ -18,7 +18,7 @@ from qemuwrap.conf.xmlmodel import (
     Element,
     Int,
     ParseContext,
-    Str,
+    Token,
     attr,
     child,
     text,
@@ -224,7 +224,7 @@ class PCIHole64(Element):
     """``<pcihole64 unit=...>``: the 64-bit PCI hole of a root bus, kept in KiB."""
 
     TAG = "pcihole64"
-    unit: str | None = attr(Str(r"[A-Za-z]+", what="unit"))
+    unit: str | None = attr(Token(r"[A-Za-z]+", what="unit"))
     value: int = text(Int(0, 2**63 - 1), required=True)
 
     def check(self, ctx: ParseContext) -> None:
