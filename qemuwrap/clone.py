@@ -224,12 +224,12 @@ def _shared(dom: Domain) -> list[str]:
     out = []
     for kind, devs in (("serial", dom.devices.serials), ("console", dom.devices.consoles)):
         for dev in devs:
-            if dev.source.path:
-                out.append(f"{kind} port {dev.port} still uses {dev.source.path} "
+            if dev.path:
+                out.append(f"{kind} port {dev.port} still uses {dev.path} "
                            "(shared with the source)")
     for g in dom.devices.graphics:
-        if g.port is not None:
-            out.append(f"VNC port {g.port} is fixed (shared with the source)")
+        for port in g.fixed_ports():
+            out.append(f"{g.type} port {port} is fixed (shared with the source)")
     return out
 
 

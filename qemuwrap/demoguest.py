@@ -2,11 +2,16 @@
 
 It exists so qemuwrap's ``<genid/>`` support can be shown and tested end to end: the guest prints
 ``genid: GUID`` at boot, again whenever a restore changes the GUID under it, and powers off on
-the ACPI power button or after ``qemuwrap.poweroff=N`` seconds.
+the ACPI power button or after ``qemuwrap.poweroff=N`` seconds. It also proves the companions
+from inside: it reports EFI, the TPM, a virtiofs mount, a DHCP lease and pings, and runs
+Debian's real ``qemu-ga`` on the guest agent port (the report lines and the kernel command line
+switches are documented in ``demoguest_init.sh``'s header).
 
 The image is Debian's cloud kernel (it has no vmgenid driver, so the GUID memory is free to
-read from user space), Debian's static busybox, and an initramfs this module writes itself
-(newc cpio, so no root and no cpio binary are needed). Stdlib only, so it imports fast.
+read from user space) with the modules virtio devices need (and their dependencies, from a
+``modules.dep`` that busybox's depmod writes), Debian's static busybox, ``qemu-ga`` with the
+shared libraries ``ldd`` names, and an initramfs this module writes itself (newc cpio, so no
+root and no cpio binary are needed). Stdlib only, so it imports fast.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import importlib.resources
 import io
 import os
 import re
+import shutil
 import stat
 import struct
 import subprocess
@@ -32,18 +38,25 @@ DEFAULT_DIR = Path("/var/tmp/qemuwrap-demo")
 KERNEL_METAPACKAGE = "linux-image-cloud-amd64"
 BUSYBOX = Path("/bin/busybox")
 BUSYBOX_PACKAGE = "busybox-static"
-# Modules the init loads so the ACPI power button reaches user space as an input event.
-MODULES = {
-    "button.ko": "kernel/drivers/acpi/button.ko",
-    "evdev.ko": "kernel/drivers/input/evdev.ko",
-}
+QEMU_GA = Path("/usr/sbin/qemu-ga")
+QEMU_GA_PACKAGE = "qemu-guest-agent"
+# Modules (by name) the init loads: the ACPI power button as an input event, always; the
+# drivers of the virtio devices a guest may be given, when it has a virtio PCI device.
+POWER_MODULES = ("evdev", "button")
+VIRTIO_MODULES = (
+    "virtio_pci", "virtio_net", "virtio_blk", "virtio_console", "virtio_scsi", "fuse",
+    "virtiofs", "virtio_balloon", "virtio_rng", "vmw_vsock_virtio_transport",
+)
 # Applets the init script relies on; checked up front so a wrong busybox fails at build time.
 REQUIRED_APPLETS = frozenset(
-    {"sh", "mount", "mkdir", "cat", "chmod", "echo", "od", "tr", "printf"}
-    | {"dmesg", "devmem", "insmod", "acpid", "usleep", "sleep", "poweroff"}
+    {"sh", "mount", "mkdir", "cat", "chmod", "echo", "od", "tr", "printf", "head"}
+    | {"dmesg", "devmem", "insmod", "acpid", "usleep", "sleep", "poweroff", "reboot"}
+    | {"ip", "udhcpc", "ping", "depmod", "grep"}
 )
 # Bump when the archive layout changes, so existing initrds are rebuilt.
-_LAYOUT_VERSION = b"qemuwrap-demo-initrd-2"
+_LAYOUT_VERSION = b"qemuwrap-demo-initrd-3"
+# Bump when the kernel files kept in DEST change, so an older DEST fetches them again.
+_KERNEL_LAYOUT = "2"
 
 
 class DemoBuildError(Exception):
@@ -56,6 +69,8 @@ class DemoImage:
 
     kernel: Path
     initrd: Path
+    agent: bool = False  # qemu-ga is in the image
+    notes: tuple[str, ...] = ()  # what the build left out, and why
 
 
 def init_script() -> bytes:
@@ -103,16 +118,59 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _module_name(relpath: str) -> str:
+    """The name the kernel knows a module by: file name without .ko, '-' read as '_'."""
+    return relpath.rsplit("/", 1)[-1].removesuffix(".ko").replace("-", "_")
+
+
+def parse_modules_dep(text: str) -> dict[str, list[str]]:
+    """``modules.dep``: each module's path and the paths of every module it needs."""
+    deps: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        path, sep, needs = line.partition(":")
+        if sep:
+            deps[path.strip()] = needs.split()
+    return deps
+
+
+def load_order(deps: dict[str, list[str]], names: Iterable[str]) -> list[str]:
+    """The paths of the named modules and all they need, each after everything it needs
+    (modules.dep lists a module's whole closure, in no useful order)."""
+    by_name = {_module_name(path): path for path in deps}
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(path: str) -> None:
+        if path in order:
+            return
+        if path in visiting:
+            raise DemoBuildError(f"modules.dep: dependency loop through {path}")
+        visiting.add(path)
+        for need in deps.get(path, []):
+            visit(need)
+        visiting.discard(path)
+        order.append(path)
+
+    for name in names:
+        if name not in by_name:
+            raise DemoBuildError(f"the kernel has no module {name}")
+        visit(by_name[name])
+    return order
+
+
 def _fetch_kernel(dest: Path) -> None:
-    """Download the cloud kernel .deb (no install, any user) and keep vmlinuz and two modules."""
+    """Download the cloud kernel .deb (no install, any user) and keep vmlinuz and the modules
+    the init loads, with a modules.dep for just those."""
     package = resolve_kernel_package()
     with tempfile.TemporaryDirectory(prefix=".kernel-", dir=dest) as tmp:
         _run(["apt-get", "download", package], f"cannot download {package}", cwd=Path(tmp))
         debs = sorted(Path(tmp).glob("*.deb"))
         if not debs:
             raise DemoBuildError(f"cannot download {package}: apt-get download left no .deb")
-        # Stream the data tarball instead of `dpkg-deb -x`: 3 files wanted, 130 MB unpacked.
-        wanted: dict[str, bytes] = {}
+        # Stream the data tarball instead of `dpkg-deb -x`: vmlinuz, the config and the module
+        # tree (for depmod) are wanted, not the rest.
+        boot: dict[str, bytes] = {}
+        root = Path(tmp) / "root"
         with subprocess.Popen(
             ["dpkg-deb", "--fsys-tarfile", str(debs[0])],
             stdout=subprocess.PIPE,
@@ -123,14 +181,19 @@ def _fetch_kernel(dest: Path) -> None:
                 with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
                     for member in tar:
                         name = member.name.removeprefix("./")
-                        keep = re.fullmatch(r"boot/(vmlinuz|config)-.*", name) or (
-                            name.startswith("lib/modules/")
-                            and name.split("/", 3)[-1] in MODULES.values()
-                        )
-                        if keep and member.isfile():
+                        if not member.isfile():
+                            continue
+                        if re.fullmatch(r"boot/(vmlinuz|config)-.*", name):
                             f = tar.extractfile(member)
                             assert f is not None
-                            wanted[name] = f.read()
+                            boot[name] = f.read()
+                        elif re.fullmatch(r"lib/modules/[^/]+/(kernel/.*\.ko|modules\.builtin)",
+                                          name) and ".." not in name.split("/"):
+                            f = tar.extractfile(member)
+                            assert f is not None
+                            target = root / name
+                            target.parent.mkdir(parents=True, exist_ok=True)
+                            target.write_bytes(f.read())
             except tarfile.TarError as exc:
                 proc.kill()  # else closing the pipe could leave dpkg-deb blocked on a write
                 raise DemoBuildError(f"cannot unpack {debs[0].name}: {exc}") from None
@@ -140,31 +203,61 @@ def _fetch_kernel(dest: Path) -> None:
                 f"cannot unpack {debs[0].name}: {stderr.strip() or 'dpkg-deb failed'}"
             )
 
-    def one(pattern: str) -> bytes:
-        found = [data for name, data in wanted.items() if re.fullmatch(pattern, name)]
-        if len(found) != 1:
-            raise DemoBuildError(
-                f"{package}: expected one file matching {pattern}, got {len(found)}"
-            )
-        return found[0]
+        def one(pattern: str) -> tuple[str, bytes]:
+            found = [(name, data) for name, data in boot.items() if re.fullmatch(pattern, name)]
+            if len(found) != 1:
+                raise DemoBuildError(
+                    f"{package}: expected one file matching {pattern}, got {len(found)}"
+                )
+            return found[0]
 
-    config = one(r"boot/config-.*").decode(errors="replace")
-    if re.search(r"^CONFIG_VMGENID=[ym]$", config, re.MULTILINE):
-        # Its driver would claim the GUID memory; the demo reads it from user space instead.
-        raise DemoBuildError(f"{package} has a vmgenid driver; the demo needs a kernel without")
-    moddir = dest / "modules"
-    moddir.mkdir(exist_ok=True)
-    for short, rel in MODULES.items():
-        _atomic_write(moddir / short, one(r"lib/modules/[^/]+/" + re.escape(rel)))
+        config = one(r"boot/config-.*")[1].decode(errors="replace")
+        if re.search(r"^CONFIG_VMGENID=[ym]$", config, re.MULTILINE):
+            # Its driver would claim the GUID memory; the demo reads it from user space instead.
+            raise DemoBuildError(f"{package} has a vmgenid driver; the demo needs a kernel without")
+        versions = [p.name for p in (root / "lib" / "modules").iterdir()] if root.exists() else []
+        if len(versions) != 1:
+            raise DemoBuildError(f"{package}: expected one module tree, got {len(versions)}")
+        version = versions[0]
+        # busybox's depmod reads each module's own dependency list (.modinfo), like kmod's.
+        _run([str(BUSYBOX), "depmod", "-b", str(root), version], f"cannot index {package}")
+        tree = root / "lib" / "modules" / version
+        deps = parse_modules_dep((tree / "modules.dep").read_text())
+        keep = load_order(deps, (*POWER_MODULES, *VIRTIO_MODULES))
+        moddir = dest / "modules"
+        if moddir.exists():
+            shutil.rmtree(moddir)
+        for rel in keep:
+            (moddir / rel).parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(moddir / rel, (tree / rel).read_bytes())
+        kept = "".join(f"{rel}: {' '.join(deps[rel])}\n" for rel in keep)
+        _atomic_write(moddir / "modules.dep", kept.encode())
+        _atomic_write(moddir / "version", version.encode() + b"\n")
     _atomic_write(dest / "kernel-package", package.encode() + b"\n")
-    # vmlinuz last: its presence says the kernel and its modules are complete.
-    _atomic_write(dest / "vmlinuz", one(r"boot/vmlinuz-.*"))
+    # vmlinuz and the layout stamp last: together they say the kernel files are complete.
+    _atomic_write(dest / "vmlinuz", one(r"boot/vmlinuz-.*")[1])
+    _atomic_write(dest / "kernel-layout", _KERNEL_LAYOUT.encode() + b"\n")
 
 
 def _kernel_ready(dest: Path) -> bool:
-    return (dest / "vmlinuz").is_file() and all(
-        (dest / "modules" / short).is_file() for short in MODULES
-    )
+    try:
+        layout = (dest / "kernel-layout").read_text().strip()
+    except OSError:
+        return False
+    return layout == _KERNEL_LAYOUT and (dest / "vmlinuz").is_file() and (
+        dest / "modules" / "modules.dep"
+    ).is_file()
+
+
+def read_modules(dest: Path) -> tuple[str, dict[str, bytes]]:
+    """The kernel release and the kept modules (path under lib/modules/RELEASE -> bytes),
+    modules.dep among them."""
+    moddir = dest / "modules"
+    version = (moddir / "version").read_text().strip()
+    deps = parse_modules_dep((moddir / "modules.dep").read_text())
+    files = {rel: (moddir / rel).read_bytes() for rel in deps}
+    files["modules.dep"] = (moddir / "modules.dep").read_bytes()
+    return version, files
 
 
 # --- busybox ----------------------------------------------------------------------------------
@@ -257,20 +350,42 @@ def cpio_newc(entries: Iterable[CpioEntry]) -> bytes:
     return out.getvalue()
 
 
-def initramfs_entries(init: bytes, busybox: bytes, modules: dict[str, bytes]) -> list[CpioEntry]:
-    """The guest's whole file system: /init, busybox, the power-button modules and a console."""
-    entries = [
-        CpioEntry(d, stat.S_IFDIR | 0o755)
-        for d in ("bin", "sbin", "proc", "sys", "dev", "tmp", "etc", "lib", "lib/modules")
-    ]
+def initramfs_entries(
+    init: bytes,
+    busybox: bytes,
+    modules: dict[str, bytes],
+    files: dict[str, bytes] | None = None,
+    release: str = "demo",
+) -> list[CpioEntry]:
+    """The guest's whole file system: /init, busybox, a console node, the kernel modules (under
+    lib/modules/RELEASE, with ``power.order`` and ``virtio.order``: what the init loads, in
+    load order) and other ``files`` (path -> bytes, executable: the guest agent and its
+    libraries). Every parent directory is declared before its contents."""
+    files = dict(files or {})
+    moddir = f"lib/modules/{release}"
+    deps = parse_modules_dep(modules.get("modules.dep", b"").decode())
+    for group, names in (("power", POWER_MODULES), ("virtio", VIRTIO_MODULES)):
+        known = [n for n in names if n in {_module_name(p) for p in deps}]
+        order = load_order(deps, known) if known else []
+        files[f"lib/modules/{group}.order"] = "".join(f"{release}/{p}\n" for p in order).encode()
+    modes = {}
+    for rel, data in modules.items():
+        files[f"{moddir}/{rel}"] = data
+        modes[f"{moddir}/{rel}"] = 0o644
+    dirs = {"bin", "sbin", "proc", "sys", "dev", "tmp", "etc", "lib", "lib/modules", "run", "mnt"}
+    for path in files:
+        parts = path.split("/")[:-1]
+        dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    entries = [CpioEntry(d, stat.S_IFDIR | 0o755) for d in sorted(dirs)]
     # The kernel opens /dev/console for init before anything is mounted: declare the node here.
     entries.append(CpioEntry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)))
     entries.append(CpioEntry("init", stat.S_IFREG | 0o755, init))
     entries.append(CpioEntry("bin/busybox", stat.S_IFREG | 0o755, busybox))
     # /init starts with #!/bin/sh, before busybox --install has made any links.
     entries.append(CpioEntry("bin/sh", stat.S_IFLNK | 0o777, b"busybox"))
-    for name in sorted(modules):
-        entries.append(CpioEntry(f"lib/modules/{name}", stat.S_IFREG | 0o644, modules[name]))
+    for path in sorted(files):
+        mode = modes.get(path, 0o644 if path.endswith(".order") else 0o755)
+        entries.append(CpioEntry(path, stat.S_IFREG | mode, files[path]))
     return entries
 
 
@@ -298,16 +413,46 @@ def build(dest: Path = DEFAULT_DIR) -> DemoImage:
         ) from None
 
 
+def agent_files(qemu_ga: Path | None = None) -> dict[str, bytes] | None:
+    """Debian's qemu-ga and every shared library ``ldd`` names (the dynamic loader included),
+    each at the path the binary looks for it; None when qemu-ga is not installed."""
+    qemu_ga = QEMU_GA if qemu_ga is None else qemu_ga
+    if not qemu_ga.is_file():
+        return None
+    out = _run(["ldd", str(qemu_ga)], f"cannot list the libraries of {qemu_ga}")
+    files = {"sbin/qemu-ga": qemu_ga.read_bytes()}
+    for line in out.splitlines():
+        # "libglib-2.0.so.0 => /lib/x86_64-linux-gnu/libglib-2.0.so.0 (0x...)",
+        # "/lib64/ld-linux-x86-64.so.2 (0x...)"; "linux-vdso.so.1 (0x...)" is the kernel's.
+        match = re.match(r"\s*(?:\S+\s+=>\s+)?(/\S+)\s+\(0x[0-9a-f]+\)\s*$", line)
+        if match is None:
+            if "=>" in line and "not found" in line:
+                raise DemoBuildError(f"{qemu_ga}: {line.strip()}")
+            continue
+        path = match.group(1)
+        files[path.lstrip("/")] = Path(os.path.realpath(path)).read_bytes()
+    return files
+
+
 def _build(dest: Path) -> DemoImage:
     dest.mkdir(parents=True, exist_ok=True)
     if not _kernel_ready(dest):
         _fetch_kernel(dest)
     init = init_script()
     busybox = read_busybox()
-    modules = {short: (dest / "modules" / short).read_bytes() for short in MODULES}
-    digest = hashlib.sha256(_LAYOUT_VERSION)
-    for part in (init, busybox, *(modules[k] for k in sorted(modules))):
+    release, modules = read_modules(dest)
+    agent = agent_files()
+    notes: tuple[str, ...] = ()
+    if agent is None:
+        notes = (f"{QEMU_GA} not found: built without the guest agent "
+                 f"(apt-get install {QEMU_GA_PACKAGE})",)
+    files = agent or {}
+    digest = hashlib.sha256(_LAYOUT_VERSION + release.encode())
+    for part in (init, busybox):
         digest.update(hashlib.sha256(part).digest())
+    for table in (modules, files):
+        for key in sorted(table):
+            digest.update(key.encode() + b"\0" + hashlib.sha256(table[key]).digest())
     stamp = dest / "initrd.sha256"
     initrd = dest / "initrd.img"
     try:
@@ -315,9 +460,10 @@ def _build(dest: Path) -> DemoImage:
     except OSError:
         current = ""
     if current != digest.hexdigest():
-        write_initramfs(initrd, initramfs_entries(init, busybox, modules))
+        write_initramfs(initrd, initramfs_entries(init, busybox, modules, files, release))
         _atomic_write(stamp, digest.hexdigest().encode() + b"\n")
-    return DemoImage(kernel=dest / "vmlinuz", initrd=initrd)
+    return DemoImage(kernel=dest / "vmlinuz", initrd=initrd, agent=agent is not None,
+                     notes=notes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     except DemoBuildError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1
+    for note in image.notes:
+        print(f"{parser.prog}: note: {note}", file=sys.stderr)
     print(image.kernel)
     print(image.initrd)
     return 0

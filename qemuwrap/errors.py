@@ -1,10 +1,25 @@
 """The error types the CLI turns into one-line messages and exit codes."""
 
 
+def printable(text: str) -> str:
+    """``text`` with each non-printable character (newlines, escape sequences, U+0085,
+    U+2028, ...) written as its Python escape: quoted XML values stay on one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class QemuwrapError(Exception):
-    """A problem the user can fix; its text is one line, shown without a traceback."""
+    """A problem the user can fix; its text is one line, shown without a traceback.
+
+    The message is made printable here, whoever built it from what input."""
 
     exit_status = 1
+
+    def __init__(self, *args):
+        if args and isinstance(args[0], str):
+            args = (printable(args[0]), *args[1:])
+        super().__init__(*args)
 
 
 class XMLError(QemuwrapError):
@@ -34,7 +49,8 @@ class Problems(QemuwrapError):
 
     def __init__(self, errors: list[QemuwrapError]):
         self.errors = errors
-        super().__init__("\n".join(str(e) for e in errors))
+        # Each message is printable already; the newlines between them are the format.
+        Exception.__init__(self, "\n".join(str(e) for e in errors))
 
     @staticmethod
     def of(errors: list) -> QemuwrapError:
@@ -53,3 +69,4 @@ class XMLProblems(Problems, XMLError):
         Problems.__init__(self, errors)
         self.element = getattr(errors[0], "element", None)
         self.line = getattr(errors[0], "line", None)
+        self.declared = any(getattr(e, "declared", True) for e in errors)

@@ -207,7 +207,6 @@ def _check_save_file(save_path: str, dom: Domain, opts: Options) -> str:
     QEMU loads the state from."""
     from qemuwrap import savefile
     from qemuwrap.conf.abi import check_abi_stability
-    from qemuwrap.qemu.command import complete_definition
 
     meta, offset = savefile.read(save_path)
     saved = loads(meta["xml"])
@@ -218,8 +217,10 @@ def _check_save_file(save_path: str, dom: Domain, opts: Options) -> str:
     for nic, was in zip(dom.devices.interfaces, saved.devices.interfaces, strict=False):
         if nic.mac_generated:
             nic.mac = was.mac
-    # The saved definition is a live one (implicit devices, addresses): compare like
-    # with like, as libvirt compares two post-parsed definitions.
+    # Both as QEMU would get them: implicit devices, addresses and ids filled in (the
+    # saved one was stored that way), as libvirt compares two complete definitions.
+    from qemuwrap.qemu.command import complete_definition
+
     complete_definition(dom, capabilities.for_domain(dom.devices.emulator, opts.caps))
     check_abi_stability(saved, dom)
     return f"exec:tail -c +{offset + 1} {shell_quote(os.path.abspath(save_path))}"

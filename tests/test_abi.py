@@ -39,3 +39,45 @@ def test_other_abi_differences():
     dst.memory_kib *= 2
     with pytest.raises(ABIError, match="memory"):
         check_abi_stability(src, dst)
+
+
+def kernel_dom(**changes):
+    xml = (XML2ARGV / "genid.xml").read_text().replace(
+        "    <boot dev='hd'/>\n",
+        "    <kernel>/boot/vmlinuz</kernel>\n    <initrd>/boot/initrd.img</initrd>\n").replace(
+        "    <memballoon model='none'/>\n",
+        "    <disk type='file' device='disk'><source file='/var/lib/a.img'/>"
+        "<target dev='vda'/></disk>\n    <memballoon model='none'/>\n")
+    for old, new in changes.items():
+        xml = xml.replace(old, new)
+    return loads(xml)
+
+
+@pytest.mark.parametrize("old, new, what", [
+    ("/usr/bin/qemu-system-x86_64", "/tmp/evil", "emulator"),
+    ("/boot/vmlinuz", "/tmp/vmlinuz", "kernel"),
+    ("/boot/initrd.img", "/tmp/initrd", "initrd"),
+    ("/var/lib/a.img", "/etc/shadow", "disk sources"),
+])
+def test_what_runs_must_not_change(old, new, what):
+    """issue 9: the ABI check covers the emulator and every path that selects what runs."""
+    with pytest.raises(ABIError, match=f"^Target domain {what} .*{new}.* does not match "
+                                       f"source .*{old}"):
+        check_abi_stability(kernel_dom(), kernel_dom(**{old: new}))
+
+
+def test_same_paths_spelled_differently_are_stable():
+    check_abi_stability(kernel_dom(), kernel_dom(**{"/boot/vmlinuz": "/boot//./vmlinuz"}))
+
+
+def test_a_new_path_field_is_one_row(monkeypatch):
+    """The model's firmware fields (when it has them) are checked by RUNS_FROM's rows."""
+    from qemuwrap.conf import abi
+
+    src, dst = kernel_dom(), kernel_dom()
+    src.os.__dict__["loader"] = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+    dst.os.__dict__["loader"] = "/tmp/evil.fd"
+    with pytest.raises(ABIError, match="^Target domain loader /tmp/evil.fd"):
+        check_abi_stability(src, dst)
+    monkeypatch.setattr(abi, "RUNS_FROM", tuple(r for r in abi.RUNS_FROM if r[0] != "loader"))
+    check_abi_stability(src, dst)

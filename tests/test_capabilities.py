@@ -15,7 +15,7 @@ import time
 import pytest
 
 from qemuwrap.errors import QemuwrapError
-from qemuwrap.qemu import capabilities
+from qemuwrap.qemu import capabilities, emulators
 from qemuwrap.qemu.capabilities import (
     CACHE_FORMAT,
     Capabilities,
@@ -50,12 +50,28 @@ def probed() -> Capabilities:
 
 
 @pytest.fixture
-def fake_binary(tmp_path):
+def trust(tmp_path, monkeypatch):
+    """Add paths to a private $QEMUWRAP_CONFIG_DIR/emulators (load() runs only trusted
+    emulators)."""
+    config = tmp_path / "config"
+    config.mkdir(mode=0o755)
+    monkeypatch.setenv("QEMUWRAP_CONFIG_DIR", str(config))
+
+    def add(path) -> str:
+        with open(config / "emulators", "a") as f:
+            f.write(f"{path}\n")
+        return str(path)
+
+    return add
+
+
+@pytest.fixture
+def fake_binary(tmp_path, trust):
     """A file standing in for QEMU when probe() is faked: only its stat() matters."""
     path = tmp_path / "bin" / "qemu-system-x86_64"
     path.parent.mkdir()
     path.write_bytes(b"not really qemu\n")
-    return str(path)
+    return trust(path)
 
 
 @pytest.fixture
@@ -117,7 +133,9 @@ def test_shipped_2_11_lacks_vmgenid():
 
 def test_shipped_files_are_canonical(shipped):
     """Sorted and formatted as dumps() writes them, so regenerating gives no noise."""
-    assert DEFAULT_CAPS.read_text() == capabilities.dumps(shipped)
+    notes = {k: v for k, v in json.loads(DEFAULT_CAPS.read_text()).items()
+             if k in ("comment", "optional_devices")}
+    assert DEFAULT_CAPS.read_text() == capabilities.dumps(shipped, **notes)
     data = json.loads(DEFAULT_CAPS.read_text())
     assert data["devices"] == sorted(data["devices"])
 
@@ -171,13 +189,104 @@ def test_probe_real_binary(probed):
     assert sum(m.is_default for m in probed.machines) == 1
 
 
+#: Debian packages that only add QEMU modules, and that qemu-system-x86 merely recommends:
+#: a machine may lack them, and with them the devices their modules provide.
+OPTIONAL_MODULE_PACKAGES = ("qemu-system-gui", "qemu-block-extra",
+                            "qemu-system-modules-opengl", "qemu-system-modules-spice")
+
+
+def optional_modules() -> dict[str, str]:
+    """{module file: package} for the installed modules of optional packages (dpkg's lists)."""
+    found = {}
+    for package in OPTIONAL_MODULE_PACKAGES:
+        try:
+            with open(f"/var/lib/dpkg/info/{package}.list") as f:
+                found.update((line.strip(), package) for line in f if line.strip()
+                             .endswith(".so"))
+        except OSError:
+            continue
+    return found
+
+
+def host_modules() -> list[str]:
+    """The module files the host QEMU loads: by name, the first directory wins, as in
+    QEMU's own search."""
+    found: dict[str, str] = {}
+    for directory in capabilities.module_dirs(QEMU):
+        for name in sorted(os.listdir(directory)):
+            if name.endswith(".so"):
+                found.setdefault(name, os.path.join(directory, name))
+    return list(found.values())
+
+
+def probe_with_modules(modules: list[str], tmp_path) -> Capabilities:
+    """Probe the host QEMU with exactly ``modules``: a copy of the binary finds no module
+    directory of its own (QEMU relocates it), so $QEMU_MODULE_DIR is all it sees."""
+    copy = tmp_path / "bin" / "qemu-system-x86_64"
+    copy.parent.mkdir(exist_ok=True)
+    shutil.copy2(QEMU, copy)
+    moddir = tmp_path / "modules"
+    moddir.mkdir(exist_ok=True)
+    for module in modules:
+        (moddir / os.path.basename(module)).symlink_to(module)
+    old = os.environ.get("QEMU_MODULE_DIR")
+    os.environ["QEMU_MODULE_DIR"] = str(moddir)
+    try:
+        return probe(str(copy))
+    finally:
+        if old is None:
+            del os.environ["QEMU_MODULE_DIR"]
+        else:
+            os.environ["QEMU_MODULE_DIR"] = old
+
+
 @needs_qemu
-def test_probe_agrees_with_shipped_file(probed, shipped):
+def test_probe_agrees_with_shipped_file(probed, shipped, tmp_path, record_property):
+    """Machines, accelerators and devices agree, except the devices of optional module
+    packages (the shipped file lists them; this host may or may not have them)."""
     if probed.version != shipped.version:
         pytest.skip(f"host QEMU is {probed.version}, the shipped file is {shipped.version}")
-    assert probed.machines == shipped.machines
-    assert probed.devices == shipped.devices
-    assert probed.accelerators == shipped.accelerators
+    optional = optional_modules()
+    if optional:
+        required = [m for m in host_modules() if m not in optional]
+        core = probe_with_modules(required, tmp_path)
+    else:
+        core = probed
+    seen = sorted(probed.devices - core.devices)
+    names = ", ".join(sorted(f"{os.path.basename(m)} ({p})" for m, p in optional.items()))
+    note = (f"optional modules on this host: {names or 'none'}; devices they add: "
+            f"{', '.join(seen) or 'none'}")
+    print(note)
+    record_property("optional_modules", note)
+    shipped_optional = set(json.loads(DEFAULT_CAPS.read_text())["optional_devices"])
+    assert core.machines == shipped.machines
+    assert core.accelerators == shipped.accelerators
+    assert core.devices == shipped.devices - shipped_optional, note
+    assert set(seen) <= shipped_optional, f"{note}: the shipped file does not list them"
+
+
+@needs_qemu
+def test_module_directory_decides_the_device_list_and_the_cache(tmp_path, monkeypatch,
+                                                                trust):
+    """A module removed from QEMU's module directory (as removing qemu-system-gui does)
+    takes its devices away, and the cache notices without the binary changing."""
+    modules = host_modules()
+    display = next((m for m in modules if "virtio-gpu-gl" in m), None) or \
+        next((m for m in modules if "hw-display-qxl" in m), None)
+    if display is None:
+        pytest.skip("no display module to take away in "
+                    + ", ".join(capabilities.module_dirs(QEMU)))
+    first = probe_with_modules(modules, tmp_path)
+    emulator = trust(tmp_path / "bin" / "qemu-system-x86_64")
+    monkeypatch.setenv("QEMU_MODULE_DIR", str(tmp_path / "modules"))
+    cache = tmp_path / "cache"
+    assert load(emulator, cache_dir=cache).devices == first.devices
+    (tmp_path / "modules" / os.path.basename(display)).unlink()
+    without = load(emulator, cache_dir=cache)  # same binary: the module directory changed
+    gone = first.devices - without.devices
+    assert gone, f"removing {display} removed no device"
+    assert gone <= {"qxl", "qxl-vga", "virtio-gpu-gl-device"}
+    assert without.devices | gone == first.devices
 
 
 @needs_qemu
@@ -275,7 +384,8 @@ def test_load_caches(fake_binary, probe_calls, tmp_path):
     assert second == first
     data = json.loads((cache / os.path.basename(cache_path(fake_binary, cache))).read_text())
     st = os.stat(fake_binary)
-    assert data["key"] == {"path": fake_binary, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    assert data["key"] == {"path": fake_binary, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                           "modules": capabilities._cache_key(fake_binary)["modules"]}
     assert data["format"] == CACHE_FORMAT
     assert Capabilities.from_dict(data["caps"]) == first
 
@@ -387,9 +497,9 @@ def test_unwritable_cache_dir_still_answers(fake_binary, probe_calls, tmp_path):
     assert len(probe_calls) == 2
 
 
-def test_load_missing_binary(tmp_path, probe_calls):
+def test_load_missing_binary(tmp_path, probe_calls, trust):
     with pytest.raises(CapabilitiesError, match="not found"):
-        load(str(tmp_path / "nope"), cache_dir=tmp_path)
+        load(trust(tmp_path / "nope"), cache_dir=tmp_path)
     assert probe_calls == []
 
 
@@ -417,9 +527,9 @@ def test_default_cache_dir(monkeypatch, tmp_path, fake_binary, probe_calls):
 
 
 @needs_qemu
-def test_load_real_binary_copy(tmp_path, monkeypatch):
+def test_load_real_binary_copy(tmp_path, monkeypatch, trust):
     """End to end with a real QEMU whose mtime we may change: a copy of the host binary."""
-    emulator = str(tmp_path / "qemu-system-x86_64")
+    emulator = trust(tmp_path / "qemu-system-x86_64")
     shutil.copy2(QEMU, emulator)
     # QEMU finds its modules (Debian's TCG is one) relative to its own path: point the copy
     # at the installed ones.
@@ -472,3 +582,130 @@ def test_cache_hit_speed(benchmark, fake_binary, probe_calls, tmp_path):
     caps = benchmark(load, fake_binary, cache_dir=cache)
     assert caps.has_device("vmgenid")
     assert len(probe_calls) == 1
+
+
+def test_module_dirs_follow_debians_layout(tmp_path, monkeypatch):
+    monkeypatch.delenv("QEMU_MODULE_DIR", raising=False)
+    binary = tmp_path / "usr" / "bin" / "qemu-system-x86_64"
+    binary.parent.mkdir(parents=True)
+    binary.write_text("")
+    moddir = tmp_path / "usr" / "lib" / "x86_64-linux-gnu" / "qemu"
+    moddir.mkdir(parents=True)
+    assert capabilities.module_dirs(str(binary)) == [str(moddir)]
+    monkeypatch.setenv("QEMU_MODULE_DIR", str(tmp_path / "extra"))
+    (tmp_path / "extra").mkdir()
+    assert capabilities.module_dirs(str(binary)) == [str(tmp_path / "extra"), str(moddir)]
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/lib/x86_64-linux-gnu/qemu"),
+                    reason="no Debian QEMU module directory on this machine")
+def test_module_dirs_of_the_installed_qemu(monkeypatch):
+    monkeypatch.delenv("QEMU_MODULE_DIR", raising=False)
+    assert "/usr/lib/x86_64-linux-gnu/qemu" in capabilities.module_dirs(
+        "/usr/bin/qemu-system-x86_64")
+
+
+def test_module_directory_change_invalidates(tmp_path, probe_calls, trust):
+    """issue 10: installing or removing a module package left a stale device list."""
+    binary = tmp_path / "usr" / "bin" / "qemu-system-x86_64"
+    binary.parent.mkdir(parents=True)
+    binary.write_text("")
+    moddir = tmp_path / "usr" / "lib" / "x86_64-linux-gnu" / "qemu"
+    moddir.mkdir(parents=True)
+    emulator = trust(binary)
+    cache = tmp_path / "cache"
+    load(emulator, cache_dir=cache)
+    load(emulator, cache_dir=cache)
+    assert len(probe_calls) == 1
+    (moddir / "hw-display-virtio-gpu-gl.so").write_text("")  # a package added a module
+    os.utime(moddir, ns=(0, os.stat(moddir).st_mtime_ns + 1_000_000_000))
+    load(emulator, cache_dir=cache)
+    assert len(probe_calls) == 2
+
+
+# --------------------------------------------------------------------------- trust
+
+
+def evil_script(tmp_path) -> tuple[str, str]:
+    """A program a hostile definition might name: it leaves a marker when run."""
+    marker = tmp_path / "ran"
+    return script(tmp_path, f"touch {marker}\nexit 1\n", name="evil-qemu"), str(marker)
+
+
+def test_untrusted_emulator_is_never_run(tmp_path, probe_calls):
+    """issue 9: dry-run and validate of an untrusted definition ran its <emulator>."""
+    evil, marker = evil_script(tmp_path)
+    for call in (lambda: load(evil, cache_dir=tmp_path),
+                 lambda: capabilities.for_domain(evil)):
+        with pytest.raises(emulators.UntrustedEmulatorError) as exc:
+            call()
+        message = str(exc.value)
+        assert message.startswith(f"emulator {evil} is not trusted: it is not a QEMU binary "
+                                  "of a Debian package; to run it, add its path to "
+                                  "/etc/qemuwrap/emulators")
+        assert "--caps FILE" in message and "\n" not in message
+    assert probe_calls == [] and not os.path.exists(marker)
+    assert capabilities.for_domain(evil, str(DEFAULT_CAPS)).has_device("vmgenid")  # no probe
+
+
+def test_cli_refuses_an_untrusted_emulator(tmp_path):
+    evil, marker = evil_script(tmp_path)
+    xml = tmp_path / "evil.xml"
+    xml.write_text((ROOT / "data" / "xml2argv" / "genid.xml").read_text().replace(
+        "/usr/bin/qemu-system-x86_64", evil))
+    env = {k: v for k, v in os.environ.items() if k != "QEMUWRAP_CONFIG_DIR"}
+    env["QEMUWRAP_CACHE_DIR"] = str(tmp_path / "cache")
+    for command in ("dry-run", "validate"):
+        res = subprocess.run([sys.executable, "-m", "qemuwrap", command, str(xml)],
+                             capture_output=True, text=True, env=env, timeout=60)
+        assert res.returncode == 1
+        assert res.stderr.startswith(f"qemuwrap: {xml}: emulator {evil} is not trusted")
+        assert res.stderr.count("\n") == 1
+    assert not os.path.exists(marker)
+
+
+def test_configured_emulator_is_trusted(tmp_path, trust, probe_calls):
+    evil, _marker = evil_script(tmp_path)
+    trust("# my own build")
+    trust(evil)
+    assert load(evil, cache_dir=tmp_path / "cache").has_device("vmgenid")
+    assert probe_calls == [evil]
+
+
+@pytest.mark.parametrize("problem", ["group-writable", "world-writable-dir", "other-owner",
+                                     "relative-line"])
+def test_unsafe_configuration_is_refused(tmp_path, trust, probe_calls, problem):
+    evil, _marker = evil_script(tmp_path)
+    trust(evil)
+    config = tmp_path / "config" / "emulators"
+    if problem == "group-writable":
+        os.chmod(config, 0o664)
+        expected = f"not trusting {config}: others may write it (mode 0664)"
+    elif problem == "world-writable-dir":
+        os.chmod(config.parent, 0o777)
+        expected = f"not trusting {config.parent}: others may write it (mode 0777)"
+    elif problem == "other-owner":
+        if os.geteuid() != 0:
+            pytest.skip("giving the file away needs root")
+        os.chown(config, 65534, 65534)
+        expected = f"not trusting {config}: it belongs to uid 65534, not to root or you"
+    else:
+        trust("qemu-system-x86_64")
+        expected = f"{config}: line 2: not an absolute path"
+    with pytest.raises(emulators.UntrustedEmulatorError) as exc:
+        load(evil, cache_dir=tmp_path / "cache")
+    assert str(exc.value) == expected
+    assert probe_calls == []
+
+
+@pytest.mark.skipif(not os.path.exists("/var/lib/dpkg/info/qemu-system-x86.list"),
+                    reason="Debian's qemu-system-x86 package is not installed")
+def test_debian_binaries_are_trusted(monkeypatch):
+    monkeypatch.delenv("QEMUWRAP_CONFIG_DIR", raising=False)
+    assert "/usr/bin/qemu-system-x86_64" in emulators.debian_binaries()
+    emulators.check("/usr/bin/qemu-system-x86_64")
+    emulators.check("/usr/bin/../bin/qemu-system-x86_64")
+    if os.path.islink("/bin"):
+        emulators.check("/bin/qemu-system-x86_64")  # usrmerge: the same file
+    with pytest.raises(emulators.UntrustedEmulatorError):
+        emulators.check("/usr/bin/qemu-img")  # Debian's, but not an emulator

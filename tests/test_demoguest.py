@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import os
 import shlex
 import shutil
 import stat
@@ -73,18 +72,49 @@ def test_initramfs_archive_is_valid_newc(tmp_path):
     """Written from fake inputs (no download, no busybox needed) and read back two ways."""
     init = demoguest.init_script()
     fake_busybox = b"\x7fELF" + bytes(range(256)) * 3 + b"odd"  # length not a multiple of 4
-    modules = {"button.ko": b"b" * 5, "evdev.ko": b"e" * 6}
+    modules = {
+        "kernel/drivers/acpi/button.ko": b"b" * 5,
+        "kernel/drivers/input/evdev.ko": b"e" * 6,
+        "kernel/drivers/virtio/virtio_ring.ko": b"r",
+        "kernel/drivers/virtio/virtio.ko": b"v",
+        "kernel/drivers/virtio/virtio_pci.ko": b"p",
+        "modules.dep": b"kernel/drivers/acpi/button.ko:\nkernel/drivers/input/evdev.ko:\n"
+        b"kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio.ko "
+        b"kernel/drivers/virtio/virtio_ring.ko\n"
+        b"kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko\n"
+        b"kernel/drivers/virtio/virtio_ring.ko:\n",
+    }
+    files = {"sbin/qemu-ga": b"agent", "lib/x86_64-linux-gnu/libfoo.so.1": b"lib"}
     out = tmp_path / "initrd.img"
-    demoguest.write_initramfs(out, demoguest.initramfs_entries(init, fake_busybox, modules))
+
+    def entries_list():
+        return demoguest.initramfs_entries(init, fake_busybox, modules, files, "6.1.0-test")
+
+    demoguest.write_initramfs(out, entries_list())
     raw = gzip.decompress(out.read_bytes())
     entries = read_newc(raw)
     check_image_entries(entries, init)
     assert entries["bin/busybox"]["data"] == fake_busybox
-    assert entries["lib/modules/evdev.ko"]["data"] == b"e" * 6
+    assert entries["lib/modules/6.1.0-test/kernel/drivers/input/evdev.ko"]["data"] == b"e" * 6
+    # What the init loads, in load order: dependencies first.
+    assert entries["lib/modules/power.order"]["data"] == (
+        b"6.1.0-test/kernel/drivers/input/evdev.ko\n6.1.0-test/kernel/drivers/acpi/button.ko\n")
+    assert entries["lib/modules/virtio.order"]["data"] == (
+        b"6.1.0-test/kernel/drivers/virtio/virtio_ring.ko\n"
+        b"6.1.0-test/kernel/drivers/virtio/virtio.ko\n"
+        b"6.1.0-test/kernel/drivers/virtio/virtio_pci.ko\n")
+    assert stat.S_IMODE(entries["sbin/qemu-ga"]["mode"]) == 0o755
+    # Every parent directory comes before what it holds.
+    names = list(entries)
+    for name in names:
+        parent = name.rsplit("/", 1)[0] if "/" in name else None
+        if parent:
+            assert stat.S_ISDIR(entries[parent]["mode"]), parent
+            assert names.index(parent) < names.index(name), name
     assert not list(tmp_path.glob(".initrd.img.*")), "temp file left behind"
     # Reproducible: same inputs, same bytes (mtime 0 in cpio and gzip).
     again = tmp_path / "again.img"
-    demoguest.write_initramfs(again, demoguest.initramfs_entries(init, fake_busybox, modules))
+    demoguest.write_initramfs(again, entries_list())
     assert again.read_bytes() == out.read_bytes()
 
     if shutil.which("cpio") is None:
@@ -101,6 +131,21 @@ def test_initramfs_archive_is_valid_newc(tmp_path):
     assert set(entries) <= {line.split(" -> ")[0].split()[-1] for line in listing.splitlines()}
 
 
+def test_load_order_puts_dependencies_first():
+    deps = demoguest.parse_modules_dep(
+        "kernel/a/virtio_net.ko: kernel/v/virtio.ko kernel/n/failover.ko kernel/n/net_failover.ko"
+        " kernel/v/virtio_ring.ko\n"
+        "kernel/n/net_failover.ko: kernel/n/failover.ko\n"
+        "kernel/v/virtio.ko: kernel/v/virtio_ring.ko\n"
+        "kernel/v/virtio_ring.ko:\nkernel/n/failover.ko:\nkernel/c/virtio-rng.ko:\n")
+    order = demoguest.load_order(deps, ["virtio_net", "virtio_rng"])
+    assert set(order) == set(deps)
+    for module, needs in deps.items():
+        assert all(order.index(n) < order.index(module) for n in needs), module
+    with pytest.raises(demoguest.DemoBuildError, match="no module nope"):
+        demoguest.load_order(deps, ["nope"])
+
+
 def test_static_elf_check():
     assert not demoguest._is_static_x86_64_elf(b"#!/bin/sh\n")
     assert not demoguest._is_static_x86_64_elf(b"")
@@ -115,16 +160,25 @@ def test_missing_busybox_is_one_line_error(tmp_path):
 # --- real QEMU --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def image() -> demoguest.DemoImage:
-    if QEMU is None:
-        pytest.skip("qemu-system-x86_64 is not installed (Debian package qemu-system-x86)")
-    dest = Path(os.environ.get("QEMUWRAP_DEMO_DIR") or demoguest.DEFAULT_DIR)
-    return demoguest.build(dest)
+@pytest.fixture
+def image(demo_image) -> demoguest.DemoImage:
+    return demo_image
+
+
+def short_path(workdir: Path, name: str) -> Path:
+    """A socket path that fits sun_path (108 bytes), in workdir when it is short enough."""
+    path = workdir / name
+    if len(str(path)) > 100:
+        path = Path(tempfile.mkdtemp(prefix="qw-")) / name
+    return path
 
 
 class Guest:
-    """One QEMU process booting the demo image, with its serial log and an optional QMP socket."""
+    """One QEMU process booting the demo image, with its serial log and a QMP socket.
+
+    Test-local on purpose: a small hand-written argv (machine, memory, kernel, serial, QMP)
+    plus ``extra`` options, which the companion tests take from the modules' own pure
+    functions (firmware.qemu_options, swtpm.qemu_options, ...)."""
 
     def __init__(
         self,
@@ -134,19 +188,20 @@ class Guest:
         guid: str | None,
         poweroff: int = 0,
         extra: tuple[str, ...] = (),
+        machine: str = "pc,acpi=on",
+        cmdline: str = "",
+        memory: str = "256",
     ):
         self.log_path = workdir / f"{name}.serial.log"
         self.out_path = workdir / f"{name}.qemu.out"
-        self.qmp_path = workdir / f"{name}.qmp"
-        if len(str(self.qmp_path)) > 100:  # sun_path holds 108 bytes
-            self.qmp_path = Path(tempfile.mkdtemp(prefix="qw-")) / "qmp"
+        self.qmp_path = short_path(workdir, f"{name}.qmp")
         self.argv = [
-            QEMU, "-accel", "tcg", "-machine", "pc,acpi=on", "-m", "256",
+            QEMU, "-accel", "tcg", "-machine", machine, "-m", memory,
             "-nodefaults", "-no-user-config", "-display", "none",
             # A panic or reboot ends QEMU instead of looping; the log tells it from a poweroff.
             "-no-reboot",
             "-kernel", str(image.kernel), "-initrd", str(image.initrd),
-            "-append", f"console=ttyS0 panic=-1 quiet qemuwrap.poweroff={poweroff}",
+            "-append", f"console=ttyS0 panic=-1 quiet qemuwrap.poweroff={poweroff} {cmdline}",
             "-serial", f"file:{self.log_path}",
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
         ]  # fmt: skip
@@ -175,11 +230,11 @@ class Guest:
         out = self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
         return f"\n--- serial log ---\n{self.log()[-3000:]}\n--- qemu output ---\n{out[-2000:]}"
 
-    def wait_for(self, text: str, timeout: float = BOOT_TIMEOUT) -> float:
-        """Wait until the serial log contains text; returns the seconds waited."""
+    def wait_for(self, text: str, timeout: float = BOOT_TIMEOUT, count: int = 1) -> float:
+        """Wait until the serial log contains text (count times); returns the seconds waited."""
         start = time.monotonic()
-        while text not in self.log():
-            if self.proc.poll() is not None and text not in self.log():
+        while self.log().count(text) < count:
+            if self.proc.poll() is not None and self.log().count(text) < count:
                 pytest.fail(
                     f"QEMU exited ({self.proc.returncode}) before {text!r}" + self.diagnostics()
                 )
@@ -187,6 +242,18 @@ class Guest:
                 pytest.fail(f"no {text!r} after {timeout} s" + self.diagnostics())
             time.sleep(0.02)
         return time.monotonic() - start
+
+    def line(self, prefix: str, timeout: float = BOOT_TIMEOUT) -> str:
+        """The first whole serial line that starts with prefix (waiting for it)."""
+        self.wait_for("\n" + prefix, timeout)
+        text = self.log()
+        start = text.index("\n" + prefix) + 1
+        end = text.find("\n", start)
+        while end < 0:
+            time.sleep(0.02)
+            text = self.log()
+            end = text.find("\n", start)
+        return text[start:end]
 
     def wait_exit(self, timeout: float = BOOT_TIMEOUT) -> int:
         try:
@@ -228,13 +295,12 @@ class Guest:
             self.proc.wait(10)
 
 
-@pytest.fixture
-def guests(image, tmp_path):
-    """Start guests with guests(name, guid, ...); every QEMU is killed at teardown."""
+def boot_guests(image, workdir: Path):
+    """A fixture body: yields start(name, guid, **Guest options); every QEMU is killed after."""
     started: list[Guest] = []
 
     def start(name: str, guid: str | None, **kwargs) -> Guest:
-        guest = Guest(image, tmp_path, name, guid, **kwargs)
+        guest = Guest(image, workdir, name, guid, **kwargs)
         started.append(guest)
         return guest.start()
 
@@ -245,12 +311,54 @@ def guests(image, tmp_path):
             guest.kill()
 
 
+@pytest.fixture
+def guests(demo_image, tmp_path):
+    yield from boot_guests(demo_image, tmp_path)
+
+
+def save_to_file(guest: Guest, monitor, state: Path) -> None:
+    """QMP stop, migrate to a file, quit: the guest's whole state in ``state``."""
+    monitor.cmd("stop")
+    monitor.cmd("migrate", uri=f"exec:cat > {shlex.quote(str(state))}")
+    deadline = time.monotonic() + 60
+    while (status := monitor.cmd("query-migrate").get("status")) != "completed":
+        assert status not in ("failed", "cancelled"), guest.diagnostics()
+        assert time.monotonic() < deadline, f"migration still {status}"
+        time.sleep(0.05)
+    with contextlib.suppress(EOFError):
+        monitor.cmd("quit")
+    guest.close_qmp()
+    assert guest.wait_exit(30) == 0
+
+
+def wait_incoming(guest: Guest, monitor) -> None:
+    """Wait until a QEMU started with -incoming -S has loaded the state (paused)."""
+    deadline = time.monotonic() + 60
+    while (status := monitor.cmd("query-status")["status"]) != "paused":
+        assert status == "inmigrate", guest.diagnostics()
+        assert time.monotonic() < deadline, "incoming migration did not finish"
+        time.sleep(0.05)
+
+
 @needs_qemu
 def test_built_initrd_has_the_expected_entries(image):
     entries = read_newc(gzip.decompress(image.initrd.read_bytes()))
     check_image_entries(entries, demoguest.init_script())
     assert entries["bin/busybox"]["data"] == demoguest.BUSYBOX.read_bytes()
-    assert {"lib/modules/button.ko", "lib/modules/evdev.ko"} <= set(entries)
+    release = (image.kernel.parent / "modules" / "version").read_text().strip()
+    order = entries["lib/modules/virtio.order"]["data"].decode().split()
+    loaded = {p.rsplit("/", 1)[-1] for p in order}
+    # Each virtio driver the brief names, and what it needs (net_failover, scsi_mod, vsock...).
+    assert {"virtio_pci.ko", "virtio_net.ko", "net_failover.ko", "virtio_blk.ko",
+            "virtio_console.ko", "virtio_scsi.ko", "scsi_mod.ko", "fuse.ko", "virtiofs.ko",
+            "virtio_balloon.ko", "virtio-rng.ko", "vsock.ko",
+            "vmw_vsock_virtio_transport.ko"} <= loaded
+    assert all(f"lib/modules/{p}" in entries for p in order)
+    assert all(p.startswith(release + "/") for p in order)
+    if image.agent:
+        assert entries["sbin/qemu-ga"]["data"] == demoguest.QEMU_GA.read_bytes()
+        assert "lib64/ld-linux-x86-64.so.2" in entries
+        assert any(n.startswith("lib/x86_64-linux-gnu/libglib-2.0.so") for n in entries)
     assert image.kernel.stat().st_size > 1_000_000
 
 
@@ -268,10 +376,10 @@ def test_build_again_is_cheap_and_reuses_files(image):
 def test_changed_init_script_rebuilds_only_the_initrd(image, tmp_path, monkeypatch):
     # Seed a fresh dest with the session's kernel files, so nothing is downloaded.
     dest = tmp_path / "demo"
-    (dest / "modules").mkdir(parents=True)
+    dest.mkdir()
     shutil.copy(image.kernel, dest / "vmlinuz")
-    for module in image.kernel.parent.joinpath("modules").iterdir():
-        shutil.copy(module, dest / "modules" / module.name)
+    shutil.copytree(image.kernel.parent / "modules", dest / "modules")
+    shutil.copy(image.kernel.parent / "kernel-layout", dest / "kernel-layout")
     kernel_mtime = (dest / "vmlinuz").stat().st_mtime_ns
     first = demoguest.build(dest)
     assert first.initrd.read_bytes() == image.initrd.read_bytes()  # reproducible
@@ -284,9 +392,37 @@ def test_changed_init_script_rebuilds_only_the_initrd(image, tmp_path, monkeypat
     assert sorted(p.name for p in dest.iterdir()) == [
         "initrd.img",
         "initrd.sha256",
+        "kernel-layout",
         "modules",
         "vmlinuz",
     ], "temp files left behind"
+
+
+@needs_qemu
+def test_without_qemu_ga_the_image_is_built_without_the_agent(image, tmp_path, monkeypatch):
+    dest = tmp_path / "demo"
+    dest.mkdir()
+    shutil.copy(image.kernel, dest / "vmlinuz")
+    shutil.copytree(image.kernel.parent / "modules", dest / "modules")
+    shutil.copy(image.kernel.parent / "kernel-layout", dest / "kernel-layout")
+    monkeypatch.setattr(demoguest, "QEMU_GA", tmp_path / "no-qemu-ga")
+    built = demoguest.build(dest)
+    assert not built.agent
+    assert built.notes == (f"{tmp_path / 'no-qemu-ga'} not found: built without the guest agent "
+                           "(apt-get install qemu-guest-agent)",)
+    entries = read_newc(gzip.decompress(built.initrd.read_bytes()))
+    assert "sbin/qemu-ga" not in entries
+    assert demoguest.main([str(dest)]) == 0  # the note goes to stderr, the paths to stdout
+
+
+def test_a_directory_built_by_the_old_layout_fetches_the_kernel_again(tmp_path):
+    """An image directory from before modules.dep (flat button.ko/evdev.ko, no layout stamp)
+    is not taken as complete."""
+    (tmp_path / "modules").mkdir()
+    for name in ("button.ko", "evdev.ko"):
+        (tmp_path / "modules" / name).write_bytes(b"old")
+    (tmp_path / "vmlinuz").write_bytes(b"old kernel")
+    assert not demoguest._kernel_ready(tmp_path)
 
 
 @needs_qemu
@@ -330,25 +466,11 @@ def test_restore_with_new_genid_is_seen_without_reboot(guests, tmp_path):
     first = guests("first", g1)
     monitor = first.qmp()
     first.wait_for(f"genid: {g1}\n")
-    monitor.cmd("stop")
-    monitor.cmd("migrate", uri=f"exec:cat > {shlex.quote(str(state))}")
-    deadline = time.monotonic() + 60
-    while (status := monitor.cmd("query-migrate").get("status")) != "completed":
-        assert status not in ("failed", "cancelled"), first.diagnostics()
-        assert time.monotonic() < deadline, f"migration still {status}"
-        time.sleep(0.05)
-    with contextlib.suppress(EOFError):
-        monitor.cmd("quit")
-    first.close_qmp()
-    assert first.wait_exit(30) == 0
+    save_to_file(first, monitor, state)
 
     second = guests("second", g2, extra=("-incoming", f"exec:cat {shlex.quote(str(state))}", "-S"))
     monitor = second.qmp()
-    deadline = time.monotonic() + 60
-    while (status := monitor.cmd("query-status")["status"]) != "paused":
-        assert status == "inmigrate", second.diagnostics()
-        assert time.monotonic() < deadline, "incoming migration did not finish"
-        time.sleep(0.05)
+    wait_incoming(second, monitor)
     assert monitor.cmd("query-vm-generation-id") == {"guid": g2}
     monitor.cmd("cont")
     waited = second.wait_for(f"genid: {g2}\n", timeout=5)
@@ -356,3 +478,24 @@ def test_restore_with_new_genid_is_seen_without_reboot(guests, tmp_path):
     assert "demo: up" not in log, "the guest rebooted instead of resuming" + second.diagnostics()
     assert g1 not in log
     print(f"restored guest printed the new genid {waited:.2f} s after cont")
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_virtio_devices_get_their_drivers_and_dhcp_works(guests, tmp_path):
+    """With virtio net, blk, scsi, rng, balloon and serial devices every module loads (no
+    "modules:" line), udhcpc gets QEMU's user-network lease and the router answers a ping."""
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(b"\0" * (1 << 20))
+    extra = (
+        "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
+        "-drive", f"file={disk},format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0",
+        "-device", "virtio-scsi-pci", "-device", "virtio-rng-pci", "-device", "virtio-balloon-pci",
+        "-device", "virtio-serial-pci",
+    )  # fmt: skip
+    guest = guests("virtio", None, extra=extra, cmdline="qemuwrap.net=dhcp qemuwrap.agent=0")
+    assert guest.line("net: eth0 ") == "net: eth0 lease 10.0.2.15/24 router 10.0.2.2 dns 10.0.2.3"
+    assert guest.line("net: ping ") == "net: ping 10.0.2.2 ok"
+    guest.wait_for("genid: none\n")
+    assert "modules:" not in guest.log(), guest.diagnostics()
+    assert "agent:" not in guest.log()  # qemuwrap.agent=0

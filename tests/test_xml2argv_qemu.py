@@ -4,6 +4,8 @@ The golden .args could encode options QEMU refuses or misreads; here QEMU itself
 each command and QMP confirms that name, uuid, generation ID, vCPU count and memory
 are what the XML says. Host paths in the XML (disk images, log files, sockets) are
 redirected into a temporary directory first; everything else is the golden command.
+A case with ``NAME.qemu-refuses`` holds a value QEMU must read whole and refuse: the
+file has the text QEMU's error must contain.
 """
 
 from __future__ import annotations
@@ -27,8 +29,28 @@ CASES = sorted(p.stem for p in XML2ARGV.glob("*.xml") if (XML2ARGV / f"{p.stem}.
 pytestmark = needs_qemu
 
 
-def _redirect_paths(dom, tmp_path, request, cleanup):
-    """Point disks, chardev files, sockets and kernels at scratch files QEMU can open."""
+def _start_swtpm(dom, tpm, sock: str, tmp_path, request) -> None:
+    """A real swtpm on ``sock`` for a TPM case (the companion qemuwrap starts)."""
+    import shutil
+    import time
+
+    from qemuwrap.companions import swtpm
+
+    if shutil.which("swtpm") is None or shutil.which("swtpm_setup") is None:
+        pytest.skip("a TPM case needs swtpm and swtpm_setup (Debian packages swtpm, "
+                    "swtpm-tools)")
+    version = str(tpm.backend.version or "2.0")
+    daemon = swtpm.Swtpm(str(tmp_path / "tpmstate"), sock, str(tmp_path / "swtpm.log"),
+                         str(tmp_path / "swtpm.pid"), f"{dom.name}:{dom.uuid_str}",
+                         version=version)
+    daemon.prepare()
+    daemon.start(None, time.monotonic() + 20)
+    request.addfinalizer(lambda: daemon.stop(time.monotonic() + 10))
+
+
+def _redirect_paths(dom, tmp_path, request, cleanup, state):
+    """Point disks, chardev files, sockets and kernels at scratch files QEMU can open;
+    start the companions a case needs (swtpm)."""
     for i, disk in enumerate(dom.devices.disks):
         if disk.source is None:
             continue
@@ -53,6 +75,17 @@ def _redirect_paths(dom, tmp_path, request, cleanup):
             listener.bind(src.path)
             listener.listen(1)
             request.addfinalizer(listener.close)
+    for n, fs in enumerate(dom.devices.filesystems):
+        if fs.source.dir is not None:
+            share = tmp_path / f"share{n}"
+            share.mkdir()
+            fs.source.dir = str(share)
+    for tpm in dom.devices.tpms:
+        if tpm.backend.type == "emulator":
+            _start_swtpm(dom, tpm, str(state / "swtpm.sock"), tmp_path, request)
+        elif tpm.backend.type == "external":
+            tpm.backend.source.path = str(tmp_path / "external-swtpm.sock")
+            _start_swtpm(dom, tpm, tpm.backend.source.path, tmp_path, request)
     if dom.os.kernel:
         image = request.getfixturevalue("demo_image")
         dom.os.kernel, dom.os.initrd = str(image.kernel), str(image.initrd)
@@ -103,10 +136,17 @@ def test_qemu_accepts_golden_command(name, tmp_path, request):
     _data, dom = load(str(XML2ARGV / f"{name}.xml"), random=guid.counting_random)
     cleanup: list[list[str]] = []
     try:
-        _redirect_paths(dom, tmp_path, request, cleanup)
         state = tmp_path / "state"
         state.mkdir()
+        _redirect_paths(dom, tmp_path, request, cleanup, state)
         cmd = build_command(dom, caps, state)
+        refusal = XML2ARGV / f"{name}.qemu-refuses"
+        if refusal.exists():  # a value QEMU reads whole and refuses (see that file)
+            res = subprocess.run(cmd.argv, env=cmd.env, stdin=subprocess.DEVNULL,
+                                 capture_output=True, text=True, timeout=30)
+            assert res.returncode == 1, res.stderr
+            assert refusal.read_text().strip() in res.stderr
+            return
         proc = subprocess.Popen(cmd.argv, env=cmd.env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

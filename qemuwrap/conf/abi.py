@@ -3,9 +3,16 @@
 Mirrors libvirt's virDomainDefCheckABIStability for the elements qemuwrap supports,
 with the seed's two genid messages. A restore runs this before it gives the guest
 a new generation ID.
+
+Beyond libvirt, it also refuses a target that would run other programs or data than
+the saved guest did: the emulator and every path that selects what runs
+(:data:`RUNS_FROM`), so a definition swapped under a save file cannot point the
+restored guest at another binary, kernel or disk.
 """
 
 from __future__ import annotations
+
+import os
 
 from qemuwrap.conf import guid
 from qemuwrap.conf.domain import Domain
@@ -21,15 +28,49 @@ def _same(what: str, src: object, dst: object) -> None:
         raise ABIError(f"Target domain {what} {dst} does not match source {src}")
 
 
+#: What selects the programs and data a guest runs, as ``(what, attribute path)``; the
+#: attribute path is read with getattr, a missing attribute is None, so a row for a
+#: field the model does not have yet (firmware, NVRAM) is checked once it exists.
+#: Add a row for every new field that names a file QEMU or a companion runs or reads.
+RUNS_FROM: tuple[tuple[str, str], ...] = (
+    ("emulator", "devices.emulator"),
+    ("kernel", "os.kernel"),
+    ("initrd", "os.initrd"),
+    ("firmware", "os.firmware"),
+    ("loader", "os.loader"),
+    ("NVRAM", "os.nvram"),
+)
+
+
+def _attr(obj: object, dotted: str) -> object:
+    for name in dotted.split("."):
+        obj = getattr(obj, name, None)
+    return obj
+
+
+def _path(value: object) -> object:
+    """Paths compared by what they name (``/usr//bin/../bin/x`` is ``/usr/bin/x``)."""
+    return os.path.normpath(value) if isinstance(value, str) and value else value
+
+
+def check_runs_from(src: Domain, dst: Domain) -> None:
+    """The target runs the same emulator, firmware, kernel and disks as the source."""
+    for what, dotted in RUNS_FROM:
+        _same(what, _path(_attr(src, dotted)), _path(_attr(dst, dotted)))
+    _same("disk sources", [(d.target_dev, _path(d.source)) for d in src.devices.disks],
+          [(d.target_dev, _path(d.source)) for d in dst.devices.disks])
+
+
 def check_abi_stability(src: Domain, dst: Domain) -> None:
-    """Raise ABIError for the first difference the guest could notice."""
+    """Raise ABIError for the first difference the guest could notice, or that would
+    make it run something else."""
     _same("virt type", src.type, dst.type)
     _same("uuid", src.uuid_str, dst.uuid_str)
     if src.genid_requested != dst.genid_requested:
         raise ABIError("Target domain requested genid does not match source")
     if src.genid_requested and src.genid != dst.genid:
-        raise ABIError(f"Target domain genid {guid.format(dst.genid)} does not match "
-                       f"source {guid.format(src.genid)}")
+        raise ABIError(f"Target domain genid {_guid(dst.genid)} does not match "
+                       f"source {_guid(src.genid)}")
     # Not ABI, but a restore must not rename a guest through the back door (libvirt).
     _same("name", src.name, dst.name)
     _same("memory", src.memory_kib, dst.memory_kib)
@@ -52,6 +93,11 @@ def check_abi_stability(src: Domain, dst: Domain) -> None:
           [(i.type, i.bus) for i in d.inputs])
     _same("graphics count", len(s.graphics), len(d.graphics))
     _same("memballoon model", s.memballoon.model, d.memballoon.model)
+    check_runs_from(src, dst)
+
+
+def _guid(value: bytes | None) -> str:
+    return guid.format(value) if value is not None else "none"
 
 
 def _topology(dom: Domain):

@@ -391,6 +391,9 @@ class Domain(Element):
         messages, ``--explain`` and in-place edits of the file; empty when built in code."""
         if self.node is None:
             return {}
+        cached = self.__dict__.get("_nodes")
+        if cached is not None and cached.get("domain") is self.node:
+            return cached
         out: dict[str, Node] = {"domain": self.node}
         for c in self.node.children:
             out.setdefault(c.tag, c)
@@ -398,6 +401,7 @@ class Domain(Element):
             types = out["os"].children_named("type")
             if types:
                 out["os/type"] = types[0]
+        self.__dict__["_nodes"] = out
         return out
 
     # -- writing ---------------------------------------------------------------------------
@@ -435,7 +439,7 @@ def parse_domain(root: Node, *, random: guid.RandomSource = guid.system_random) 
     at once (``Problems``), or the single one as itself."""
     if root.tag != "domain":
         raise root.error(f"expected root element 'domain', not '{root.name}'")
-    ctx = ParseContext(random, root.source or b"")
+    ctx = ParseContext(random, root.source or b"", root.codec)
     dom = Domain.from_node(root, ctx)
     if dom.devices is None:
         dom.devices = Devices()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from qemuwrap.conf import untrusted
 from qemuwrap.conf.xmlreader import MAX_XML_BYTES
 from qemuwrap.errors import XMLError
 
@@ -53,12 +54,12 @@ def _focused_schema(tag: str):
     return _focused[tag]
 
 
-def _parser():
+def _parser(encoding: str | None = None):
     """A parser that expands nothing and fetches nothing: the input is untrusted."""
     from lxml import etree
 
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                           huge_tree=False, dtd_validation=False)
+                           huge_tree=False, dtd_validation=False, encoding=encoding)
 
 
 def _error(line: int | None, message: str) -> XMLError:
@@ -74,16 +75,17 @@ def validate_bytes(data: bytes, name: str = "<string>") -> None:
     """
     from lxml import etree
 
-    if len(data) > MAX_XML_BYTES:
-        raise XMLError(f"document is larger than {MAX_XML_BYTES} bytes")
+    # The model's decoding (any declared encoding, or a one-line refusal); libxml2 then
+    # reads the same UTF-8 text the model parsed.
+    utf8 = untrusted.decode(data).utf8
     schema = _schema()
     try:
-        root = etree.fromstring(data, _parser(), base_url=name)
+        root = etree.fromstring(utf8, _parser(encoding="utf-8"), base_url=name)
     except etree.XMLSyntaxError as exc:
         raise _error(exc.lineno, exc.msg) from None
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        line = data[:max(data.find(b"<!DOCTYPE"), 0)].count(b"\n") + 1
+        line = utf8[:max(utf8.find(b"<!DOCTYPE"), 0)].count(b"\n") + 1
         raise _error(line, "DOCTYPE and entity declarations are not allowed")
     if schema.validate(root):
         return
@@ -126,10 +128,6 @@ def _find(element, path: str | None):
 
 
 def validate_file(path: str | os.PathLike) -> None:
-    """Validate a definition file, reading no more than the size limit (plus one byte)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_XML_BYTES + 1)
-    except OSError as exc:
-        raise XMLError(f"cannot read: {exc.strerror}") from None
-    validate_bytes(data, os.fspath(path))
+    """Validate a definition file, read as the model reads it (a regular file only, no
+    more than the size limit)."""
+    validate_bytes(untrusted.read_bytes(path, limit=MAX_XML_BYTES), os.fspath(path))

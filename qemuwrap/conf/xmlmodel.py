@@ -137,11 +137,12 @@ class Int(Kind[int]):
     """An integer as libvirt reads it: decimal (``base`` 0: C's strtol, 0x hex, 0 octal)."""
 
     def __init__(self, minimum: int = 0, maximum: int | None = None, *, base: int = 10,
-                 hex_format: int | None = None):
+                 hex_format: int | None = None, octal_format: int | None = None):
         self.minimum = minimum
         self.maximum = maximum
         self.base = base
         self.hex_format = hex_format  # format as 0x%0Nx (PCI addresses)
+        self.octal_format = octal_format  # format as %0No (file modes)
 
     def parse(self, raw: str, name: str) -> int:
         try:
@@ -154,6 +155,8 @@ class Int(Kind[int]):
     def format(self, value: int) -> str:
         if self.hex_format is not None:
             return f"0x{value:0{self.hex_format}x}"
+        if self.octal_format is not None:
+            return f"{value:0{self.octal_format}o}"
         return str(value)
 
     def rng(self, text: bool = False) -> str:
@@ -252,10 +255,12 @@ class ParseContext:
     """What one parse shares: the problems found so far, the random source for values
     the model generates (uuid, MACs), and the document's bytes (for raw passthrough)."""
 
-    def __init__(self, random: Callable[[int], bytes], data: bytes = b""):
+    def __init__(self, random: Callable[[int], bytes], data: bytes = b"",
+                 codec: str = "utf-8"):
         self.errors: list[XMLError] = []
         self.random = random
-        self.data = data
+        self.data = data  # the file's own bytes (Node offsets point into them)
+        self.codec = codec
 
     def record(self, error: XMLError) -> None:
         self.errors.append(error)
@@ -373,6 +378,10 @@ class ChildField(Field):
             self._cls = cast("Callable[[], type[Element]]", self._cls)()  # forward reference
         return cast("type[Element]", self._cls)
 
+    @property
+    def key(self) -> str:
+        return self.cls.key()
+
     def read(self, node: Node, ctx: ParseContext) -> Any:
         cls = self.cls
         found = node.take(cls.key())
@@ -405,6 +414,7 @@ class TextChildField(Field):
 
     def __init__(self, tag: str, kind: Kind[Any], default: Any, required: bool):
         self.tag = tag
+        self.key = tag
         self.kind = kind
         self.default = default
         self.required = required
@@ -441,6 +451,7 @@ class FlagField(Field):
 
     def __init__(self, tag: str):
         self.tag = tag
+        self.key = tag
 
     def read(self, node: Node, ctx: ParseContext) -> bool:
         found = node.take(self.tag)
@@ -469,7 +480,7 @@ class RawField(Field):
         out = []
         for child in node.children:
             node.used_tags.add(child.tag)
-            raw = ctx.data[child.start:child.end].decode("utf-8", "replace")
+            raw = ctx.data[child.start:child.end].decode(ctx.codec, "replace")
             out.append(_with_namespace(raw, child.tag))
         return out
 
@@ -649,6 +660,10 @@ class Element:
         super().__init_subclass__(**kwargs)
         own = tuple(v for v in cls.__dict__.values() if isinstance(v, Field))
         names = {f.name for f in own}
+        clash = names & _RESERVED
+        if clash:  # a field named "format" would hide Element.format, and so on
+            raise TypeError(f"{cls.__name__}: field names {sorted(clash)} are Element "
+                            "methods; name the field otherwise and pass xml=")
         trail = tuple(f for f in cls._trailing if f.name not in names)
         lead = tuple(f for f in cls._fields if f.name not in names and f not in trail)
         if cls.__dict__.get("FIELDS_LAST"):  # a base whose fields follow its subclasses'
@@ -679,6 +694,35 @@ class Element:
 
     # -- reading -----------------------------------------------------------------------
     @classmethod
+    def _index(cls) -> tuple[dict[str, AttrField], dict[str, Field], tuple[Field, ...],
+                             tuple[Field, ...],
+                             tuple[dict[str, Any], list[tuple[str, Callable[[], Any]]]]]:
+        """What ``from_node`` needs, worked out once per class: fields by attribute name
+        and by child key, the ones always read, the required ones, the defaults."""
+        idx = cls.__dict__.get("_idx")
+        if idx is None:
+            attrs = {cast(str, f.xml): f for f in cls._attrs}
+            keyed: dict[str, Field] = {}
+            always: list[Field] = []
+            for f in cls._fields:
+                if isinstance(f, AttrField) or isinstance(f, InternalField):
+                    continue
+                key = f.key if isinstance(f, ChildField | TextChildField | FlagField) else None
+                if key is None:
+                    always.append(f)
+                else:
+                    keyed[key] = f
+            required = tuple(f for f in (*cls._attrs, *keyed.values())
+                             if getattr(f, "required", False))
+            static = {f.name: f.default for f in cls._fields
+                      if not f.virtual and not callable(f.default)}
+            factories = [(f.name, f.default) for f in cls._fields
+                         if not f.virtual and callable(f.default)]
+            idx = (attrs, keyed, tuple(always), required, (static, factories))
+            cls._idx = idx  # type: ignore[attr-defined]
+        return idx
+
+    @classmethod
     def from_node(cls: type[El], node: Node, ctx: ParseContext) -> El:
         """Read ``node``; problems go to ``ctx`` and the fields that failed keep defaults."""
         target: type[El] = cls
@@ -700,9 +744,23 @@ class Element:
         elif cls.VARIANT_ATTR:
             node.used_attrs.add(cls.VARIANT_ATTR)
         obj = target.__new__(target)
-        obj.node = node
+        values = obj.__dict__
         before = len(ctx.errors)
-        for f in target._fields:
+        attrs, keyed, always, required, (static, factories) = target._index()
+        values.update(static)
+        for name, make in factories:
+            values[name] = make()
+        values["node"] = node
+        # Only what the element has is read: most of the fields a class declares are absent
+        # from a given element (a <devices> lists ~30 kinds and holds a handful).
+        todo: list[Any] = [attrs[name] for name in node.attrib if name in attrs]
+        tags = {c.tag for c in node.children}
+        todo.extend(f for key, f in keyed.items() if key in tags)
+        todo.extend(f for f in required if (getattr(f, "xml", None) not in node.attrib
+                                            if f.is_attr else getattr(f, "key", None)
+                                            not in tags))
+        todo.extend(always)
+        for f in todo:
             try:
                 value = f.read(node, ctx)
             except XMLError as exc:
@@ -799,6 +857,10 @@ class Element:
         for k, v in self.__dict__.items():
             clone.__dict__[k] = v if k == "node" else copy.deepcopy(v, memo)
         return clone
+
+
+#: Names an Element subclass may not use for a field.
+_RESERVED = frozenset(n for n in dir(Element) if not n.startswith("__")) | {"node"}
 
 
 def _make_init(fields: tuple[Field, ...]) -> Callable[..., None]:

@@ -17,9 +17,13 @@ import os
 import pyexpat
 import re
 
+from qemuwrap.conf import untrusted
 from qemuwrap.errors import XMLError
 
-MAX_XML_BYTES = 1 << 20  # 1 MiB: a domain definition is a few KiB
+MAX_XML_BYTES = untrusted.MAX_BYTES  # 1 MiB: a domain definition is a few KiB
+#: Nesting depth, as libxml2 (the schema pass) limits it: a definition nests about 5
+#: deep, and a megabyte of nested tags would cost seconds of node building.
+MAX_DEPTH = 256
 #: XML's white space (RelaxNG's ``\s`` and token type): str.strip() would also drop
 #: U+00A0 and friends, which the schema does not, so the two would disagree.
 XML_SPACE = " \t\n\r"
@@ -40,7 +44,7 @@ class Node:
     """
 
     __slots__ = ("tag", "attrib", "children", "text", "line", "start", "end", "parent",
-                 "used_attrs", "used_tags", "text_used", "_by_tag", "source")
+                 "used_attrs", "used_tags", "text_used", "_by_tag", "source", "codec")
 
     def __init__(self, tag: str, attrib: dict[str, str], line: int, start: int,
                  parent: Node | None):
@@ -57,6 +61,7 @@ class Node:
         self.text_used = False
         self._by_tag: dict[str, list[Node]] | None = None
         self.source: bytes | None = None  # the root's: the bytes the offsets point into
+        self.codec = "utf-8"  # the root's: what those bytes are in
 
     # -- naming --------------------------------------------------------------
     @property
@@ -172,6 +177,10 @@ class Node:
 
     def leftovers(self) -> list[XMLError]:
         """One error per attribute, child or text that nothing consumed."""
+        if (len(self.attrib) <= len(self.used_attrs) and self.used_attrs.issuperset(self.attrib)
+                and all(c.tag in self.used_tags for c in self.children)
+                and (self.text_used or not self.text or not self.text.strip(XML_SPACE))):
+            return []
         out = [self.error(f"unsupported attribute '{display_tag(name)}'")
                for name in self.attrib if name not in self.used_attrs]
         out.extend(child.error(f"unsupported element '{child.name}'")
@@ -241,10 +250,33 @@ def _shorten(raw: str, limit: int = 40) -> str:
 
 
 def parse_bytes(data: bytes) -> Node:
-    """Parse ``data`` into a Node tree; raises XMLError on anything unsafe or malformed."""
-    if len(data) > MAX_XML_BYTES:
-        raise XMLError(f"document is larger than {MAX_XML_BYTES} bytes")
-    parser = pyexpat.ParserCreate(namespace_separator=" ")
+    """Parse ``data`` (the file's own bytes, in any encoding it declares) into a Node
+    tree whose ``start``/``end`` are offsets into ``data``; raises XMLError on anything
+    unsafe, malformed or in an encoding that cannot be read."""
+    doc = untrusted.decode(data)
+    root = _parse_utf8(doc.utf8)
+    if not doc.identity:
+        _to_file_offsets(root, doc)
+    root.source, root.codec = data, doc.codec
+    return root
+
+
+def _to_file_offsets(root: Node, doc: untrusted.Document) -> None:
+    """Parser offsets (into the UTF-8 the parser read) become offsets into the file."""
+    nodes, stack = [], [root]
+    while stack:  # no recursion: nesting depth is the document's choice
+        node = stack.pop()
+        nodes.append(node)
+        stack.extend(node.children)
+    where = doc.file_offsets([n.start for n in nodes] + [n.end for n in nodes])
+    for node in nodes:
+        node.start, node.end = where[node.start], where[node.end]
+
+
+def _parse_utf8(data: bytes) -> Node:
+    """expat over UTF-8 bytes; the document's own encoding declaration is overridden
+    (the bytes were decoded from it already)."""
+    parser = pyexpat.ParserCreate("UTF-8", namespace_separator=" ")
     parser.buffer_text = True
     parser.SetParamEntityParsing(pyexpat.XML_PARAM_ENTITY_PARSING_NEVER)
     stack: list[Node] = []
@@ -255,6 +287,9 @@ def parse_bytes(data: bytes) -> Node:
                        "are not allowed")
 
     def start(tag, attrs):
+        if len(stack) >= MAX_DEPTH:
+            raise XMLError(f"line {parser.CurrentLineNumber}: elements nested deeper than "
+                           f"{MAX_DEPTH}")
         parent = stack[-1] if stack else None
         node = Node(tag, attrs, parser.CurrentLineNumber, parser.CurrentByteIndex, parent)
         (parent.children if parent is not None else root).append(node)
@@ -263,8 +298,11 @@ def parse_bytes(data: bytes) -> Node:
     def end(_tag):
         node = stack.pop()
         idx = parser.CurrentByteIndex
-        # expat points at "</tag>" for an end tag, and just past "<tag/>" for an empty one.
-        node.end = data.index(b">", idx) + 1 if data.startswith(b"</", idx) else idx
+        # expat points at "</tag>" for an end tag, and just past "<tag/>" for an empty one
+        # (which may itself be followed by its parent's "</parent>").
+        empty = not node.children and not node.text and data[idx - 2:idx] == b"/>"
+        node.end = data.index(b">", idx) + 1 if not empty and data.startswith(b"</", idx) \
+            else idx
 
     def chars(text):
         stack[-1].text += text
@@ -279,15 +317,13 @@ def parse_bytes(data: bytes) -> Node:
     except pyexpat.ExpatError as exc:
         raise XMLError(f"malformed XML: {pyexpat.ErrorString(exc.code)} "
                        f"(line {exc.lineno}, column {exc.offset})") from None
-    root[0].source = data
     return root[0]
 
 
-def read_file(path: str | os.PathLike) -> tuple[bytes, Node]:
-    """Read and parse a definition file, bounded in size before it is read whole."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_XML_BYTES + 1)
-    except OSError as exc:
-        raise XMLError(f"cannot read: {exc.strerror}") from None
+def read_file(path: str | os.PathLike, *, follow_symlinks: bool = True) \
+        -> tuple[bytes, Node]:
+    """Read and parse a definition file: its own bytes (for in-place edits) and the tree.
+    Only a regular file is read, and no more than the size limit; ``follow_symlinks=False``
+    refuses a symbolic link (files in a state directory)."""
+    data = untrusted.read_bytes(path, limit=MAX_XML_BYTES, follow_symlinks=follow_symlinks)
     return data, parse_bytes(data)

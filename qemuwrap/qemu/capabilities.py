@@ -3,7 +3,8 @@
 The command builder must know the binary's version, devices (``vmgenid``),
 machine types and their aliases before it writes a single option. Asking QEMU
 costs ~100 ms, so :func:`load` keeps the answer on disk keyed by the binary's
-path, size and mtime. A cache hit must stay cheap: this module imports only
+path, size and mtime and its module directories' mtimes. Only trusted emulators are
+probed (``emulators.py``). A cache hit must stay cheap: this module imports only
 json and os at the top; asyncio, subprocess and qemu.qmp
 are imported inside :func:`probe`, which a hit never calls.
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 #: Bump when the cached layout or the meaning of a field changes: old caches re-probe.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 #: Lines of QEMU's stderr quoted in a probe error.
 STDERR_TAIL_LINES = 3
 
@@ -350,14 +351,46 @@ def cache_path(emulator: str, cache_dir: str | os.PathLike | None = None) -> str
     return os.path.join(directory, f"caps-{digest}.json")
 
 
+def module_dirs(emulator: str) -> list[str]:
+    """Where this QEMU loads its modules from (devices, accelerators, displays): they come
+    from other packages (qemu-system-gui, qemu-block-extra), so the device list depends
+    on them.  $QEMU_MODULE_DIR first, as QEMU searches, then the module directory beside
+    the binary's prefix: ``/usr/lib/<multiarch>/qemu`` in Debian's layout,
+    ``<prefix>/lib/qemu`` or ``lib64/qemu`` in upstream's."""
+    dirs = []
+    env = os.environ.get("QEMU_MODULE_DIR")
+    if env:
+        dirs.append(os.path.abspath(env))
+    prefix = os.path.dirname(os.path.dirname(os.path.realpath(emulator)))
+    lib = os.path.join(prefix, "lib")
+    candidates = [os.path.join(lib, "qemu"), os.path.join(prefix, "lib64", "qemu")]
+    try:
+        candidates += [os.path.join(lib, d, "qemu") for d in sorted(os.listdir(lib))
+                       if "-linux-" in d]
+    except OSError:
+        pass
+    dirs.extend(d for d in candidates if os.path.isdir(d) and d not in dirs)
+    return dirs
+
+
 def _cache_key(emulator: str) -> dict:
+    """What the answer depends on: the binary (path, size, mtime) and its module
+    directories (their mtimes change when a package adds or removes a module; libvirt
+    keys its cache the same way)."""
     try:
         st = os.stat(emulator)
     except FileNotFoundError:
         raise CapabilitiesError(f"QEMU binary {emulator} not found") from None
     except OSError as exc:
         raise CapabilitiesError(f"cannot probe {emulator}: {exc.strerror}") from None
-    return {"path": os.path.abspath(emulator), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    modules = {}
+    for directory in module_dirs(emulator):
+        try:
+            modules[directory] = os.stat(directory).st_mtime_ns
+        except OSError:
+            continue
+    return {"path": os.path.abspath(emulator), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "modules": modules}
 
 
 def _read_cache(path: str, key: dict) -> Capabilities | None:
@@ -403,7 +436,8 @@ DEFAULT_EMULATOR = "/usr/bin/qemu-system-x86_64"
 
 def for_domain(emulator: str | None, caps_file: str | None = None) -> Capabilities:
     """The capabilities a domain is translated against: a fixed file when given (tests,
-    offline use), else the cached probe of its ``<emulator>`` (or QEMU's usual path)."""
+    offline use; nothing is probed), else the cached probe of its ``<emulator>`` (or
+    QEMU's usual path), which must be a trusted emulator."""
     if caps_file:
         return Capabilities.from_file(caps_file)
     return load(emulator or DEFAULT_EMULATOR)
@@ -412,10 +446,14 @@ def for_domain(emulator: str | None, caps_file: str | None = None) -> Capabiliti
 def load(emulator: str, *, cache_dir: Path | str | None = None) -> Capabilities:
     """The binary's capabilities, from the cache when the binary is unchanged, else probed.
 
-    A cache that cannot be written only costs the next run a probe, so write
-    errors are ignored.
+    Only a trusted emulator (``emulators.check``) is probed, and a cached answer is
+    only given for one: the caller is about to run it.  A cache that cannot be written
+    only costs the next run a probe, so write errors are ignored.
     """
+    from qemuwrap.qemu import emulators
+
     emulator = os.fspath(emulator)
+    emulators.check(emulator)
     key = _cache_key(emulator)
     path = cache_path(emulator, cache_dir)
     caps = _read_cache(path, key)

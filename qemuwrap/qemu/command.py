@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from qemuwrap.conf import guid
+from qemuwrap.conf.devices.audio import add_default_audio
 from qemuwrap.conf.domain import Domain
 from qemuwrap.qemu.address import assign_addresses
 from qemuwrap.qemu.argv import Command, optstr
@@ -22,8 +23,10 @@ from qemuwrap.qemu.build import (
     BuildContext,
     Paths,
 )
+from qemuwrap.qemu.build.audio import build_audios
 from qemuwrap.qemu.build.boot import build_boot
 from qemuwrap.qemu.build.chardev import build_chardevs
+from qemuwrap.qemu.build.companion_devices import build_filesystems, build_tpms
 from qemuwrap.qemu.build.controller import (
     build_ccid_controllers,
     build_controllers,
@@ -31,7 +34,6 @@ from qemuwrap.qemu.build.controller import (
 )
 from qemuwrap.qemu.build.disk import build_disks
 from qemuwrap.qemu.build.graphics import build_graphics
-from qemuwrap.qemu.build.hub import build_hubs
 from qemuwrap.qemu.build.input import build_inputs
 from qemuwrap.qemu.build.machine import (
     build_actions,
@@ -42,10 +44,13 @@ from qemuwrap.qemu.build.machine import (
 )
 from qemuwrap.qemu.build.memballoon import build_memballoon
 from qemuwrap.qemu.build.net import build_interfaces
+from qemuwrap.qemu.build.smartcard import build_smartcards
+from qemuwrap.qemu.build.sound import build_sounds
+from qemuwrap.qemu.build.usb import build_hubs, build_redirdevs
 from qemuwrap.qemu.build.video import build_video
 from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.defaults import add_implicit_devices
-from qemuwrap.qemu.validate import resolve_machine, validate
+from qemuwrap.qemu.validate import MachineType, resolve_machine, validate
 
 #: QEMU's environment: fixed, so a command is the same wherever it is built.
 QEMU_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -77,14 +82,16 @@ def build_monitors(ctx: BuildContext) -> None:
     cmd.add("-pidfile", paths.pidfile, why="QEMU's pid for status/adoption")
 
 
-def complete_definition(dom: Domain, caps: Capabilities) -> None:
-    """What ``dom`` means on this QEMU, written into it as libvirt's post-parse and
-    address assignment write it: implicit devices, addresses, ids (no validation, no
-    command).  Two definitions are compared this way, as libvirt compares them (the ABI
-    check of a restore); building the command afterwards changes nothing more."""
+def complete_definition(dom: Domain, caps: Capabilities) -> MachineType:
+    """What libvirt does to a definition before it starts it: implicit devices, every
+    check (all refusals at once), addresses and ids, written into ``dom``. Idempotent; the
+    machine type the guest gets."""
     machine, _ = resolve_machine(dom, caps)
     add_implicit_devices(dom, machine, caps)
+    add_default_audio(dom.devices.audios, [g.type for g in dom.devices.graphics])
+    machine = validate(dom, caps)
     assign_addresses(dom, machine, caps)
+    return machine
 
 
 def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str, *,
@@ -96,10 +103,7 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     saved state (``-incoming defer``; the restore feeds it over QMP). ``loadvm``: QEMU
     starts from an internal snapshot of that name.
     """
-    machine, _ = resolve_machine(dom, caps)
-    add_implicit_devices(dom, machine, caps)
-    machine = validate(dom, caps)
-    assign_addresses(dom, machine, caps)
+    machine = complete_definition(dom, caps)
     cmd = Command(binary=dom.devices.emulator or caps.emulator)
     ctx = BuildContext(dom, caps, machine, Paths(os.fspath(state_dir)), cmd)
     cmd.env.update(LC_ALL="C", PATH=QEMU_PATH, HOME=ctx.paths.state_dir)
@@ -123,11 +127,17 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     build_hubs(ctx)
     build_ccid_controllers(ctx)
     build_disks(ctx)
+    build_filesystems(ctx)
     build_interfaces(ctx)
+    build_smartcards(ctx)
     build_chardevs(ctx)
+    build_tpms(ctx)
     build_inputs(ctx)
+    build_audios(ctx)
     build_graphics(ctx)
     build_video(ctx)
+    build_sounds(ctx)
+    build_redirdevs(ctx)
     build_memballoon(ctx)
     if incoming:
         cmd.add("-incoming", "defer", why="restore: state comes over QMP")

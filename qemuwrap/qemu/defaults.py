@@ -7,12 +7,11 @@ PS/2 mouse and keyboard, the default USB controller, q35's SATA controller, the 
 root), then each controller's default model (qemuDomainControllerDefPostParse), then
 the controllers that devices imply (virDomainDefAddImplicitControllers: disk buses,
 virtio-serial for virtio consoles and channels, CCID for smartcards) and a video card
-for graphics without one, and the audio backend.
+for graphics without one.  (The default ``<audio>`` is the audio model's own,
+``add_default_audio``.)
 """
 
 from __future__ import annotations
-
-from typing import cast
 
 from qemuwrap.conf.devices.address import (
     CCIDAddress,
@@ -20,7 +19,6 @@ from qemuwrap.conf.devices.address import (
     DriveAddress,
     VirtioSerialAddress,
 )
-from qemuwrap.conf.devices.audio import Audio, AudioType
 from qemuwrap.conf.devices.chardev import ChannelTargetType, ConsoleTargetType
 from qemuwrap.conf.devices.controller import (
     Controller,
@@ -32,7 +30,7 @@ from qemuwrap.conf.devices.controller import (
 from qemuwrap.conf.devices.disk import DiskBus, assign_drive_addresses
 from qemuwrap.conf.devices.input import Input, InputBus, InputType
 from qemuwrap.conf.devices.memballoon import BalloonModel, MemBalloon
-from qemuwrap.conf.devices.video import Video, VideoModel, VideoModelEl
+from qemuwrap.conf.devices.video import Video
 from qemuwrap.conf.domain import Domain
 from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.validate import MachineType
@@ -54,8 +52,6 @@ def add_implicit_devices(dom: Domain, machine: MachineType, caps: Capabilities) 
     add_implicit_controllers(dom)
     set_controller_models(dom)  # implicit SCSI controllers get their model too
     add_implicit_video(dom)
-    primary_video_first(dom)
-    add_default_audio(dom)
 
 
 def add_controller(dom: Domain, kind: ControllerType, index: int,
@@ -154,50 +150,9 @@ def _serial_controller(dev: Device) -> int:
     return address.controller if isinstance(address, VirtioSerialAddress) else 0
 
 
-def primary_video_first(dom: Domain) -> None:
-    """The primary card is the first one (libvirt's post-parse moves it there): it is
-    the one QEMU makes the VGA device, and the one placed at the chipset's video slot."""
-    videos = dom.devices.videos
-    primary = next((v for v in videos if v.model.primary), None)
-    if primary is not None and videos[0] is not primary:
-        videos.remove(primary)
-        videos.insert(0, primary)
-
-
-def _built(what: str, value: object) -> bool:
-    """Whether a builder exists for ``value`` yet (qemu/validate/unbuilt.py lists what
-    other areas have still to build): a default libvirt adds must not turn a definition
-    that names nothing into a refusal.  Once the builder lands this is always true."""
-    from qemuwrap.qemu.validate import unbuilt
-
-    if what in unbuilt.UNBUILT_LISTS:
-        return False
-    built = unbuilt.BUILT.get(what)
-    return built is None or value in cast(set, built)
-
-
 def add_implicit_video(dom: Domain) -> None:
     """virDomainDefAddImplicitVideo: graphics without a <video> get the default card,
-    which for QEMU on x86 is a Cirrus VGA (qemuDomainDeviceVideoDefPostParse); a
-    standard VGA until the Cirrus builder exists."""
+    which for QEMU on x86 is a Cirrus VGA (qemuDomainDefaultVideoDevice)."""
     devs = dom.devices
     if devs.graphics and not devs.videos:
-        model = VideoModel.CIRRUS if _built("video model", VideoModel.CIRRUS) \
-            else VideoModel.VGA
-        devs.videos.append(Video(model=VideoModelEl(type=model)))
-
-
-def add_default_audio(dom: Domain) -> None:
-    """qemuDomainDefAddDefaultAudioBackend: with no <audio>, libvirt 9.0 adds
-    ``<audio id='1' type='none'/>`` (type 'spice' for SPICE graphics; none at all for
-    SDL and D-Bus displays, which use the host's audio their own way)."""
-    devs = dom.devices
-    if devs.audios or not _built("audios", None):
-        # Until the audio builder exists an added <audio> would refuse every guest;
-        # with no sound card an 'audiodev none' changes nothing the guest sees.
-        return
-    kinds = {str(g.type) for g in devs.graphics}
-    if kinds & {"sdl", "dbus"}:
-        return
-    kind = AudioType.SPICE if "spice" in kinds else AudioType.NONE
-    devs.audios.append(Audio(id=1, type=kind))
+        devs.videos.append(Video.implicit())

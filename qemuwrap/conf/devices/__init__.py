@@ -33,7 +33,7 @@ from qemuwrap.conf.devices.shmem import Shmem
 from qemuwrap.conf.devices.smartcard import Smartcard
 from qemuwrap.conf.devices.sound import Sound
 from qemuwrap.conf.devices.tpm import TPM
-from qemuwrap.conf.devices.video import Video
+from qemuwrap.conf.devices.video import Video, order_videos
 from qemuwrap.conf.devices.vsock import Vsock
 from qemuwrap.conf.devices.watchdog import Watchdog
 from qemuwrap.conf.xmlmodel import Element, ParseContext, Path, child, children, text_child
@@ -99,8 +99,7 @@ class Devices(Element):
             if serial.port in ports:
                 ctx.record(serial.error(f"serial port {serial.port} is defined twice"))
             ports.add(serial.port)
-        if len(self.graphics) > 1:
-            ctx.record(self.graphics[1].error("only one <graphics> is supported"))
+        ctx.errors.extend(order_videos(self.videos))
         macs: set[str] = set()
         for nic in self.interfaces:
             if nic.mac in macs:

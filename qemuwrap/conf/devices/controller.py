@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 
 from qemuwrap.conf.devices.address import PCIAddress, PCIDevice, USBAddress
+from qemuwrap.conf.devices.virtio import VirtioDriver
 from qemuwrap.conf.xmlmodel import (
     ON_OFF,
     Element,
@@ -244,8 +245,9 @@ class PCIHole64(Element):
         return self.value
 
 
-class ControllerDriver(Element):
-    """``<driver>``: virtio-scsi queues and limits, and every virtio device's options."""
+class ControllerDriver(VirtioDriver):
+    """``<driver>``: virtio-scsi's queues, limits and I/O thread, besides every virtio
+    device's transport options."""
 
     TAG = "driver"
     queues: int | None = attr(Int(1, 2**31 - 1))
@@ -253,10 +255,6 @@ class ControllerDriver(Element):
     max_sectors: int | None = attr(Int(1, 2**31 - 1))
     ioeventfd: bool | None = attr(ON_OFF)
     iothread: int | None = attr(Int(1, 2**31 - 1))
-    iommu: bool | None = attr(ON_OFF)
-    ats: bool | None = attr(ON_OFF)
-    packed: bool | None = attr(ON_OFF)
-    page_per_vq: bool | None = attr(ON_OFF)
 
 
 class Master(Element):

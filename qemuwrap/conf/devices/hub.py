@@ -1,4 +1,4 @@
-"""``<hub>``: a USB hub."""
+"""``<hub>``: a USB hub (more ports for USB devices)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,6 @@ class HubType(enum.StrEnum):
 class Hub(Device):
     TAG = "hub"
     type: HubType = attr(HubType, required=True)
+
+    def address_types(self) -> tuple[str, ...]:
+        return ("usb",)

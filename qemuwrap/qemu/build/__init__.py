@@ -9,7 +9,6 @@ device already has its address and id (``qemu/address.py``).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from qemuwrap.conf.devices.address import (
     CCIDAddress,
@@ -20,7 +19,7 @@ from qemuwrap.conf.devices.address import (
 )
 from qemuwrap.conf.devices.controller import Controller, ControllerType, find_controller
 from qemuwrap.conf.domain import Domain
-from qemuwrap.qemu.argv import Command, escape, optstr
+from qemuwrap.qemu.argv import Command
 from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.validate import MachineType
 from qemuwrap.record import Record
@@ -28,23 +27,6 @@ from qemuwrap.record import Record
 QMP_SOCKET = "qmp.sock"  # the supervisor's QMP monitor
 CONTROL_SOCKET = "control.sock"  # a second QMP monitor for shutdown/destroy/status
 PIDFILE = "qemu.pid"
-
-
-def device_value(driver: str, props: Mapping[str, object]) -> str:
-    """``driver,key=value,...`` with QEMU's property names exactly as given.
-
-    ``optstr`` spells every ``_`` in a key as ``-`` (``debug_threads`` ->
-    ``debug-threads``), but many device properties are QEMU's own names with ``_``
-    (``chassis_nr``, ``num_queues``, ``max_ports``, ``vgamem_mb``, ...) and QEMU knows
-    them by no other spelling.  Values are escaped exactly as ``optstr`` escapes them;
-    None values are left out.
-    """
-    if not any("_" in key for key in props):
-        return optstr(driver, **props)
-    parts = [escape(driver)]
-    parts.extend(f"{key}={escape(value)}" for key, value in props.items()
-                 if value is not None)
-    return ",".join(parts)
 
 
 class Paths(Record):

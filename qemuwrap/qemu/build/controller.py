@@ -15,7 +15,8 @@ from qemuwrap.conf.devices.controller import (
     VirtioSerialModel,
 )
 from qemuwrap.conf.xmlmodel import table
-from qemuwrap.qemu.build import BuildContext, device_value
+from qemuwrap.qemu.build import BuildContext
+from qemuwrap.qemu.build.props import exact_opts, on_off, virtio_props
 
 #: The QEMU device of each ``<model name>`` (the names are QEMU's).
 _PCI_NAMES: dict[PCIModelName, str] = {n: str(n) for n in PCIModelName
@@ -54,10 +55,6 @@ TYPE_ORDER = (ControllerType.PCI, ControllerType.USB, ControllerType.SCSI,
 HOLE_HOSTS = {PCIModel.PCI_ROOT: "i440FX-pcihost", PCIModel.PCIE_ROOT: "q35-pcihost"}
 
 
-def _switch(value: bool | None) -> str | None:
-    return None if value is None else ("on" if value else "off")
-
-
 def built_in(ctrl: Controller, q35: bool) -> bool:
     """Part of the machine: the PCI root, pc's IDE and q35's SATA controller 0
     (qemuBuildSkipController)."""
@@ -89,15 +86,6 @@ def controller_device(ctrl: Controller, q35: bool) -> str | None:
     return None  # fdc and ide beyond the machine's: refused by validation
 
 
-def virtio_props(ctrl: Controller) -> dict[str, object]:
-    """Every virtio device's ``<driver>`` options (qemuBuildVirtioDevProps)."""
-    d = ctrl.driver
-    if d is None:
-        return {}
-    return {"iommu_platform": _switch(d.iommu), "ats": _switch(d.ats),
-            "packed": _switch(d.packed), "page-per-vq": _switch(d.page_per_vq)}
-
-
 def controller_props(ctx: BuildContext, ctrl: Controller, device: str) -> dict[str, object]:
     """The properties of one controller's -device, in libvirt's order."""
     kind, target = ctrl.type, ctrl.target
@@ -113,7 +101,7 @@ def controller_props(ctx: BuildContext, ctrl: Controller, device: str) -> dict[s
         elif model in (PCIModel.PCIE_ROOT_PORT, PCIModel.PCIE_SWITCH_DOWNSTREAM_PORT):
             props = {"port": target.port if target else None,
                      "chassis": target.chassis if target else None, "id": ctrl.alias_name,
-                     "hotplug": _switch(target.hotplug) if target else None}
+                     "hotplug": on_off(target.hotplug) if target else None}
         else:
             props = {"id": ctrl.alias_name}
     elif kind == ControllerType.USB:
@@ -126,12 +114,12 @@ def controller_props(ctx: BuildContext, ctrl: Controller, device: str) -> dict[s
             props["id"] = ctrl.alias_name
     elif kind in (ControllerType.SCSI, ControllerType.VIRTIO_SERIAL) and \
             device.startswith("virtio"):
-        props = virtio_props(ctrl) | {"id": ctrl.alias_name}
+        props = {**virtio_props(ctrl.driver), "id": ctrl.alias_name}
         d = ctrl.driver
         if kind == ControllerType.SCSI and d is not None:
             props |= {"iothread": f"iothread{d.iothread}" if d.iothread else None,
                       "num_queues": d.queues, "cmd_per_lun": d.cmd_per_lun,
-                      "max_sectors": d.max_sectors, "ioeventfd": _switch(d.ioeventfd)}
+                      "max_sectors": d.max_sectors, "ioeventfd": on_off(d.ioeventfd)}
         elif kind == ControllerType.VIRTIO_SERIAL:
             props |= {"max_ports": ctrl.ports, "vectors": ctrl.vectors}
     else:
@@ -145,7 +133,7 @@ def build_controller(ctx: BuildContext, ctrl: Controller) -> None:
         return
     why = ("added by address assignment, where libvirt adds it" if ctrl.type == "pci"
            else f"libvirt's implicit {ctrl.type} controller")
-    ctx.cmd.add("-device", device_value(device, controller_props(ctx, ctrl, device)),
+    ctx.cmd.add("-device", exact_opts(device, controller_props(ctx, ctrl, device).items()),
                 ctrl.node, why=None if ctrl.node is not None else why)
 
 

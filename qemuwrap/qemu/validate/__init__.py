@@ -66,9 +66,22 @@ Check = Callable[[Validation], None]
 
 def _checks() -> list[Check]:
     """Every area's checks, in the order their messages read best (then sorted by line)."""
-    from qemuwrap.qemu.validate import controller, devices, machine, unbuilt
+    from qemuwrap.qemu.validate import (
+        audio,
+        companion_devices,
+        controller,
+        devices,
+        graphics,
+        input,
+        machine,
+        unbuilt,
+        usb,
+        video,
+    )
 
-    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS, *controller.CHECKS]
+    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS, *companion_devices.CHECKS,
+            *input.CHECKS, *graphics.CHECKS, *audio.CHECKS, *video.CHECKS, *usb.CHECKS,
+            *controller.CHECKS]
 
 
 def validate(dom: Domain, caps: Capabilities) -> MachineType:

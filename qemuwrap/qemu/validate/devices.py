@@ -7,13 +7,9 @@ from typing import TYPE_CHECKING
 from qemuwrap.conf.devices.chardev import ConsoleTargetType
 from qemuwrap.conf.devices.controller import ControllerType
 from qemuwrap.conf.devices.disk import DiskBus, DiskDevice
-from qemuwrap.conf.devices.input import InputBus
 from qemuwrap.conf.devices.memballoon import BalloonModel
-from qemuwrap.qemu.build.controller import controller_device
 from qemuwrap.qemu.build.disk import disk_device
-from qemuwrap.qemu.build.input import USB_INPUT_DEVICES
 from qemuwrap.qemu.build.net import NIC_DEVICES
-from qemuwrap.qemu.build.video import VIDEO_DEVICES
 
 if TYPE_CHECKING:
     from qemuwrap.qemu.validate import Validation
@@ -76,31 +72,10 @@ def check_chardevs(v: Validation) -> None:
             seen.add(console.port)
 
 
-def check_inputs(v: Validation) -> None:
-    usb = [c for c in v.dom.devices.controllers if c.type == ControllerType.USB]
-    for inp in v.dom.devices.inputs:
-        if inp.bus != InputBus.USB:
-            continue
-        if not usb or controller_device(usb[0], v.q35) is None:
-            v.refuse(inp, "a USB device needs <controller type='usb'/> (not model 'none')")
-            continue
-        device = USB_INPUT_DEVICES.get(inp.type)
-        if device is not None:
-            v.require_device(device, inp)
-
-
-def check_video(v: Validation) -> None:
-    for video in v.dom.devices.videos:
-        device = VIDEO_DEVICES.get(video.model.type)
-        if device is not None:
-            v.require_device(device, video)
-
-
 def check_memballoon(v: Validation) -> None:
     balloon = v.dom.devices.memballoon
     if balloon.model == BalloonModel.VIRTIO:
         v.require_device("virtio-balloon-pci", balloon)
 
 
-CHECKS = [check_disks, check_interfaces, check_chardevs, check_inputs,
-          check_video, check_memballoon]
+CHECKS = [check_disks, check_interfaces, check_chardevs, check_memballoon]

@@ -7,28 +7,20 @@ from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.chardev import CharType
 from qemuwrap.conf.devices.disk import DiskBus, DiskDevice, DiskFormat, DiskType
-from qemuwrap.conf.devices.graphics import GraphicsType
-from qemuwrap.conf.devices.input import InputBus, InputType
 from qemuwrap.conf.devices.net import InterfaceType, NICModel
-from qemuwrap.conf.devices.video import VideoModel
 
 if TYPE_CHECKING:
     from qemuwrap.qemu.validate import Validation
 
 #: Device lists no builder handles yet.
-UNBUILT_LISTS = ("filesystems", "smartcards", "parallels", "channels", "tpms", "sounds",
-                 "audios", "hostdevs", "redirdevs", "watchdogs", "rngs", "panics",
+UNBUILT_LISTS = ("parallels", "channels", "hostdevs", "watchdogs", "rngs", "panics",
                  "shmems", "memories")
-UNBUILT_ONE = ("redirfilter", "iommu", "vsock")
+UNBUILT_ONE = ("iommu", "vsock")
 
-BUILT = {
+BUILT: dict[str, set] = {
     "interface type": {InterfaceType.USER},
     "interface model": {NICModel.VIRTIO, NICModel.E1000, NICModel.RTL8139},
     "character device type": {CharType.PTY, CharType.FILE, CharType.UNIX},
-    "input type": {InputType.MOUSE, InputType.KEYBOARD, InputType.TABLET},
-    "input bus": {InputBus.PS2, InputBus.USB},
-    "graphics type": {GraphicsType.VNC},
-    "video model": {VideoModel.VGA, VideoModel.NONE},
     "disk type": {DiskType.FILE, DiskType.BLOCK},
     "disk device": {DiskDevice.DISK, DiskDevice.CDROM},
     "disk bus": {DiskBus.IDE, DiskBus.SATA, DiskBus.VIRTIO},
@@ -55,13 +47,6 @@ def check_unbuilt(v: Validation) -> None:
         _refuse(v, n, "interface model", n.model)
     for ch in (*devs.serials, *devs.consoles):
         _refuse(v, ch, "character device type", ch.type)
-    for i in devs.inputs:
-        _refuse(v, i, "input type", i.type)
-        _refuse(v, i, "input bus", i.bus)
-    for g in devs.graphics:
-        _refuse(v, g, "graphics type", g.type)
-    for vid in devs.videos:
-        _refuse(v, vid, "video model", vid.model.type)
     for d in devs.disks:
         _refuse(v, d, "disk type", d.type)
         _refuse(v, d, "disk device", d.device)

@@ -1,0 +1,96 @@
+"""The host processes and resources a guest needs beside QEMU (issue 8), planned from the
+definition: what ``dry-run`` shows (``--json``: ``companions``; ``--explain``: the element
+each comes from) and what the supervisor starts, in this order, before QEMU and stops
+after it.  Pure: nothing here runs or touches a file; ``Companion.make()`` gives the object
+that does (``qemuwrap/companions/``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from qemuwrap.conf.devices.filesystem import CacheMode, Filesystem
+from qemuwrap.conf.devices.tpm import TPM, TPMBackendType
+from qemuwrap.conf.domain import Domain
+from qemuwrap.conf.xmlmodel import table
+from qemuwrap.conf.xmlreader import Node
+from qemuwrap.qemu.build import Paths
+from qemuwrap.qemu.build.companion_devices import TPM_SOCKET_NAME, VIRTIOFS_SOCKET_NAME
+
+#: libvirt's <cache mode> -> virtiofsd's -o cache= (libvirt's default is virtiofsd's).
+VIRTIOFSD_CACHE = table(CacheMode, {CacheMode.NONE: "none", CacheMode.ALWAYS: "always"})
+
+
+class Companion:
+    """One planned companion: its kind (``swtpm``, ``virtiofsd``, ...), the device it
+    serves, the command it runs (None for file or netlink work only), a line for
+    ``--explain``, the element it comes from, and how to make the object that runs it."""
+
+    def __init__(self, kind: str, device: str, argv: list[str] | None, why: str,
+                 source: Node | None, factory: Any, setup: list[str] | None = None):
+        self.kind = kind
+        self.device = device
+        self.argv = argv
+        self.why = why
+        self.source = source
+        self.setup = setup
+        self._factory = factory
+
+    def make(self) -> Any:
+        """The object that prepares, starts and stops it (``qemuwrap/companions``)."""
+        return self._factory()
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {"kind": self.kind, "device": self.device, "argv": self.argv,
+                               "why": self.why}
+        if self.setup is not None:
+            out["setup"] = self.setup
+        return out
+
+
+def _swtpm(dom: Domain, tpm: TPM, paths: Paths) -> Companion:
+    from qemuwrap.companions import swtpm
+
+    version = str(tpm.backend.version)
+    tpm_dir = swtpm.state_dir(dom.uuid_str, version=version)
+    sock = os.path.join(paths.state_dir, TPM_SOCKET_NAME)
+    log = os.path.join(paths.state_dir, "swtpm.log")
+    pidfile = os.path.join(paths.state_dir, "swtpm.pid")
+    vmid = f"{dom.name}:{dom.uuid_str}"
+    banks = tpm.backend.active_pcr_banks.names if tpm.backend.active_pcr_banks else None
+    return Companion(
+        "swtpm", tpm.alias_name or "tpm0",
+        swtpm.swtpm_argv(tpm_dir, sock, log, pidfile, version=version),
+        f"swtpm emulates the TPM {version}; its state stays in {tpm_dir}", tpm.node,
+        lambda: swtpm.Swtpm(tpm_dir, sock, log, pidfile, vmid, version=version,
+                            pcr_banks=banks),
+        setup=swtpm.setup_argv(tpm_dir, vmid, log, version=version, pcr_banks=banks))
+
+
+def _virtiofsd(fs: Filesystem, paths: Paths) -> Companion:
+    from qemuwrap.companions import virtiofsd
+
+    alias = fs.alias_name or "fs0"
+    sock = os.path.join(paths.state_dir, VIRTIOFS_SOCKET_NAME.format(alias=alias))
+    binary = fs.binary
+    cache = VIRTIOFSD_CACHE[binary.cache.mode] if binary and binary.cache else "auto"
+    xattr = bool(binary and binary.xattr)
+    pool = binary.thread_pool.size if binary and binary.thread_pool else None
+    source = fs.source.dir or ""
+    return Companion(
+        "virtiofsd", alias, virtiofsd.virtiofsd_argv(source, "FD", cache, xattr, pool),
+        f"virtiofsd shares {source} as tag '{fs.target.dir}' (FD: its listening socket "
+        f"{sock})", fs.node,
+        lambda: virtiofsd.Virtiofsd(source, sock, cache, xattr, pool))
+
+
+def plan(dom: Domain, paths: Paths) -> list[Companion]:
+    """Every companion of a completed definition (ids assigned), in start order."""
+    out: list[Companion] = []
+    for tpm in dom.devices.tpms:
+        if tpm.backend.type == TPMBackendType.EMULATOR:
+            out.append(_swtpm(dom, tpm, paths))
+    for fs in dom.devices.filesystems:
+        if fs.virtiofs and fs.source.socket is None:
+            out.append(_virtiofsd(fs, paths))
+    return out
