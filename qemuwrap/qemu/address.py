@@ -372,7 +372,7 @@ def assign_pci(dom: Domain, machine: MachineType, caps: Capabilities) -> None:
     ctrls = dom.devices.controllers
     max_index = max((c.index for c in ctrls if c.type == ControllerType.PCI), default=-1)
     nbuses = max_index + 1
-    if nbuses > 0:
+    if nbuses > 0 and needs_dry_run(dom, machine, nbuses):
         first = PCIPass(dom, machine, caps, nbuses, dry_run=True)
         first.run()
         addrs = first.set
@@ -397,6 +397,29 @@ def assign_pci(dom: Domain, machine: MachineType, caps: Capabilities) -> None:
     second.run()
     set_all_multi(dom)
     controller_options(dom, caps)
+
+
+#: Devices on pc's root bus below which the first pass cannot add a bridge: 30 free
+#: slots (2-31) less the one it keeps for a bridge, with room to spare.
+PC_ROOT_ROOM = 24
+
+
+def needs_dry_run(dom: Domain, machine: MachineType, nbuses: int) -> bool:
+    """Whether libvirt's first pass could add a PCI controller: not for a pc whose
+    only bus is the root and whose devices fit it with room to spare (most guests; the
+    second pass alone then places everything exactly as both would)."""
+    if machine.family != "pc" or nbuses != 1:
+        return True
+    count = 0
+    for dev in all_devices(dom):
+        a = dev.address
+        if isinstance(a, PCIAddress) and pci_present(dev):
+            if a.bus != 0:
+                return True
+            count += 1
+        elif pci_wanted(dev) and connect_flags(dev, PCI_FLAGS, PCI_FLAGS) != NO_FLAGS:
+            count += 1
+    return count > PC_ROOT_ROOM
 
 
 def set_all_multi(dom: Domain) -> None:

@@ -182,6 +182,8 @@ def assign_usb(dom: Domain) -> list[tuple[Device, str]]:
     """Ports for every USB device (libvirt's qemuDomainAssignUSBAddresses for a new
     definition); the problems, each with the device it concerns."""
     problems: list[tuple[Device, str]] = []
+    if not usb_devices(dom):
+        return problems  # nothing to place (the controllers' ports stay free)
     try:
         add_hubs(dom)
     except USBAddressError as exc:
