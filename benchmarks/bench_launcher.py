@@ -15,7 +15,6 @@ Figures only, nothing passes or fails. Needs qemu-system-x86_64 and the demo gue
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -31,10 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from qemuwrap import demoguest, qmp  # noqa: E402
+from qemuwrap import demoguest  # noqa: E402
 from qemuwrap.conf.domain import load  # noqa: E402
 from qemuwrap.qemu import capabilities  # noqa: E402
 from qemuwrap.qemu.command import build_command  # noqa: E402
+from qemuwrap.runtime.qmp import QMP, MonitorError  # noqa: E402
 
 from conftest import demo_xml  # noqa: E402
 
@@ -44,36 +44,38 @@ _SCRIPT = shutil.which("qemuwrap", path=str(Path(sys.executable).parent))
 QW = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "qemuwrap"]
 
 
+#: The work tree's code, compiled once (as an installed package is), not at every run.
+ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+       "PYTHONPATH": str(ROOT)}
+
+
 def qw(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*QW, *args], capture_output=True, text=True, check=True)
+    return subprocess.run([*QW, *args], capture_output=True, text=True, check=True, env=ENV)
 
 
-async def _greeting(sock: str, proc: subprocess.Popen) -> None:
-    """Connect as soon as QEMU listens (1 ms polls, the same for both sides)."""
-    from qemu.qmp import ConnectError, QMPClient
-
-    while proc.poll() is None or sock.endswith("control.sock"):
-        if os.path.exists(sock):
-            client = QMPClient("bench")
-            try:
-                await client.connect(sock)
-            except ConnectError:
-                pass
-            else:
-                await qmp.disconnect(client)
-                return
-        await asyncio.sleep(0.001)
-    raise RuntimeError("QEMU exited")
+def _greeting(sock: str, proc: subprocess.Popen) -> None:
+    """Connect as soon as QEMU listens (the same client and polls for both sides)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            QMP.connect(sock, timeout=60, alive=lambda: proc.poll() is None
+                        or sock.endswith("control.sock")).close()
+            return
+        except MonitorError:
+            if proc.poll() is not None and not sock.endswith("control.sock"):
+                raise RuntimeError("QEMU exited") from None
+            time.sleep(0.001)
+    raise RuntimeError("no QMP")
 
 
 def bare_qemu(xml: Path, state: Path) -> float:
     _data, dom = load(str(xml))
-    cmd = build_command(dom, capabilities.load(dom.devices.emulator), state)
+    cmd = build_command(dom, capabilities.for_domain(dom.devices.emulator, None), state)
     state.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     proc = subprocess.Popen(cmd.argv, env=cmd.env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    asyncio.run(_greeting(cmd.env["HOME"] + "/qmp.sock", proc))
+    _greeting(cmd.env["HOME"] + "/qmp.sock", proc)
     elapsed = time.perf_counter() - t
     proc.kill()
     proc.wait()
@@ -86,8 +88,8 @@ def qemuwrap_start(xml: Path, root: Path, name: str) -> tuple[float, float]:
     control = root / name / "control.sock"
     t = time.perf_counter()
     proc = subprocess.Popen([*QW, "start", str(xml), "--state-dir", str(root)],
-                            stdout=subprocess.DEVNULL)
-    asyncio.run(_greeting(str(control), proc))
+                            stdout=subprocess.DEVNULL, env=ENV)
+    _greeting(str(control), proc)
     qmp_ready = time.perf_counter() - t
     proc.wait()
     running = time.perf_counter() - t
@@ -118,7 +120,7 @@ def main() -> int:
     try:
         xml = demo_xml(work / "bench.xml", image, name="bench",
                        genid="e9392370-2917-565e-692b-d057f46512d6")
-        capabilities.load("/usr/bin/qemu-system-x86_64")  # warm the capabilities cache
+        capabilities.for_domain("/usr/bin/qemu-system-x86_64", None)  # warm the capabilities cache
         bare, ready, running = [], [], []
         for _ in range(args.runs):
             bare.append(bare_qemu(xml, work / "bare"))
@@ -137,14 +139,15 @@ def main() -> int:
 
         qw("start", str(xml), "--state-dir", str(root))
         rec = json.loads((root / "bench" / "state.json").read_text())
-        sup = psutil.Process(rec["supervisor_pid"])
+        sup = psutil.Process(rec["supervisor"]["pid"])
         time.sleep(2)
         cpu0 = sum(sup.cpu_times()[:2])
         time.sleep(args.idle)
         cpu = sum(sup.cpu_times()[:2]) - cpu0
-        rss = sup.memory_info().rss / 2**20
+        mem = sup.memory_full_info()
         print(f"idle supervisor over {args.idle:.0f} s:          CPU {cpu * 1000:.0f} ms "
-              f"({cpu / args.idle * 100:.2f} %), RSS {rss:.1f} MiB")
+              f"({cpu / args.idle * 100:.2f} %), USS {mem.uss / 2**20:.1f} MiB, "
+              f"RSS {mem.rss / 2**20:.1f} MiB")
         qw("destroy", "bench", "--state-dir", str(root))
 
         xml = demo_xml(work / "bench.xml", image, name="bench", genid="")
@@ -156,7 +159,7 @@ def main() -> int:
         out = qw("save", "bench", str(save), "--state-dir", str(root)).stdout
         t_save = time.perf_counter() - t
         t = time.perf_counter()
-        out = qw("restore", str(save), "--state-dir", str(root)).stdout
+        out = qw("restore", str(save), "--xml", str(xml), "--state-dir", str(root)).stdout
         t_restore = time.perf_counter() - t
         new = re.search(r"-> ([0-9a-f-]{36})", out).group(1)
         t_seen = wait_for(serial, f"genid: {new}") - t
@@ -167,7 +170,7 @@ def main() -> int:
         qw("destroy", "bench", "--state-dir", str(root))
     finally:
         subprocess.run([*QW, "destroy", "bench", "--state-dir", str(root)],
-                       capture_output=True)
+                       capture_output=True, env=ENV)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -1,8 +1,13 @@
-"""The ``qemuwrap`` command: argument parsing, one-line errors, exit statuses.
+"""The ``qemuwrap`` command: argument parsing, output (text or ``--json``), one-line
+errors, exit statuses. Nothing else.
 
 Exit status: 0 success, 1 invalid or unsupported input (or a failed operation),
-2 usage. Heavy modules (lxml, qemu.qmp, asyncio) are imported only by the
-subcommands that need them, so a dry run starts fast.
+2 usage; ``run`` (and ``shutdown``) 3 when QEMU crashed or the guest panicked, 4 when
+the guest was stopped by force. Heavy modules are imported only by the subcommands
+that need them, so a dry run starts fast (no asyncio, no lxml).
+
+Global options (``--state-dir``, ``--caps``, ``--json``, ``-v``) are accepted before or
+after the subcommand.
 """
 
 from __future__ import annotations
@@ -11,7 +16,24 @@ import argparse
 import os
 import sys
 
-from qemuwrap.errors import QemuwrapError, UsageError
+from qemuwrap import __version__
+from qemuwrap.errors import QemuwrapError, UsageError, debug, printable, set_debug
+
+#: Commands whose --json output is documented (README, "--json shapes").
+JSON_COMMANDS = frozenset({"dry-run", "validate", "start", "save", "restore", "clone",
+                           "snapshot", "status", "list", "shutdown", "destroy", "suspend",
+                           "resume"})
+
+
+def _emit(args, data, lines) -> None:
+    """``data`` as JSON with --json, else the text ``lines``."""
+    if args.json:
+        import json
+
+        print(json.dumps(data, indent=2))
+    else:
+        for line in lines:
+            print(line)
 
 
 def translate(path: str, *, caps_file: str | None = None, state_dir: str | None = None):
@@ -27,10 +49,12 @@ def translate(path: str, *, caps_file: str | None = None, state_dir: str | None 
 
 
 def cmd_dry_run(args) -> int:
+    if args.json and args.explain:
+        raise UsageError("--json and --explain exclude each other")
     data, dom, cmd = translate(args.file, caps_file=args.caps, state_dir=args.state_dir)
     if dom.genid_generated:
-        print(f"qemuwrap: {args.file}: note: genid {dom.genid_str} was generated for this "
-              "dry run and is not saved", file=sys.stderr)
+        print(f"qemuwrap: {printable(args.file)}: note: genid {dom.genid_str} was generated "
+              "for this dry run and is not saved", file=sys.stderr)
     if args.json:
         import json
 
@@ -47,7 +71,7 @@ def cmd_validate(args) -> int:
 
     schema.validate_file(args.file)
     translate(args.file, caps_file=args.caps, state_dir=args.state_dir)
-    print(f"{args.file}: valid")
+    _emit(args, {"file": args.file, "valid": True}, [f"{printable(args.file)}: valid"])
     return 0
 
 
@@ -57,7 +81,9 @@ def _options(args):
     return Options(state_dir=args.state_dir,
                    shutdown_timeout=getattr(args, "shutdown_timeout", 30.0),
                    transient=getattr(args, "transient", False),
-                   console=getattr(args, "console", False), caps=getattr(args, "caps", None))
+                   console=getattr(args, "console", False), caps=args.caps,
+                   allow_duplicate_genid=getattr(args, "allow_duplicate_genid", False),
+                   verbose=args.debug)
 
 
 def cmd_run(args) -> int:
@@ -66,23 +92,53 @@ def cmd_run(args) -> int:
     return launcher.run(args.file, _options(args))
 
 
-def _print_genid_change(rec: dict) -> None:
-    print(f"genid: {rec.get('previous_genid') or 'none'} -> {rec.get('genid') or 'none'}")
+def _started(record: dict) -> dict:
+    """The JSON of a guest that was just started (start, restore, snapshot revert)."""
+    qemu = record.get("qemu") or {}
+    sup = record.get("supervisor") or {}
+    return {"name": record["name"], "uuid": record["uuid"], "genid": record.get("genid"),
+            "previous_genid": record.get("previous_genid"), "qemu_pid": qemu.get("pid"),
+            "supervisor_pid": sup.get("pid"), "state_dir": record["state_dir"],
+            "source": record.get("source"), "console": record.get("console"),
+            "vnc": record.get("vnc")}
+
+
+def _genid_change(info: dict) -> str:
+    return f"genid: {info['previous_genid'] or 'none'} -> {info['genid'] or 'none'}"
+
+
+def cmd_start(args) -> int:
+    from qemuwrap import launcher
+
+    info = _started(launcher.start(args.file, _options(args)))
+    _emit(args, info, [f"guest '{printable(info['name'])}' started: QEMU pid "
+                       f"{info['qemu_pid']}, genid {info['genid'] or 'none'}, state "
+                       f"{printable(info['state_dir'])}"])
+    return 0
 
 
 def cmd_save(args) -> int:
-    from qemuwrap import lifecycle
+    from qemuwrap.ops import save
 
-    print(lifecycle.save(args.name, args.file, _options(args)))
+    info = save.save(args.name, args.file, _options(args))
+    genid = info["genid"] or "none"
+    _emit(args, info, [f"guest '{printable(args.name)}' saved to {printable(info['file'])}",
+                       f"genid: {genid} -> {genid} (unchanged; a restore gives the guest a "
+                       "new one)"])
     return 0
 
 
 def cmd_restore(args) -> int:
-    from qemuwrap import lifecycle
+    from qemuwrap.ops import save
 
-    rec = lifecycle.restore(args.file, _options(args), xml=args.xml)
-    print(f"guest '{rec['name']}' restored: QEMU pid {rec['qemu_pid']}")
-    _print_genid_change(rec)
+    info = _started(save.restore(args.file, _options(args), xml=args.xml))
+    lines = [f"guest '{printable(info['name'])}' restored: QEMU pid {info['qemu_pid']}",
+             _genid_change(info)]
+    if args.xml is None and info["genid"] and not args.json:
+        print(f"qemuwrap: {printable(args.file)}: note: restored from the definition stored "
+              "in the save file; the new genid is not written to any definition file "
+              "(pass --xml FILE.xml for that)", file=sys.stderr)
+    _emit(args, info, lines)
     return 0
 
 
@@ -91,10 +147,17 @@ def cmd_clone(args) -> int:
 
     result = clone.clone(args.file, args.new_file, args.new_name, copy=args.copy,
                          state_dir=args.state_dir)
-    for line in clone.describe(result):
-        print(line)
-    for note in result.warnings:
-        print(f"qemuwrap: {args.new_file}: note: {note}", file=sys.stderr)
+    data = {"file": result.path, "name": {"old": result.old_name, "new": result.new_name},
+            "uuid": {"old": result.old_uuid, "new": result.new_uuid},
+            "genid": {"old": result.old_genid, "new": result.new_genid},
+            "macs": [{"old": o, "new": n} for o, n in result.macs],
+            "disks": [{"target": d.target, "old": d.old_path, "new": d.new_path,
+                       "format": d.format, "overlay": d.overlay} for d in result.disks],
+            "warnings": list(result.warnings)}
+    _emit(args, data, clone.describe(result))
+    if not args.json:
+        for note in result.warnings:
+            print(f"qemuwrap: {printable(args.new_file)}: note: {note}", file=sys.stderr)
     return 0
 
 
@@ -110,33 +173,30 @@ def cmd_demo_build(args) -> int:
 
 
 def cmd_snapshot(args) -> int:
-    from qemuwrap import lifecycle
+    from qemuwrap.ops import snapshots
 
     opts = _options(args)
     if args.action == "list":
-        for snap in lifecycle.snapshot_list(args.name, opts):
-            print(snap["name"])
+        snaps = snapshots.snapshot_list(args.name, opts)
+        _emit(args, snaps, [s["name"] for s in snaps])
         return 0
     if not args.snap:
         raise UsageError(f"snapshot {args.action} needs a snapshot name")
+    name, snap = printable(args.name), printable(args.snap)
     if args.action == "create":
-        print(lifecycle.snapshot_create(args.name, args.snap, opts))
+        info = snapshots.snapshot_create(args.name, args.snap, opts)
+        genid = info["genid"] or "none"
+        _emit(args, info, [f"snapshot '{snap}' of guest '{name}' created",
+                           f"genid: {genid} -> {genid} (unchanged; a revert gives the guest "
+                           "a new one)"])
     elif args.action == "delete":
-        print(lifecycle.snapshot_delete(args.name, args.snap, opts))
+        info = snapshots.snapshot_delete(args.name, args.snap, opts)
+        _emit(args, info, [f"snapshot '{snap}' of guest '{name}' deleted"])
     else:
-        rec = lifecycle.snapshot_revert(args.name, args.snap, opts)
-        print(f"guest '{rec['name']}' reverted to snapshot '{args.snap}': QEMU pid "
-              f"{rec['qemu_pid']}")
-        _print_genid_change(rec)
-    return 0
-
-
-def cmd_start(args) -> int:
-    from qemuwrap import launcher
-
-    rec = launcher.start(args.file, _options(args))
-    print(f"guest '{rec['name']}' started: QEMU pid {rec['qemu_pid']}, "
-          f"genid {rec['genid'] or 'none'}, state {rec['state_dir']}")
+        info = _started(snapshots.snapshot_revert(args.name, args.snap, opts))
+        info["snapshot"] = args.snap
+        _emit(args, info, [f"guest '{name}' reverted to snapshot '{snap}': QEMU pid "
+                           f"{info['qemu_pid']}", _genid_change(info)])
     return 0
 
 
@@ -147,181 +207,255 @@ def cmd_adopt(args) -> int:
 
 
 def cmd_shutdown(args) -> int:
-    from qemuwrap import launcher
+    from qemuwrap.ops import guests
 
-    print(launcher.shutdown(args.name, _options(args)))
-    return 0
+    info = guests.shutdown(args.name, args.state_dir, args.shutdown_timeout, args.mode)
+    name = printable(args.name)
+    text = {"acpi": f"guest '{name}' is shut down (it powered off)",
+            "forced": f"guest '{name}' did not power off within {args.shutdown_timeout:g} s; "
+                      "forced off",
+            "crashed": f"guest '{name}' ended by crashing"}[info["outcome"]]
+    if info["exit_status"] and not args.json:
+        print(f"qemuwrap: {name}: {text}", file=sys.stderr)
+        return info["exit_status"]
+    _emit(args, info, [text])
+    return info["exit_status"]
 
 
 def cmd_destroy(args) -> int:
-    from qemuwrap import launcher
+    from qemuwrap.ops import guests
 
-    print(launcher.destroy(args.name, _options(args)))
+    info = guests.destroy(args.name, args.state_dir)
+    _emit(args, info, [f"guest '{printable(args.name)}' destroyed"])
+    return 0
+
+
+def cmd_suspend(args) -> int:
+    from qemuwrap.ops import guests
+
+    fn = guests.suspend if args.command == "suspend" else guests.resume
+    info = fn(args.name, args.state_dir)
+    _emit(args, info, [f"guest '{printable(args.name)}' is {info['state']}"])
     return 0
 
 
 def cmd_status(args) -> int:
-    import json
+    from qemuwrap.ops import guests
 
-    from qemuwrap import launcher
-
-    st = launcher.status(args.name, _options(args))
-    if args.json:
-        print(json.dumps(st, indent=2))
-    else:
-        for key, value in st.items():
-            print(f"{key + ':':16}{'' if value is None else value}")
+    st = guests.status(args.name, args.state_dir)
+    lines = []
+    for key, value in st.items():
+        if key == "companions":
+            value = ", ".join(f"{c['kind']} {c['id']} (pid {c['pid']})" for c in value)
+        lines.append(f"{key + ':':18}{'' if value is None else printable(str(value))}")
+    _emit(args, st, lines)
     return 0
 
 
 def cmd_list(args) -> int:
-    import json
+    from qemuwrap.ops import guests
 
-    from qemuwrap import launcher
-
-    guests = launcher.list_guests(_options(args))
-    if args.json:
-        print(json.dumps(guests, indent=2))
-        return 0
-    print(f"{'NAME':20} {'STATE':12} {'QEMU PID':>8}  GENID")
-    for g in guests:
-        print(f"{g['name']:20} {g['state']:12} {g['qemu_pid']:>8}  {g['genid'] or '-'}")
+    found = guests.list_guests(args.state_dir)
+    lines = [f"{'NAME':20} {'STATE':12} {'QEMU PID':>8}  GENID"]
+    lines += [f"{printable(g['name']):20} {g['state']:12} {g['qemu_pid']:>8}  "
+              f"{g['genid'] or '-'}" for g in found]
+    _emit(args, found, lines)
     return 0
+
+
+def cmd_console(args) -> int:
+    from qemuwrap.ops import console
+
+    return console.console(args.name, args.state_dir)
+
+
+def cmd_logs(args) -> int:
+    from qemuwrap.ops import console
+
+    return console.logs(args.name, args.state_dir, follow=args.follow)
+
+
+def cmd_completion(args) -> int:
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return 0
+
+
+def _global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """Options every command takes, before or after the subcommand: on the subparsers
+    their default is SUPPRESS, so a value given before the subcommand stays."""
+    kw: dict = {} if top else {"default": argparse.SUPPRESS}
+    p.add_argument("--state-dir", metavar="DIR", help="state directory root (default: "
+                   "$QEMUWRAP_STATE_DIR, /run/qemuwrap as root, else "
+                   "$XDG_RUNTIME_DIR/qemuwrap or /tmp/qemuwrap-UID)", **kw)
+    p.add_argument("--caps", metavar="FILE", help="use this QEMU capabilities file "
+                   "instead of probing the emulator", **kw)
+    p.add_argument("--json", action="store_true", help="machine-readable output "
+                   "(reporting commands; shapes in README)", **kw)
+    p.add_argument("-v", "--debug", action="store_true", help="say what qemuwrap does, on "
+                   "stderr", **kw)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qemuwrap", description="Start QEMU guests from "
                                      "libvirt domain XML, without libvirtd.")
+    parser.add_argument("--version", action="version", version=f"qemuwrap {__version__}")
+    _global_options(parser, top=True)
+    shared = argparse.ArgumentParser(add_help=False)
+    _global_options(shared, top=False)
     # prog given: argparse would otherwise build a help formatter (and import shutil).
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 prog="qemuwrap")
 
-    def common(p):
+    def command(name: str, func, text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text, parents=[shared])
+        p.set_defaults(func=func)
+        return p
+
+    def definition(p):
         p.add_argument("file", metavar="FILE.xml", help="domain definition")
-        p.add_argument("--caps", metavar="FILE", help="use this QEMU capabilities file "
-                       "instead of probing the emulator")
-        p.add_argument("--state-dir", metavar="DIR", help="state directory root "
-                       "(default: $QEMUWRAP_STATE_DIR, /run/qemuwrap or "
-                       "$XDG_RUNTIME_DIR/qemuwrap)")
 
-    p = sub.add_parser("dry-run", help="print the QEMU command for FILE.xml, run nothing")
-    common(p)
-    fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help='print {"env": ..., "argv": ...}')
-    fmt.add_argument("--explain", action="store_true",
-                     help="print each option beside the XML element it came from")
-    p.set_defaults(func=cmd_dry_run)
-
-    p = sub.add_parser("validate", help="check FILE.xml against the schema and this QEMU")
-    common(p)
-    p.set_defaults(func=cmd_validate)
-
-    def lifecycle(p):
+    def timeout(p):
         p.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="SECONDS",
                        help="how long a guest gets to power off before it is forced off "
                             "(default 30)")
 
-    p = sub.add_parser("run", help="start FILE.xml and supervise it in the foreground")
-    common(p)
-    lifecycle(p)
-    p.add_argument("--transient", action="store_true",
-                   help="start even if a generated genid cannot be saved into FILE.xml")
-    p.add_argument("--console", action="store_true",
-                   help="show the guest's serial console (port 0, pty) on stdout")
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("start", help="start FILE.xml with a supervisor in the background")
-    common(p)
-    lifecycle(p)
-    p.add_argument("--transient", action="store_true",
-                   help="start even if a generated genid cannot be saved into FILE.xml")
-    p.set_defaults(func=cmd_start)
+    def launch(p):
+        timeout(p)
+        p.add_argument("--transient", action="store_true",
+                       help="start even if a generated genid, uuid or MAC cannot be saved "
+                            "into the definition")
+        p.add_argument("--allow-duplicate-genid", action="store_true",
+                       help="start even if another running guest has the same genid")
 
     def by_name(p):
         p.add_argument("name", metavar="NAME", help="guest name")
-        p.add_argument("--state-dir", metavar="DIR", help="state directory root")
 
-    for cmd, func, text in (("shutdown", cmd_shutdown, "power the guest off (ACPI), force "
-                             "after the timeout"),
-                            ("destroy", cmd_destroy, "stop the guest's QEMU now"),
-                            ("adopt", cmd_adopt, "supervise a guest whose supervisor died")):
-        p = sub.add_parser(cmd, help=text)
-        by_name(p)
-        if cmd != "destroy":
-            lifecycle(p)
-        if cmd == "adopt":
-            p.add_argument("--caps", metavar="FILE", help=argparse.SUPPRESS)
-        p.set_defaults(func=func)
+    p = command("dry-run", cmd_dry_run, "print the QEMU command for FILE.xml, run nothing")
+    definition(p)
+    p.add_argument("--explain", action="store_true",
+                   help="print each option beside the XML element it came from")
 
-    p = sub.add_parser("save", help="save a running guest's state to FILE and stop it")
+    p = command("validate", cmd_validate, "check FILE.xml against the schema and this QEMU")
+    definition(p)
+
+    p = command("run", cmd_run, "start FILE.xml and supervise it in the foreground")
+    definition(p)
+    launch(p)
+    p.add_argument("--console", action="store_true",
+                   help="show the guest's serial console (port 0, pty) on stdout")
+
+    p = command("start", cmd_start, "start FILE.xml with a supervisor in the background")
+    definition(p)
+    launch(p)
+
+    p = command("shutdown", cmd_shutdown, "power the guest off (ACPI), force after the "
+                "timeout; exit status 4 when it had to be forced")
+    by_name(p)
+    timeout(p)
+    p.add_argument("--mode", choices=("acpi",), default="acpi",
+                   help="how to ask the guest (default acpi: the power button)")
+
+    p = command("destroy", cmd_destroy, "stop the guest's QEMU now")
+    by_name(p)
+
+    p = command("suspend", cmd_suspend, "pause the guest's vCPUs")
+    by_name(p)
+    p = command("resume", cmd_suspend, "let a paused guest run again")
+    by_name(p)
+
+    p = command("adopt", cmd_adopt, "supervise a guest whose supervisor died")
+    by_name(p)
+    timeout(p)
+
+    p = command("save", cmd_save, "save a running guest's state to FILE and stop it")
     by_name(p)
     p.add_argument("file", metavar="FILE", help="save file to write")
-    p.set_defaults(func=cmd_save)
 
-    p = sub.add_parser("restore", help="start a saved guest again, with a new genid")
+    p = command("restore", cmd_restore, "start a saved guest again, with a new genid")
     p.add_argument("file", metavar="FILE", help="save file written by 'qemuwrap save'")
-    p.add_argument("--xml", metavar="FILE.xml", help="definition to restore with "
-                   "(default: the one the guest was started from)")
-    p.add_argument("--state-dir", metavar="DIR", help="state directory root")
-    p.add_argument("--transient", action="store_true",
-                   help="restore even if the new genid cannot be saved into the definition")
-    p.add_argument("--caps", metavar="FILE", help=argparse.SUPPRESS)
-    lifecycle(p)
-    p.set_defaults(func=cmd_restore)
+    p.add_argument("--xml", metavar="FILE.xml", help="definition to restore with (checked "
+                   "against the saved one; the new genid is saved into it); default: the "
+                   "definition stored in the save file")
+    launch(p)
 
-    p = sub.add_parser("snapshot", help="internal snapshots on qcow2 disks: create, list, "
-                       "revert (new genid), delete")
+    p = command("snapshot", cmd_snapshot, "internal snapshots on qcow2 disks: create, list, "
+                "revert (new genid), delete")
     p.add_argument("action", choices=("create", "list", "revert", "delete"))
     by_name(p)
     p.add_argument("snap", metavar="SNAP", nargs="?", help="snapshot name")
-    p.add_argument("--transient", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--caps", metavar="FILE", help=argparse.SUPPRESS)
-    lifecycle(p)
-    p.set_defaults(func=cmd_snapshot)
+    launch(p)
 
-    p = sub.add_parser("clone", help="copy a guest: new name, uuid, genid and MACs, "
-                       "disks as qcow2 overlays (or --copy)")
+    p = command("clone", cmd_clone, "copy a guest: new name, uuid, genid and MACs, disks as "
+                "qcow2 overlays (or --copy)")
     p.add_argument("file", metavar="SRC.xml", help="definition of the guest to clone")
     p.add_argument("new_file", metavar="NEW.xml", help="definition to write (must not exist)")
     p.add_argument("--name", dest="new_name", metavar="NEW", required=True,
                    help="the clone's guest name")
     p.add_argument("--copy", action="store_true", help="copy the writable disks in full "
                    "instead of making qcow2 overlays backed by them")
-    p.add_argument("--state-dir", metavar="DIR", help="state directory root (where to "
-                   "check that the source guest is not running)")
-    p.set_defaults(func=cmd_clone)
 
-    p = sub.add_parser("demo-build", help="build the demo guest (Debian's cloud kernel and "
-                       "busybox) that prints its generation ID")
+    p = command("status", cmd_status, "show a guest's state (exit status 1 for a guest "
+                "unknown here)")
+    by_name(p)
+    command("list", cmd_list, "list running guests")
+
+    p = command("console", cmd_console, "attach to the guest's serial console (Ctrl-] "
+                "leaves)")
+    by_name(p)
+    p = command("logs", cmd_logs, "show the guest's logs (supervisor, QEMU, serial)")
+    by_name(p)
+    p.add_argument("-f", "--follow", action="store_true", help="keep showing what is "
+                   "appended")
+
+    p = command("demo-build", cmd_demo_build, "build the demo guest (Debian's cloud kernel "
+                "and busybox) that prints its generation ID")
     p.add_argument("dir", nargs="?", default="/var/tmp/qemuwrap-demo",
                    help="where to put it (default /var/tmp/qemuwrap-demo, as "
                         "examples/demo.xml expects)")
-    p.set_defaults(func=cmd_demo_build)
 
-    p = sub.add_parser("status", help="show a guest's state")
-    by_name(p)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_status)
-
-    p = sub.add_parser("list", help="list running guests")
-    p.add_argument("--state-dir", metavar="DIR", help="state directory root")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_list)
+    p = command("completion", cmd_completion, "print a shell completion script (bash: "
+                "'source <(qemuwrap completion bash)')")
+    p.add_argument("shell", choices=("bash", "zsh", "tcsh"))
     return parser
+
+
+def _where(args) -> str | None:
+    where = getattr(args, "name", None) or getattr(args, "file", None)
+    return printable(str(where)) if where else None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.debug:
+        set_debug(True)
+    if args.json and args.command not in JSON_COMMANDS:
+        print(f"qemuwrap: {args.command} has no --json output", file=sys.stderr)
+        return 2
+    debug(f"qemuwrap {__version__}: {args.command}")
+    where = _where(args)
+    prefix = f"qemuwrap: {where}: " if where else "qemuwrap: "
     try:
         return args.func(args)
     except QemuwrapError as exc:
-        where = getattr(args, "name", None) or getattr(args, "file", None)
-        prefix = f"qemuwrap: {where}: " if where else "qemuwrap: "
         for line in str(exc).split("\n"):  # one line per problem (see errors.Problems)
-            print(prefix + line, file=sys.stderr)
+            print(prefix + printable(line), file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(prefix + "interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `qemuwrap status NAME | head -1`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:  # an unforeseen path: still one line, never a traceback
+        if args.debug:
+            raise
+        what = exc.strerror or str(exc)
+        path = f" ({printable(str(exc.filename))})" if exc.filename else ""
+        print(prefix + f"{what}{path}", file=sys.stderr)
+        return 1

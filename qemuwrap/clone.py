@@ -23,7 +23,7 @@ from qemuwrap.conf.domain import Domain, load
 from qemuwrap.definition import atomic_write
 from qemuwrap.errors import QemuwrapError
 from qemuwrap.record import Factory, Record
-from qemuwrap.state import GuestBusyError, GuestDir
+from qemuwrap.runtime.guestdir import GuestBusyError, GuestDir, all_guests
 from qemuwrap.statedir import check_name
 
 #: How often a random value that collides with one in use is drawn again.
@@ -99,7 +99,7 @@ def clone(src_path: str, dst_path: str, new_name: str, *, copy: bool = False,
         _refuse_running(GuestDir(new_name, state_dir), f"a guest named '{new_name}' is "
                         "running; the clone could not start under that name")
         disks = _plan_disks(dom, new_name, copy)
-        _new_identity(dom, new_name, random, result)
+        _new_identity(dom, new_name, random, result, _running_genids(state_dir))
         result.disks = disks
         result.warnings = _shared(dom)
         _make(dom, disks, dst_path)
@@ -153,9 +153,28 @@ class _SourceLock:
 
 
 def _refuse_running(gdir: GuestDir, message: str) -> None:
-    proc = gdir.qemu_process()
-    if proc is not None:
-        raise QemuwrapError(f"{message} (QEMU pid {proc.pid})")
+    try:
+        record = gdir.running() if gdir.exists() else None
+    except FileNotFoundError:
+        record = None
+    if record is not None and record.qemu is not None:
+        raise QemuwrapError(f"{message} (QEMU pid {record.qemu.pid})")
+
+
+def _running_genids(state_dir: str | None) -> set[bytes]:
+    """The genids of the guests running under this state root: a clone's new one must
+    not be any of them."""
+    out = set()
+    for gdir in all_guests(state_dir):
+        try:
+            record = gdir.running()
+        except QemuwrapError:
+            continue
+        if record is not None and record.genid:
+            parsed = guid.parse(record.genid)
+            if parsed is not None:
+                out.add(parsed)
+    return out
 
 
 def _plan_disks(dom: Domain, new_name: str, copy: bool) -> list[ClonedDisk]:
@@ -192,14 +211,17 @@ def _fresh(draw, avoid) -> object:
     raise QemuwrapError("the random source keeps giving values already in use")
 
 
-def _new_identity(dom: Domain, new_name: str, random, result: CloneResult) -> None:
-    """Name, uuid, genid (if requested: keep requested-ness) and MACs of the clone."""
+def _new_identity(dom: Domain, new_name: str, random, result: CloneResult,
+                  running_genids: set[bytes] | None = None) -> None:
+    """Name, uuid, genid (if requested: keep requested-ness; never one a running guest
+    has) and MACs of the clone."""
     dom.name = new_name
     dom.id = None
     dom.uuid = _fresh(lambda: guid.generate_v4(random), {dom.uuid})
     result.new_uuid = dom.uuid_str
     if dom.genid_requested:
-        dom.genid = _fresh(lambda: guid.generate_v4(random), {dom.genid})
+        dom.genid = _fresh(lambda: guid.generate_v4(random),
+                           {dom.genid, *(running_genids or ())})
         dom.genid_generated = False
         result.new_genid = dom.genid_str
     nics = dom.devices.interfaces
@@ -243,9 +265,9 @@ def _make(dom: Domain, disks: list[ClonedDisk], dst_path: str) -> None:
             _create_disk(d, created)
         by_target = {d.target: d for d in disks}
         for disk in dom.devices.disks:
-            d = by_target.get(disk.target_dev)
-            if d is not None:
-                disk.source, disk.driver_type = d.new_path, d.format
+            new = by_target.get(disk.target_dev)
+            if new is not None:
+                disk.source, disk.driver_type = new.new_path, new.format
         data = dom.format(inactive=True).encode()
         schema.validate_bytes(data, dst_path)  # never write what 'run' would refuse
         if os.path.lexists(dst_path):

@@ -348,3 +348,107 @@ def _copy_identity(path: str, old: os.stat_result, fd: int, mode: int | None) ->
         except OSError as exc:
             raise _failed(path, f"cannot keep its extended attribute {name}: "
                                 f"{exc.strerror}") from None
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def _indent(data: bytes, offset: int, doc: untrusted.Document) -> str:
+    """The white space before ``offset`` on its line ('' if other text precedes it, or
+    in an encoding whose newline is not the byte 0x0A)."""
+    if doc.codec.startswith(("utf-16", "utf-32")):
+        return ""  # new elements go inline: correct, if not pretty
+    line = data.rfind(b"\n", 0, offset) + 1
+    lead = data[line:offset]
+    return lead.decode("ascii") if lead.strip(b" \t") == b"" else ""
+
+
+def _start_tag_end(data: bytes, start: int, doc: untrusted.Document) -> int:
+    """Offset just past the start tag beginning at ``start`` ('>' inside quoted attribute
+    values skipped), in the file's own encoding."""
+    width = 1
+    if doc.codec.startswith("utf-16"):
+        width = 2
+    elif doc.codec.startswith("utf-32"):
+        width = 4
+    quote = None
+    for i in range(start + width, len(data), width):
+        c = data[i:i + width].decode(doc.codec, "replace")
+        if quote is not None:
+            if c == quote:
+                quote = None
+        elif c in ("'", '"'):
+            quote = c
+        elif c == ">":
+            return i + width
+    raise DefinitionWriteError("malformed start tag")
+
+
+def identity_edits(data: bytes, dom: Domain) -> list[tuple[int, int, str]]:
+    """The edits that store what this load made up or changed: a generated ``<uuid>``
+    (after ``<name>``), generated MACs (first child of their ``<interface>``), and a
+    ``<genid>`` that was generated or differs from the file's."""
+    try:
+        doc = untrusted.decode(data)
+    except XMLError as exc:
+        raise DefinitionWriteError(f"cannot edit the file: {exc}") from None
+    edits: list[tuple[int, int, str]] = []
+    genid_node = dom.nodes.get("genid")
+    if dom.genid_requested and genid_node is not None and dom.genid is not None:
+        if dom.genid_generated or guid.parse(genid_node.text) != dom.genid:
+            edits.append((genid_node.start, genid_node.end,
+                          f"<genid>{guid.format(dom.genid)}</genid>"))
+    name_node = dom.nodes.get("name")
+    if dom.uuid_generated and name_node is not None:
+        indent = _indent(data, name_node.start, doc)
+        sep = "\n" + indent if indent else ""
+        edits.append((name_node.end, name_node.end, f"{sep}<uuid>{dom.uuid_str}</uuid>"))
+    for nic in dom.devices.interfaces:
+        node = nic.node
+        if not nic.mac_generated or node is None:
+            continue
+        mac = f"<mac address='{nic.mac}'/>"
+        tag_end = _start_tag_end(data, node.start, doc)
+        indent = _indent(data, node.start, doc)
+        if not node.children and node.end == tag_end and \
+                data[node.start:tag_end].decode(doc.codec).endswith("/>"):
+            head = data[node.start:tag_end].decode(doc.codec)[:-2].rstrip()
+            inner = f"\n{indent}  {mac}\n{indent}" if indent else mac
+            edits.append((node.start, tag_end, f"{head}>{inner}</interface>"))
+        else:
+            child_indent = (_indent(data, node.children[0].start, doc) if node.children
+                            else indent + "  ")
+            sep = "\n" + child_indent if indent or child_indent else ""
+            edits.append((tag_end, tag_end, f"{sep}{mac}"))
+    return edits
+
+
+def save_identity(path: str | os.PathLike, data: bytes, dom: Domain,
+                  notes: list[str] | None = None) -> bool:
+    """Store the identity this load made up (uuid, MACs) or changed (genid) in the file
+    ``dom`` was read from, in one atomic replace touching only those elements, so the
+    next start is the same machine.  False if nothing needed storing; a note for the user
+    (the file was a symbolic link) goes to ``notes``.
+
+    Refuses if the file changed since it was read: a concurrent edit is not overwritten.
+    """
+    edits = identity_edits(data, dom)
+    if not edits:
+        return False
+    shown = os.fspath(path)
+    try:
+        current = untrusted.read_bytes(path)
+    except XMLError as exc:
+        raise DefinitionWriteError(f"cannot save the guest's identity into {shown}: "
+                                   f"{exc}") from None
+    if current != data:
+        raise DefinitionWriteError(f"{shown} changed while it was being used; "
+                                   "not overwriting it")
+    try:
+        note = atomic_write(path, splice(data, edits))
+    except DefinitionWriteError as exc:
+        raise DefinitionWriteError(f"cannot save the guest's identity into {shown}: "
+                                   f"{exc.reason}", exc.reason) from None
+    if note is not None and notes is not None:
+        notes.append(note)
+    return True

@@ -1,12 +1,6 @@
 """The error types the CLI turns into one-line messages and exit codes."""
 
-
-def printable(text: str) -> str:
-    """``text`` with each non-printable character (newlines, escape sequences, U+0085,
-    U+2028, ...) written as its Python escape: quoted XML values stay on one line."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+from __future__ import annotations
 
 
 class QemuwrapError(Exception):
@@ -70,3 +64,33 @@ class XMLProblems(Problems, XMLError):
         self.element = getattr(errors[0], "element", None)
         self.line = getattr(errors[0], "line", None)
         self.declared = any(getattr(e, "declared", True) for e in errors)
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on one terminal line: control characters (newlines, escape
+    sequences), other unprintable characters and undecodable bytes of a file name
+    (surrogate escapes) are shown as backslash escapes; printable text is unchanged."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape",
+                                                       "backslashreplace").decode("ascii")
+                   for c in text)
+
+
+_DEBUG = [bool(__import__("os").environ.get("QEMUWRAP_DEBUG"))]
+
+
+def set_debug(on: bool) -> None:
+    """``-v``/``--debug``: what qemuwrap does goes to stderr (children inherit it)."""
+    import os
+
+    _DEBUG[0] = on
+    if on:
+        os.environ["QEMUWRAP_DEBUG"] = "1"
+
+
+def debug(message: str) -> None:
+    if _DEBUG[0]:
+        import sys
+
+        print(f"qemuwrap: debug: {printable(message)}", file=sys.stderr, flush=True)

@@ -1,5 +1,12 @@
-"""Starting guests from XML and acting on running ones: run, start, adopt, shutdown,
-destroy, status, list. The supervisor itself is in ``supervisor.py``.
+"""Starting guests: ``run`` (a supervisor in the foreground), ``start`` (in the
+background), ``adopt``; and the launches of ``restore`` and ``snapshot revert``.
+
+A launch is a transaction. Everything that can be checked is checked before QEMU
+starts (definition, guest name, state directory, duplicate genid, a save file's
+checksum and ABI); the supervisor records QEMU the moment it is spawned, and any
+failure after that stops QEMU before the command returns. A background supervisor
+that dies before it reported the guest running is cleaned up after by the command
+that forked it.
 """
 
 from __future__ import annotations
@@ -7,29 +14,39 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 
 from qemuwrap.conf import guid
 from qemuwrap.conf.domain import Domain, load, loads, parse_domain
-from qemuwrap.conf.xmlreader import read_file
-from qemuwrap.definition import DefinitionWriteError, save_genid
-from qemuwrap.errors import QemuwrapError
+from qemuwrap.conf.xmlreader import parse_bytes
+from qemuwrap.definition import DefinitionWriteError, save_identity
+from qemuwrap.errors import QemuwrapError, debug, printable
 from qemuwrap.qemu import capabilities
-from qemuwrap.qemu.argv import shell_quote
-from qemuwrap.qemu.command import build_command
-from qemuwrap.state import GuestBusyError, GuestDir, all_guests
+from qemuwrap.qemu.command import build_command, complete_definition
+from qemuwrap.runtime.guestdir import GuestBusyError, GuestDir, duplicate_genid
 
 
 class Options:
     """What the CLI passes down (a plain bag: argparse's namespace fits)."""
 
     def __init__(self, state_dir: str | None = None, shutdown_timeout: float = 30.0,
-                 transient: bool = False, console: bool = False, caps: str | None = None):
+                 transient: bool = False, console: bool = False, caps: str | None = None,
+                 allow_duplicate_genid: bool = False, verbose: bool = False):
         self.state_dir = state_dir
         self.shutdown_timeout = shutdown_timeout
         self.transient = transient
         self.console = console
         self.caps = caps
+        self.allow_duplicate_genid = allow_duplicate_genid
+        self.verbose = verbose
+
+
+class Restore:
+    """A checked save file to continue from (``savefile.SaveFile``) and the saved
+    guest's definition, for the ABI check."""
+
+    def __init__(self, save, saved: Domain):
+        self.save = save
+        self.saved = saved
 
 
 def prepare(path: str, opts: Options) -> tuple[bytes, Domain, GuestDir]:
@@ -39,234 +56,291 @@ def prepare(path: str, opts: Options) -> tuple[bytes, Domain, GuestDir]:
     return data, dom, GuestDir(dom.name, opts.state_dir)
 
 
-def _refuse_if_running(gdir: GuestDir) -> None:
-    record = gdir.read_record()
-    if record is None:
-        return  # nothing ran here, or it ended cleanly
-    proc = gdir.qemu_process(record)
-    if proc is not None:
-        raise GuestBusyError(f"guest '{gdir.name}' is running without a supervisor "
-                             f"(QEMU pid {proc.pid}); use 'qemuwrap adopt {gdir.name}'")
+def refuse_if_running(gdir: GuestDir) -> None:
+    record = gdir.running()
+    if record is not None:
+        assert record.qemu is not None
+        raise GuestBusyError(f"guest '{printable(gdir.name)}' is running without a "
+                             f"supervisor (QEMU pid {record.qemu.pid}); use 'qemuwrap adopt "
+                             f"{printable(gdir.name)}'")
 
 
-def run(path: str, opts: Options, *, background: bool = False,
-        restore_from: str | None = None, loadvm: str | None = None):
-    """Start the guest and supervise it until it ends (exit status), or with
-    ``background`` hand the supervisor to a forked child and return the guest's record
-    once it runs.
+def refuse_duplicate_genid(dom: Domain, opts: Options, *, since: float | None = None) -> None:
+    """A generation ID exists to tell copies apart: two running guests must not share
+    one (a definition copied with its ``<genid>``), unless the user says so."""
+    if opts.allow_duplicate_genid or dom.genid_str is None:
+        return
+    other = duplicate_genid(dom.name, dom.genid_str, opts.state_dir, since=since)
+    if other is not None:
+        raise QemuwrapError(f"genid {dom.genid_str} is already used by the running guest "
+                            f"'{printable(other)}' (a copied definition?); give this guest "
+                            "its own <genid/>, or pass --allow-duplicate-genid")
 
-    ``restore_from``: continue from a save file; ``loadvm``: from an internal snapshot.
-    Both re-execute the guest's past, so the guest gets a new generation ID (when its
+
+def run(path: str | None, opts: Options, *, background: bool = False,
+        restore: Restore | None = None, loadvm: str | None = None,
+        data: bytes | None = None, dom: Domain | None = None):
+    """Start the guest and supervise it until it ends (this process becomes the
+    supervisor: it does not return), or with ``background`` hand the supervisor to a
+    child of its own session and return the guest's record (JSON) once it runs.
+
+    ``restore``: continue from a save file; ``loadvm``: from an internal snapshot. Both
+    re-execute the guest's past, so the guest gets a new generation ID (when its
     definition requests one), saved into the definition once QEMU has loaded the state.
+    ``path`` None: the definition is ``dom`` (a restore from the save file's own).
     """
-    data, dom, gdir = prepare(path, opts)
+    if dom is None:
+        assert path is not None
+        data, dom = load(path)
+    gdir = GuestDir(dom.name, opts.state_dir)
     gdir.lock()
     try:
-        _refuse_if_running(gdir)
-        previous = dom.genid_str
-        incoming_uri = None
-        if restore_from is not None:
-            incoming_uri = _check_save_file(restore_from, dom, opts)
-        new_genid = bool(restore_from or loadvm) and dom.genid_requested
+        refuse_if_running(gdir)
+        previous = dom.genid_str  # a revert: what the definition had
+        caps = capabilities.for_domain(dom.devices.emulator, opts.caps)
+        if restore is not None:
+            # Compared as QEMU would get it (implicit devices, addresses and ids filled
+            # in), as the saved definition was stored: libvirt compares two complete ones.
+            complete_definition(dom, caps)
+            check_abi(restore.saved, dom)
+            previous = restore.saved.genid_str  # what the guest had when it was saved
+        new_genid = bool(restore or loadvm) and dom.genid_requested
         if new_genid:
             dom.genid = guid.generate_v4()
-        elif dom.genid_generated:
-            _save_or_transient(path, data, dom, opts)
-        caps = capabilities.for_domain(dom.devices.emulator, opts.caps)
-        cmd = build_command(dom, caps, gdir.path, incoming=incoming_uri is not None,
-                            loadvm=loadvm)
-        restart_cmd = build_command(dom, caps, gdir.path)
-        job = _Job(path, data, dom, gdir, opts, cmd, restart_cmd, incoming_uri,
-                   previous if new_genid else None)
+        refuse_duplicate_genid(dom, opts)
+        cmd = build_command(dom, caps, gdir.path, incoming=restore is not None, loadvm=loadvm)
+        restart_cmd = build_command(dom, caps, gdir.path) if (restore or loadvm) else cmd
+        writeback = None
+        if path is not None and data is not None:
+            if new_genid:  # stored by the supervisor once QEMU has loaded the state
+                writeback = _prepared_write_back(path, data, dom, opts)
+            else:  # a plain start: what was made up is stored before it runs
+                _save_identity(path, data, dom, opts)
+        from qemuwrap.runtime.machine import Exe
+        from qemuwrap.supervisor import Guest, Plan
+
+        marker = ("restore" if restore else f"revert to {loadvm}" if loadvm else "start")
+        plan = Plan(Guest.of(dom), Exe.of(cmd), restart_cmd=Exe.of(restart_cmd),
+                    source=os.path.abspath(path) if path else None,
+                    incoming_fd=restore.save.fd if restore else None, writeback=writeback,
+                    previous_genid=previous if new_genid else None, marker=marker)
+        debug(f"QEMU: {' '.join(cmd.argv)}")
+        conf = {"plan": plan.to_json(), "name": dom.name, "state_dir": opts.state_dir,
+                "guest_dir": gdir.path, "lock_fd": gdir.lock_fd,
+                "shutdown_timeout": opts.shutdown_timeout, "console": opts.console,
+                "allow_duplicate_genid": opts.allow_duplicate_genid,
+                "where": path or dom.name}
+        keep = [restore.save.fd] if restore else []
+        verify = None
+        if restore is not None:  # checked here while the supervisor starts QEMU
+            verify_r, verify_w = os.pipe2(os.O_CLOEXEC)
+            keep.append(verify_r)
+            conf["verify_fd"] = verify_r
+            verify = (restore.save, verify_w)
         if not background:
-            return job.supervise(ready_fd=None)
-        return _fork(job)
+            if verify is not None:
+                _verify(*verify)
+            _exec_supervisor(conf, keep)
+        return _fork(conf, keep, gdir, marker, verify)
     finally:
-        gdir.unlock()
+        gdir.close()
+        if restore is not None:
+            restore.save.close()
 
 
-class _Job:
-    """Everything a supervisor needs, gathered before QEMU starts."""
+def _prepared_write_back(path: str, data: bytes, dom: Domain, opts: Options) -> dict | None:
+    """The definition's bytes with the new genid (and the identity the load made up),
+    for the supervisor to store once the state is loaded."""
+    import hashlib
 
-    def __init__(self, path, data, dom, gdir, opts, cmd, restart_cmd, incoming_uri, previous):
-        self.path, self.data, self.dom, self.gdir, self.opts = path, data, dom, gdir, opts
-        self.cmd, self.restart_cmd = cmd, restart_cmd
-        self.incoming_uri, self.previous = incoming_uri, previous
+    from qemuwrap.definition import identity_edits, splice
 
-    def supervise(self, ready_fd: int | None) -> int:
-        import signal
-
-        from qemuwrap import process
-
-        # A stop asked for while QEMU starts is remembered, and honoured once it runs.
-        early: list[int] = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, _frame: early.append(signum))
-
-        try:
-            pid = process.start_qemu(self.cmd, self.gdir, self.dom)
-        except QemuwrapError:
-            self.gdir.remove()
-            raise
-        # asyncio and qemu.qmp (~100 ms) load while QEMU starts.
-        import asyncio
-
-        from qemuwrap.supervisor import Supervisor
-
-        sup = Supervisor(self.dom, self.gdir, self.cmd, source=os.path.abspath(self.path),
-                         restart_cmd=self.restart_cmd, pid=pid,
-                         shutdown_timeout=self.opts.shutdown_timeout, console=self.opts.console,
-                         early_signals=early)
-        after_load = None
-        if self.previous is not None:
-            def after_load():
-                _save_or_transient(self.path, self.data, self.dom, self.opts)
-                sup.log(f"genid: {self.previous} -> {self.dom.genid_str}")
-        return asyncio.run(self._launch_and_run(sup, ready_fd, after_load))
-
-    async def _launch_and_run(self, sup, ready_fd: int | None, after_load) -> int:
-        try:
-            await sup.launch(incoming=self.incoming_uri, after_load=after_load)
-        except QemuwrapError:
-            self.gdir.remove()  # a failed start leaves nothing behind
-            raise
-        if ready_fd is not None:
-            record = {**self.gdir.read_record(), "previous_genid": self.previous or
-                      self.dom.genid_str}
-            _report(ready_fd, {"record": record})
-        return await sup.run()
+    edits = identity_edits(data, dom)
+    if not edits:
+        return None
+    return {"path": os.path.abspath(path), "old_sha256": hashlib.sha256(data).hexdigest(),
+            "new": splice(data, edits).decode("latin-1"), "transient": opts.transient}
 
 
-def _fork(job: _Job) -> dict:
-    """Run ``job`` in a child of its own session; wait until it says the guest runs.
-
-    A fork, not a new interpreter: everything already read, checked and locked carries
-    over (the child inherits the guest's lock; the parent's copy goes when it exits).
-    """
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the supervisor
-        status = 1
-        try:
-            os.close(r)
-            os.setsid()
-            logfd = os.open(job.gdir.file("supervisor.log"),
-                            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            nullfd = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(nullfd, 0)
-            os.dup2(logfd, 1)
-            os.dup2(logfd, 2)
-            try:
-                status = job.supervise(ready_fd=w)
-            except QemuwrapError as exc:
-                _report(w, {"error": str(exc)})
-                print(f"qemuwrap: {job.dom.name}: {exc}", file=sys.stderr)
-            except BaseException:  # a bug: keep the traceback in supervisor.log
-                import traceback
-
-                traceback.print_exc()
-                _report(w, {"error": "the supervisor failed; see "
-                                     f"{job.gdir.file('supervisor.log')}"})
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(status)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        line = f.readline()
-    if not line:
-        raise QemuwrapError("the supervisor ended before the guest was started; see "
-                            f"{job.gdir.file('supervisor.log')}")
-    msg = json.loads(line)
-    if msg.get("error"):
-        raise QemuwrapError(msg["error"])
-    return msg["record"]
-
-
-def _report(fd: int, msg: dict) -> None:
-    """Tell the waiting parent how the launch went (one JSON line on a pipe)."""
+def _save_identity(path: str, data: bytes, dom: Domain, opts: Options) -> None:
+    """Store the genid, uuid and MACs this start made up; without --transient, failing
+    to is fatal."""
+    notes: list[str] = []
     try:
-        os.write(fd, json.dumps(msg).encode() + b"\n")
-        os.close(fd)
-    except OSError:
-        pass
-
-
-def _save_or_transient(path: str, data: bytes, dom: Domain, opts: Options) -> None:
-    """Save the domain's genid into its file; without --transient, failing to is fatal."""
-    try:
-        save_genid(path, data, dom)
+        save_identity(path, data, dom, notes)
+        for note in notes:  # e.g. written through a symbolic link
+            print(f"qemuwrap: {printable(path)}: note: {printable(note)}", file=sys.stderr)
     except DefinitionWriteError as exc:
         if not opts.transient:
             raise DefinitionWriteError(f"{exc}; use --transient to start without "
                                        "saving it") from None
 
 
-def _check_save_file(save_path: str, dom: Domain, opts: Options) -> str:
-    """The seed's ABI-stability check of ``dom`` against the saved definition; the URI
-    QEMU loads the state from."""
-    from qemuwrap import savefile
-    from qemuwrap.conf.abi import check_abi_stability
+def _exec_supervisor(conf: dict, keep: list[int]) -> None:
+    """Become the supervisor: a fresh interpreter that loads only the runtime (see
+    ``supervisor.main``: the model and QEMU's capabilities stay behind, which keeps
+    every supervisor small), handed the launch as JSON in a memfd and the fds it keeps
+    (the guest's lock, the ready pipe, a restore's save file)."""
+    memfd = os.memfd_create("qemuwrap-launch", 0)
+    for fd in (conf["lock_fd"], conf.get("ready_fd"), *keep):
+        if fd is not None:
+            os.set_inheritable(fd, True)
+    view = memoryview(json.dumps(conf).encode())
+    while view:
+        view = view[os.write(memfd, view):]
+    os.lseek(memfd, 0, os.SEEK_SET)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-P", "-m", "qemuwrap.supervisor", str(memfd)])
 
-    meta, offset = savefile.read(save_path)
-    saved = loads(meta["xml"])
+
+def _verify(save, fd: int) -> None:
+    """Check a save file's checksum and tell the supervisor (which waits before it gives
+    QEMU the state): "ok", or the one-line refusal."""
+    answer = b"interrupted\n"
+    try:
+        save.verify()
+        answer = b"ok\n"
+    except QemuwrapError as exc:
+        answer = str(exc).encode() + b"\n"
+        raise
+    finally:
+        try:
+            os.write(fd, answer)
+        except OSError:
+            pass  # the supervisor ended already (QEMU failed): its report says why
+        os.close(fd)
+
+
+def _fork(conf: dict, keep: list[int], gdir: GuestDir, marker: str,
+          verify: tuple | None = None) -> dict:
+    """Start the supervisor in a child of its own session (output to supervisor.log) and
+    wait until it says the guest runs. If it ends without saying so, whatever it
+    recorded is stopped here. ``verify``: a save file to check meanwhile."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    log = gdir.open_log("supervisor.log", marker=marker)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the supervisor-to-be
+        try:
+            os.close(r)
+            os.setsid()
+            nullfd = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(nullfd, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            _exec_supervisor({**conf, "ready_fd": w}, keep)
+        finally:
+            os._exit(127)
+    os.close(w)
+    os.close(log)
+    refusal = None
+    if verify is not None:
+        os.close(conf["verify_fd"])
+        try:
+            _verify(*verify)
+        except QemuwrapError as exc:
+            refusal = exc  # the supervisor stops its QEMU and says so; this is the why
+    with os.fdopen(r, "rb") as f:
+        line = f.readline()
+    if refusal is not None:
+        if line:
+            os.waitpid(pid, 0)
+        raise refusal
+    if not line:
+        os.waitpid(pid, 0)
+        _clean_up_after(gdir)
+        raise QemuwrapError("the supervisor ended before the guest was started; see "
+                            f"{printable(gdir.file('supervisor.log'))}")
+    msg = json.loads(line)
+    if msg.get("error"):
+        os.waitpid(pid, 0)
+        raise QemuwrapError(msg["error"])
+    return msg["record"]
+
+
+def _clean_up_after(gdir: GuestDir) -> None:
+    """A supervisor died during its launch: stop the QEMU and companions it recorded."""
+    from qemuwrap import process
+    from qemuwrap.runtime.companions import clean_up
+
+    try:
+        record = gdir.read_record()
+    except QemuwrapError:
+        record = None
+    if record is not None:
+        if record.qemu is not None:
+            process.kill_hard(record.qemu.pid, record.qemu.create_time)
+        for entry in record.companions:
+            clean_up(entry)
+    gdir.clear_runtime()
+
+
+def check_abi(saved: Domain, dom: Domain) -> None:
+    """The seed's ABI-stability check of ``dom`` against the saved definition, expecting
+    the generation ID to change (a restore gives a new one): everything else the guest
+    could notice must stay the same."""
+    from qemuwrap.conf.abi import ABIError, check_abi_stability
+
+    if saved.name != dom.name:
+        raise ABIError(f"the save file holds guest '{printable(saved.name)}', not "
+                       f"'{printable(dom.name)}'")
     # What the definition leaves to be made up at load (a uuid, MACs) is what the saved
-    # guest had, not new random values that would fail the ABI check.
+    # guest had, not new random values; they are written back with the new genid.
     if dom.uuid_generated:
         dom.uuid = saved.uuid
     for nic, was in zip(dom.devices.interfaces, saved.devices.interfaces, strict=False):
         if nic.mac_generated:
             nic.mac = was.mac
-    # Both as QEMU would get them: implicit devices, addresses and ids filled in (the
-    # saved one was stored that way), as libvirt compares two complete definitions.
-    from qemuwrap.qemu.command import complete_definition
+    if saved.genid_requested and dom.genid_requested:
+        expected = saved.genid
+        saved.genid = dom.genid  # the one thing that must change is not compared
+        try:
+            check_abi_stability(saved, dom)
+        finally:
+            saved.genid = expected
+    else:
+        check_abi_stability(saved, dom)
 
-    complete_definition(dom, capabilities.for_domain(dom.devices.emulator, opts.caps))
-    check_abi_stability(saved, dom)
-    return f"exec:tail -c +{offset + 1} {shell_quote(os.path.abspath(save_path))}"
 
-
-def start(path: str, opts: Options, *, restore_from: str | None = None,
-          loadvm: str | None = None) -> dict:
+def start(path: str | None, opts: Options, **kwargs) -> dict:
     """Start the guest with its supervisor in the background; the guest's record."""
-    return run(path, opts, background=True, restore_from=restore_from, loadvm=loadvm)
+    return run(path, opts, background=True, **kwargs)
 
 
 def adopt(name: str, opts: Options) -> int:
-    """Supervise a running QEMU whose supervisor died."""
+    """Supervise a running QEMU whose supervisor died (this process becomes it)."""
+    from qemuwrap.runtime.machine import Exe
+    from qemuwrap.supervisor import Guest, Plan
+
     gdir = GuestDir(name, opts.state_dir)
+    if not gdir.exists():
+        raise QemuwrapError(f"no guest '{printable(name)}' here")
     gdir.lock()
     try:
-        record = gdir.read_record()
-        if gdir.qemu_process(record) is None:
-            raise QemuwrapError(f"guest '{name}' is not running")
-        _data, root = read_file(gdir.file("domain.xml"))
-        dom = parse_domain(root)
+        record = gdir.running()
+        if record is None:
+            raise QemuwrapError(f"guest '{printable(name)}' is not running")
+        xml = gdir.read("domain.xml")
+        if xml is None:
+            raise QemuwrapError(f"guest '{printable(name)}': its live definition is gone")
+        dom = parse_domain(parse_bytes(xml))
         caps = capabilities.for_domain(dom.devices.emulator, opts.caps)
         cmd = build_command(dom, caps, gdir.path)
-        if cmd.argv != _without_start_state(record["argv"]):
-            raise QemuwrapError(f"guest '{name}': the running QEMU's command differs from "
-                                "its live definition; not adopting it")
-        import asyncio
-
-        from qemuwrap.supervisor import Supervisor
-
-        sup = Supervisor(dom, gdir, cmd, source=record.get("source"),
-                         shutdown_timeout=opts.shutdown_timeout)
-
-        async def go():
-            await sup.adopt(record)
-            return await sup.run()
-
-        return asyncio.run(go())
+        assert record.qemu is not None
+        if cmd.argv != _without_start_state(record.qemu.argv):
+            raise QemuwrapError(f"guest '{printable(name)}': the running QEMU's command "
+                                "differs from its live definition; not adopting it")
+        plan = Plan(Guest.of(dom), Exe.of(cmd), source=record.source, marker="adopt")
+        _exec_supervisor({"plan": plan.to_json(), "name": name, "state_dir": opts.state_dir,
+                          "guest_dir": gdir.path, "lock_fd": gdir.lock_fd,
+                          "shutdown_timeout": opts.shutdown_timeout, "console": False,
+                          "allow_duplicate_genid": True, "where": name,
+                          "adopt": record.dumps().decode()}, [])
+        return 1  # not reached: this process became the supervisor
     finally:
-        gdir.unlock()
-
-
-def _qmp_command(*args, **kwargs):
-    from qemuwrap import qmp  # asyncio: only for commands that talk to QEMU
-
-    return qmp.command(*args, **kwargs)
+        gdir.close()
 
 
 def _without_start_state(argv: list[str]) -> list[str]:
@@ -282,113 +356,14 @@ def _without_start_state(argv: list[str]) -> list[str]:
     return out
 
 
-def _running(name: str, opts: Options) -> tuple[GuestDir, dict, object]:
-    gdir = GuestDir(name, opts.state_dir)
-    record = gdir.read_record()
-    proc = gdir.qemu_process(record)
-    if proc is None:
-        raise QemuwrapError(f"guest '{name}' is not running")
-    return gdir, record, proc
+def saved_definition(save) -> Domain:
+    """The definition stored in a save file, modelled (its name must match the file's)."""
+    dom = loads(save.xml)
+    if dom.name != save.name:
+        raise QemuwrapError(f"{printable(save.path)}: the stored definition is of guest "
+                            f"'{printable(dom.name)}', the header says "
+                            f"'{printable(save.name)}'")
+    return dom
 
 
-def _wait_gone(proc, timeout: float) -> bool:
-    import psutil
-
-    try:
-        proc.wait(timeout)
-        return True
-    except psutil.TimeoutExpired:
-        return False
-
-
-def _supervisor(record: dict):
-    import psutil
-
-    try:
-        proc = psutil.Process(record["supervisor_pid"])
-        if abs(proc.create_time() - record["supervisor_create_time"]) < 0.05:
-            return proc
-    except (psutil.NoSuchProcess, KeyError):
-        pass
-    return None
-
-
-def shutdown(name: str, opts: Options) -> str:
-    """ACPI power-off; force after the timeout. Through the supervisor if it lives."""
-    gdir, record, proc = _running(name, opts)
-    sup = _supervisor(record) if gdir.supervised() else None
-    if sup is not None:
-        sup.terminate()  # the supervisor does ACPI, the timeout and the cleanup
-        if _wait_gone(proc, opts.shutdown_timeout + 15):
-            _wait_gone(sup, 10)
-            return f"guest '{name}' is shut down"
-        raise QemuwrapError(f"guest '{name}' is still running")
-    _qmp_command(record["control_socket"], "system_powerdown")
-    if _wait_gone(proc, opts.shutdown_timeout):
-        gdir.clear_runtime()
-        return f"guest '{name}' is shut down"
-    stop_guest(gdir, record, proc)
-    return f"guest '{name}' did not power off within {opts.shutdown_timeout:g} s; forced off"
-
-
-def destroy(name: str, opts: Options) -> str:
-    """Stop QEMU now (QMP quit; SIGKILL if it does not answer)."""
-    gdir, record, proc = _running(name, opts)
-    stop_guest(gdir, record, proc)
-    return f"guest '{name}' destroyed"
-
-
-def stop_guest(gdir: GuestDir, record: dict, proc) -> None:
-    """End a running guest's QEMU (QMP quit, SIGKILL if it does not answer or linger),
-    then wait for its supervisor to finish, or clean up for it when there is none."""
-    supervised = gdir.supervised()
-    try:
-        _qmp_command(record["control_socket"], "quit", timeout=5)
-    except QemuwrapError:
-        proc.kill()
-    if not _wait_gone(proc, 20):
-        proc.kill()
-        _wait_gone(proc, 5)
-    sup = _supervisor(record) if supervised else None
-    if sup is not None:
-        _wait_gone(sup, 20)
-    else:
-        gdir.clear_runtime()
-
-
-def status(name: str, opts: Options) -> dict:
-    """What is known of a guest: from its state directory, checked against the kernel."""
-    gdir = GuestDir(name, opts.state_dir)
-    record = gdir.read_record() or {}
-    proc = gdir.qemu_process(record) if record else None
-    out = {"name": name, "state": "shut off", "qemu_pid": None, "supervisor_pid": None,
-           "supervised": False, "qmp_socket": None, "control_socket": None,
-           "genid": record.get("genid"), "uuid": record.get("uuid"),
-           "state_dir": gdir.path, "source": record.get("source")}
-    if proc is None:
-        return out
-    sup = _supervisor(record) if gdir.supervised() else None
-    out.update(qemu_pid=proc.pid, supervised=sup is not None,
-               supervisor_pid=sup.pid if sup else None, qmp_socket=record["qmp_socket"],
-               control_socket=record["control_socket"],
-               uptime=round(time.time() - record["started"], 1))
-    try:
-        st = _qmp_command(record["control_socket"], "query-status", timeout=2)
-        out["state"] = {"prelaunch": "starting", "inmigrate": "restoring"}.get(
-            st["status"], st["status"])
-    except QemuwrapError:
-        out["state"] = "unknown (monitor busy)"
-    return out
-
-
-def list_guests(opts: Options) -> list[dict]:
-    out = []
-    for gdir in all_guests(opts.state_dir):
-        record = gdir.read_record()
-        if record and gdir.qemu_process(record) is not None:
-            out.append(status(gdir.name, opts))
-    return out
-
-
-__all__ = ["Options", "adopt", "destroy", "list_guests", "run", "shutdown", "start",
-           "status", "stop_guest"]
+__all__ = ["Options", "Restore", "adopt", "check_abi", "run", "start"]

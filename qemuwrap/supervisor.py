@@ -1,56 +1,50 @@
-"""The supervisor: one object that runs a guest's QEMU and answers its events.
+"""The supervisor: the one party that drives its guest's QEMU.
 
-Modelled on QEMU's python/qemu/machine/machine.py: ``launch()`` starts QEMU paused,
-attaches over QMP, checks the generation ID the guest will see, then resumes it;
-``run()`` waits for QMP events and the process's end and applies the definition's
-lifecycle actions; ``shutdown()`` asks the guest (ACPI) and forces after a timeout.
-Nothing polls: the supervisor sleeps until QEMU, a signal or the kernel wakes it.
+It launches the :class:`~qemuwrap.runtime.machine.Machine` (QEMU paused, QMP attached,
+the generation ID checked, then resumed), serves the control socket (status, shutdown,
+destroy, save, snapshots, suspend/resume), applies the definition's lifecycle actions
+on QMP events (``runtime/policy.py`` says which), and ends with the exit status that
+says how the guest ended. Nothing polls: it sleeps until QEMU, a signal, a client or a
+deadline wakes it.
 
-QEMU runs in its own session so it outlives the supervisor (libvirt's promise);
-a later supervisor can adopt it (``adopt=True``).
+QEMU runs in its own session, so it outlives the supervisor; ``adopt`` gives it a new
+one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 
-from qemu.qmp import EventListener
+from qemuwrap import process
+from qemuwrap.errors import QemuwrapError, printable
+from qemuwrap.runtime import control, migrate, policy
+from qemuwrap.runtime.companions import Companion
+from qemuwrap.runtime.guestdir import GuestDir
+from qemuwrap.runtime.loop import Loop, Timer
+from qemuwrap.runtime.machine import Exe, Machine, MachineError, tail
+from qemuwrap.runtime.policy import Action, Ending
+from qemuwrap.runtime.qmp import MonitorError
+from qemuwrap.runtime.record import GuestRecord, Proc
 
-from qemuwrap import process, qmp
-from qemuwrap.conf.domain import Domain
-from qemuwrap.errors import QemuwrapError
-from qemuwrap.qemu.argv import Command
-from qemuwrap.state import GuestDir
+EXIT_POWEROFF = policy.EXIT_POWEROFF
+EXIT_ERROR = policy.EXIT_ERROR
+EXIT_CRASHED = policy.EXIT_CRASHED
+EXIT_DESTROYED = policy.EXIT_DESTROYED
 
-EXIT_POWEROFF = 0  # the guest powered off (or rebooted with on_reboot=destroy)
-EXIT_ERROR = 1  # QEMU did not start, or the genid check failed
-EXIT_CRASHED = 3  # QEMU died (signal, failure exit) or the guest panicked
-EXIT_DESTROYED = 4  # stopped by force: destroy, shutdown timeout, QEMU told to quit
-
-#: SHUTDOWN reasons that mean "someone on the host stopped QEMU".
-_HOST_REASONS = ("host-qmp-quit", "host-signal", "host-ui")
-#: SHUTDOWN reasons of a reboot that -action reboot=shutdown turned into a shutdown.
-_REBOOT_REASONS = ("guest-reset", "host-qmp-system-reset")
+#: A restore's state must be loaded within this many seconds.
+LOAD_TIMEOUT = 600.0
+#: HMP savevm/delvm: the guest's memory and disks are written meanwhile.
+SNAPSHOT_TIMEOUT = 600.0
+#: After a save's stream completed, how long the client has to store it safely.
+COMMIT_TIMEOUT = 300.0
 
 
-class LaunchError(QemuwrapError):
-    """QEMU failed to start; the message carries the end of its log."""
-
-
-def _tail(path: str, lines: int = 3) -> str:
-    try:
-        with open(path, "rb") as f:
-            text = f.read()[-4096:].decode("utf-8", "replace")
-    except OSError:
-        return ""
-    rows = [r.strip() for r in text.splitlines() if r.strip()]
-    return " | ".join(rows[-lines:])
+class LaunchError(MachineError):
+    """The guest could not be started; nothing of it runs."""
 
 
 def sd_notify(message: str) -> None:
@@ -60,323 +54,726 @@ def sd_notify(message: str) -> None:
         return
     if addr.startswith("@"):
         addr = "\0" + addr[1:]
-    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        s.sendto(message.encode(), addr)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(message.encode(), addr)
+    except OSError:
+        pass
+
+
+class Guest:
+    """What the supervisor needs to know of the definition (no model, no parser: the
+    supervisor is a lean process of its own)."""
+
+    def __init__(self, *, name: str, uuid: str, genid: str | None, genid_requested: bool,
+                 on_poweroff: str, on_crash: str, memory_kib: int,
+                 current_memory_kib: int | None, graphics: bool, xml: str):
+        self.name = name
+        self.uuid_str = uuid
+        self.genid_str = genid
+        self.genid_requested = genid_requested
+        self.on_poweroff = on_poweroff
+        self.on_crash = on_crash
+        self.memory_kib = memory_kib
+        self.current_memory_kib = current_memory_kib
+        self.graphics = graphics
+        self.xml = xml  # the inactive definition, as Domain.format writes it
+
+    @classmethod
+    def of(cls, dom) -> Guest:
+        """From a conf.domain.Domain."""
+        return cls(name=dom.name, uuid=dom.uuid_str, genid=dom.genid_str,
+                   genid_requested=dom.genid_requested, on_poweroff=dom.on_poweroff,
+                   on_crash=dom.on_crash, memory_kib=dom.memory_kib,
+                   current_memory_kib=dom.current_memory_kib,
+                   graphics=bool(dom.devices.graphics), xml=dom.format(inactive=True))
+
+    def live_xml(self, pid: int | None) -> bytes:
+        """The live definition: the inactive one with the runtime ``id``."""
+        head, rest = self.xml.split(">", 1)
+        return (f"{head} id='{pid}'>{rest}" if pid is not None else self.xml).encode()
+
+
+class Plan:
+    """What a launch needs, gathered and checked before QEMU starts; passed as JSON to
+    the supervisor process (``to_json``/``from_json``).
+
+    ``writeback``: for a restore or revert, the definition file's new bytes (with the new
+    genid) to store once QEMU has loaded the state, if the file still holds ``old``.
+    """
+
+    def __init__(self, guest: Guest, cmd: Exe, *, restart_cmd: Exe | None = None,
+                 source: str | None = None, incoming_fd: int | None = None,
+                 writeback: dict | None = None, previous_genid: str | None = None,
+                 companions: list[Companion] | None = None, marker: str = "start"):
+        self.guest = guest
+        self.cmd = cmd
+        # A restore or revert starts once from saved state; a restart boots afresh.
+        self.restart_cmd = restart_cmd or cmd
+        self.source = source
+        self.incoming_fd = incoming_fd
+        self.writeback = writeback
+        self.previous_genid = previous_genid
+        self.companions = companions or []
+        self.marker = marker
+
+    def to_json(self) -> dict:
+        return {"guest": vars(self.guest), "cmd": vars(self.cmd),
+                "restart_cmd": vars(self.restart_cmd), "source": self.source,
+                "incoming_fd": self.incoming_fd, "writeback": self.writeback,
+                "previous_genid": self.previous_genid, "marker": self.marker}
+
+    @classmethod
+    def from_json(cls, raw: dict) -> Plan:
+        g = raw["guest"]
+        guest = Guest(name=g["name"], uuid=g["uuid_str"], genid=g["genid_str"],
+                      genid_requested=g["genid_requested"], on_poweroff=g["on_poweroff"],
+                      on_crash=g["on_crash"], memory_kib=g["memory_kib"],
+                      current_memory_kib=g["current_memory_kib"], graphics=g["graphics"],
+                      xml=g["xml"])
+        return cls(guest, Exe(**raw["cmd"]), restart_cmd=Exe(**raw["restart_cmd"]),
+                   source=raw["source"], incoming_fd=raw["incoming_fd"],
+                   writeback=raw["writeback"], previous_genid=raw["previous_genid"],
+                   marker=raw["marker"])
 
 
 class Supervisor:
     """Runs and watches the QEMU of one guest."""
 
-    def __init__(self, dom: Domain, gdir: GuestDir, cmd: Command, *, source: str | None,
-                 shutdown_timeout: float = 30.0, console: bool = False, log=None,
-                 restart_cmd: Command | None = None, pid: int | None = None,
+    def __init__(self, plan: Plan, gdir: GuestDir, *, shutdown_timeout: float = 30.0,
+                 console: bool = False, log: Callable[[str], None] | None = None,
                  early_signals: list[int] | None = None):
-        self.dom = dom
+        self.plan = plan
+        self.dom = plan.guest
         self.gdir = gdir
-        self.cmd = cmd
-        # A restore or revert starts once from saved state; a restart boots afresh.
-        self.restart_cmd = restart_cmd or cmd
-        self.source = source
         self.shutdown_timeout = shutdown_timeout
         self.console = console
-        self.log = log or (lambda msg: print(f"qemuwrap: {dom.name}: {msg}", file=sys.stderr,
-                                             flush=True))
-        self.pid = pid  # QEMU's, when the caller spawned it already
+        self.log = log or (lambda msg: print(f"qemuwrap: {printable(self.dom.name)}: {msg}",
+                                             file=sys.stderr, flush=True))
         self.early_signals = early_signals if early_signals is not None else []
-        self.client = None
-        self._exited: asyncio.Future | None = None
-        self._events_task: asyncio.Task | None = None
-        self.reason: str | None = None  # last SHUTDOWN reason
-        self.stopping = False  # we asked the guest to power off
-        self.destroying = False  # we are stopping QEMU by force
-        self.panicked = False
+        #: A restore: where the launching command says whether the checksum matched.
+        self.verify_fd: int | None = None
+        self.machine: Machine | None = None
+        self.record: GuestRecord | None = None
+        self.ending = Ending()
+        self.loop: Loop | None = None
+        self.server: control.Server | None = None
+        self._ended = False
+        self._watched: list[int] = []
+        self._force_timer: Timer | None = None
+        self._waiters: list[control.Connection] = []  # replied to when the guest ended
+        self.run_state = "starting"
 
-    # -- hooks (as in QEMU's machine.py) ----------------------------------------
-    def _post_launch(self) -> None:
-        self.dom.id = self.pid
-        from qemuwrap.definition import atomic_write
+    # -- the record ---------------------------------------------------------------------
+    def _new_record(self) -> GuestRecord:
+        me = os.getpid()
+        return GuestRecord(
+            name=self.dom.name, uuid=self.dom.uuid_str, state_dir=self.gdir.path,
+            started=time.time(), genid=self.dom.genid_str, source=self.plan.source,
+            env=dict(self.plan.cmd.env),
+            supervisor=Proc(me, process.create_time(me) or time.time(), []))
 
-        atomic_write(self.gdir.file("domain.xml"), self.dom.format().encode(), mode=0o600)
-        if self.source:  # kept after the guest ends: snapshot revert finds the definition
-            atomic_write(self.gdir.file("definition"), self.source.encode(), mode=0o600)
-        self.gdir.write_record({
-            "name": self.dom.name, "uuid": self.dom.uuid_str, "genid": self.dom.genid_str,
-            "source": self.source, "state_dir": self.gdir.path,
-            "qemu_pid": self.pid, "qemu_create_time": process.create_time(self.pid),
-            "supervisor_pid": os.getpid(),
-            "supervisor_create_time": process.create_time(os.getpid()),
-            "qmp_socket": self.gdir.file("qmp.sock"),
-            "control_socket": self.gdir.file("control.sock"),
-            "started": time.time(), "argv": self.cmd.argv, "env": self.cmd.env,
-        })
+    def _write_record(self) -> None:
+        """Persist what runs now: called at each change (companion started, QEMU
+        spawned, console found); a failure here fails the launch, which stops QEMU."""
+        if self.record is None:
+            self.record = self._new_record()
+        m = self.machine
+        if m is not None:
+            self.record.qemu = m.proc
+            self.record.companions = list(m.companion_entries)
+            self.record.env = dict(m.cmd.env)
+        self.gdir.write_record(self.record)
 
-    def _post_shutdown(self) -> None:
-        self.gdir.clear_runtime()
-
-    # -- start -------------------------------------------------------------------------
-    async def launch(self, *, incoming: str | None = None, after_load=None) -> None:
-        """Attach to the QEMU the caller spawned (spawning it if not, as on a restart),
-        check the generation ID it will show the guest, then let the guest run.
-
-        ``incoming``: a migration URI to load saved state from before resuming (QEMU was
-        started with ``-incoming defer``). ``after_load()`` runs once the state is loaded
-        and the genid checked, before the guest runs (a restore saves its new genid there).
-        """
-        if self.pid is None:  # not spawned by the caller yet (a restart)
-            self.pid = process.start_qemu(self.cmd, self.gdir, self.dom)
-        self._exited = process.watch(asyncio.get_running_loop(), self.pid, child=True)
+    # -- launch -----------------------------------------------------------------------
+    def launch(self, cmd: Exe | None = None, incoming_fd: int | None = None,
+               after_load: Callable[[], None] | None = None) -> None:
+        """Start QEMU paused, load saved state if any, check the genid, then resume.
+        Anything failing after the spawn stops QEMU (and companions) before this
+        raises: no QEMU runs that ``status`` cannot see."""
+        cmd = cmd or self.plan.cmd
+        self.machine = Machine(cmd, self.gdir, companions=self.plan.companions,
+                               on_change=self._write_record, marker=self.plan.marker)
+        self.ending = Ending()
+        self.run_state = "starting"
         try:
-            await self._attach(alive=lambda: not self._exited.done())
-            if incoming is not None:
-                await self._load_state(incoming)
-            await self._check_genid()
+            self.machine.launch()
+        except MachineError as exc:
+            self._after_failed_launch()
+            raise LaunchError(exc.message, exitcode=exc.exitcode, argv=exc.argv,
+                              output=exc.output) from None
+        try:
+            if incoming_fd is not None:
+                self._load_state(incoming_fd)
+            self._check_genid()
             if after_load is not None:
                 after_load()
-            if (incoming is None and self.dom.current_memory_kib
-                    and self.dom.current_memory_kib < self.dom.memory_kib):
-                await self.client.execute("balloon", {"value": self.dom.current_memory_kib * 1024})
-            await self.client.execute("cont")
+            dom = self.dom
+            if incoming_fd is None and dom.current_memory_kib \
+                    and dom.current_memory_kib < dom.memory_kib:
+                self.machine.execute("balloon", {"value": dom.current_memory_kib * 1024})
+            self.gdir.write("domain.xml", self.dom.live_xml(self.machine.pid))
+            if self.plan.source:  # kept after the guest ends: snapshot revert finds it
+                self.gdir.write("definition", self.plan.source.encode())
+            self.machine.execute("cont")
+            self.run_state = "running"
+            self._discover()
+            self._write_record()
         except BaseException as exc:
-            await self._kill()
+            exitcode = self.machine.kill()
+            self.machine.stop_companions(record=False)
+            self._after_failed_launch()
             if isinstance(exc, LaunchError):
                 raise
-            detail = _tail(self.gdir.file("qemu.log"))
-            status = self._exited.result() if self._exited.done() else None
-            what = f"QEMU exited with status {status}" if status is not None else str(exc)
-            raise LaunchError(f"QEMU failed to start: {what}" +
-                              (f": {detail}" if detail else "")) from None
-        self._post_launch()
-        self.log(f"running, QEMU pid {self.pid}, genid {self.dom.genid_str or 'none'}")
-        if self.console:
-            await self._attach_console()
+            if not isinstance(exc, QemuwrapError | OSError):
+                raise
+            if exitcode is not None and exitcode > 0:
+                what = f"QEMU exited with status {exitcode}"
+            elif isinstance(exc, OSError):
+                what = exc.strerror or str(exc)
+                if exc.filename:
+                    what += f" ({printable(str(exc.filename))})"
+            else:
+                what = str(exc)
+            raise LaunchError(f"QEMU failed to start: {what}", exitcode=exitcode,
+                              argv=cmd.argv, output=tail(self.gdir.file("qemu.log"))) \
+                from None
+        self.log(f"running, QEMU pid {self.machine.pid}, genid "
+                 f"{self.dom.genid_str or 'none'}")
 
-    async def _load_state(self, uri: str) -> None:
-        """Feed QEMU a saved state and wait (on MIGRATION events, no polling) for the end.
+    def _after_failed_launch(self) -> None:
+        """Runtime files go; the logs (qemu.log, supervisor.log) stay."""
+        self.gdir.clear_runtime()
 
-        QEMU 7.2 exits when a load fails, so the process's end is watched as well.
-        """
-        listener = EventListener(("MIGRATION",))
-        self.client.register_listener(listener)
+    def _load_state(self, fd: int) -> None:
+        """Feed QEMU the saved state from ``fd`` (checked already) and wait for the end
+        of the load, or of QEMU (7.2 exits when a load fails)."""
+        m = self.machine
+        assert m is not None and m.qmp is not None
+        if self.verify_fd is not None:
+            self._wait_verified(self.verify_fd)
+        m.execute("migrate-set-capabilities", {
+            "capabilities": [{"capability": "events", "state": True}]})
+        m.qmp.execute("getfd", {"fdname": "qemuwrap-restore"}, fds=[fd])
+        m.execute("migrate-incoming", {"uri": "fd:qemuwrap-restore"})
+        deadline = time.monotonic() + LOAD_TIMEOUT
+        while True:
+            event = m.qmp.wait_event(("MIGRATION",), deadline - time.monotonic(),
+                                     [m.pidfd] if m.pidfd is not None else None)
+            status = (event or {}).get("data", {}).get("status")
+            if status == "completed":
+                return
+            if event is None or status in ("failed", "cancelled"):
+                why = "QEMU ended" if m.exited() else (status or "no answer in time")
+                raise LaunchError(f"loading the saved state failed ({why})",
+                                  output=tail(self.gdir.file("qemu.log")))
 
-        async def outcome() -> str:
-            async for event in listener:
-                status = event["data"]["status"]
-                if status in ("completed", "failed", "cancelled"):
-                    return status
-            return "failed"
+    def _wait_verified(self, fd: int) -> None:
+        """The command that launched us checks the save file's checksum while QEMU
+        starts; QEMU gets no byte of the state before it said "ok"."""
+        import select
 
-        try:
-            await self.client.execute("migrate-set-capabilities", {
-                "capabilities": [{"capability": "events", "state": True}]})
-            await self.client.execute("migrate-incoming", {"uri": uri})
-            waiter = asyncio.ensure_future(outcome())
-            await asyncio.wait([waiter, self._exited], return_when=asyncio.FIRST_COMPLETED)
-            status = waiter.result() if waiter.done() else "failed"
-            waiter.cancel()
-        finally:
-            self.client.remove_listener(listener)
-        if status != "completed":
-            detail = _tail(self.gdir.file("qemu.log"))
-            raise LaunchError("loading the saved state failed" + (f": {detail}" if detail else ""))
+        deadline = time.monotonic() + LOAD_TIMEOUT
+        data = b""
+        while not data.endswith(b"\n"):
+            if not select.select([fd], [], [], max(deadline - time.monotonic(), 0))[0]:
+                raise LaunchError("the save file's checksum was not confirmed in time")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            data += chunk
+        os.close(fd)
+        self.verify_fd = None
+        answer = data.decode("utf-8", "replace").strip()
+        if answer != "ok":
+            raise LaunchError(answer or "the save file's checksum was not confirmed")
 
-    async def adopt(self, record: dict) -> None:
-        """Take over a QEMU whose supervisor died: attach, and watch it through a pidfd."""
-        self.pid = record["qemu_pid"]
-        self._exited = process.watch(asyncio.get_running_loop(), self.pid, child=False)
-        await self._attach()
-        record.update(supervisor_pid=os.getpid(),
-                      supervisor_create_time=process.create_time(os.getpid()))
-        self.gdir.write_record(record)
-        self.log(f"adopted QEMU pid {self.pid}, genid {self.dom.genid_str or 'none'}")
-
-    async def _attach(self, alive=None) -> None:
-        self.client = await qmp.connect(self.gdir.file("qmp.sock"), alive=alive)
-        self._events_task = asyncio.ensure_future(self._pump_events())
-
-    async def _check_genid(self) -> None:
+    def _check_genid(self) -> None:
         """The ID QEMU will show the guest must be the definition's, or nothing runs."""
         if not self.dom.genid_requested:
             return
-        got = (await self.client.execute("query-vm-generation-id"))["guid"]
+        assert self.machine is not None
+        got = self.machine.execute("query-vm-generation-id")["guid"]
         if got.lower() != self.dom.genid_str:
             raise LaunchError(f"QEMU reports genid {got}, the definition says "
                               f"{self.dom.genid_str}; not starting the guest")
 
-    async def _attach_console(self) -> None:
-        """Copy the first serial port's output to stdout (like ``virsh console``)."""
+    def _discover(self) -> None:
+        """Where the console and the VNC display are, for ``status`` and ``console``."""
+        assert self.machine is not None and self.record is not None
+        try:
+            for dev in self.machine.execute("query-chardev"):
+                if dev.get("label") == "charserial0" and dev["filename"].startswith("pty:"):
+                    self.record.console = dev["filename"][4:]
+        except QemuwrapError:
+            pass
+        if self.dom.graphics:
+            try:
+                vnc = self.machine.execute("query-vnc")
+                if vnc.get("enabled"):
+                    self.record.vnc = f"{vnc.get('host')}:{vnc.get('service')}"
+            except QemuwrapError:
+                pass
+
+    def adopt(self, record: GuestRecord) -> None:
+        """Take over a QEMU whose supervisor died."""
+        assert record.qemu is not None
+        self.record = record
+        me = os.getpid()
+        record.supervisor = Proc(me, process.create_time(me) or time.time(), [])
+        self.machine = Machine(self.plan.cmd, self.gdir, on_change=self._write_record)
+        self.machine.companion_entries = list(record.companions)
+        self.machine.attach(record.qemu)
+        self._write_record()
+        status = self.machine.execute("query-status")["status"]
+        self.run_state = status
+        self.log(f"adopted QEMU pid {record.qemu.pid}, genid {self.dom.genid_str or 'none'}")
+
+    # -- running ----------------------------------------------------------------------
+    def run(self) -> int:
+        """Serve until the guest ends for good; the exit status that says how."""
+        self.loop = loop = Loop()
+        for sig in (15, 2):  # SIGTERM, SIGINT
+            loop.add_signal_handler(sig, self._on_signal)
+        status = EXIT_CRASHED
+        try:
+            self.server = control.Server(loop, self.gdir.file(control.SOCKET), self._on_request)
+            self._watch()
+            if self.console:
+                self._attach_console()
+            sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=running")
+            for sig in self.early_signals:  # arrived while QEMU was starting
+                loop.deliver(sig)
+            while True:
+                loop.run_until(lambda: self._ended)
+                result, why = policy.verdict(self.ending, self.dom.on_crash)
+                self.log(why)
+                if result is not None:
+                    status = result
+                    break
+                self._restart()
+        finally:
+            self._finish(status)
+        return status
+
+    def _restart(self) -> None:
+        """on_crash=restart: a new QEMU, the same genid."""
+        self.log("starting QEMU again (same genid)")
+        self._ended = False
+        self.plan.marker = "restart (on_crash)"
+        self.launch(self.plan.restart_cmd)
+        self._watch()
+
+    def _finish(self, status: int) -> None:
+        self._unwatch()
+        if self.machine is not None:
+            if not self.machine.exited():
+                self.machine.quit()  # only on an internal error: never leave it running
+            self.machine.stop_companions(record=False)
+            self.machine.close()
+        self.gdir.clear_runtime()
+        outcome = "saved" if self.ending.saved else policy.shutdown_outcome(self.ending)
+        for conn in self._waiters:
+            conn.send({"ok": True, "outcome": outcome, "exit_status": status})
+        if self.server is not None:
+            self.server.close()
+        if self.loop is not None:
+            self.loop.close()
+
+    def _watch(self) -> None:
+        m = self.machine
+        assert m is not None and self.loop is not None
+        if m.pidfd is not None:
+            self.loop.add_reader(m.pidfd, self._qemu_ended)
+            self._watched.append(m.pidfd)
+        if m.qmp is not None:
+            self.loop.add_reader(m.qmp.fileno(), self._qmp_readable)
+            self._watched.append(m.qmp.fileno())
+        self._drain_events()
+
+    def _unwatch(self) -> None:
+        if self.loop is not None:
+            for fd in self._watched:
+                self.loop.remove_reader(fd)
+        self._watched = []
+
+    def _qemu_ended(self) -> None:
+        assert self.machine is not None
+        self._drain_events()  # the SHUTDOWN event tells why
+        self._unwatch()
+        self.ending.returncode = self.machine.reap()
+        if self._force_timer is not None:
+            self._force_timer.cancel()
+            self._force_timer = None
+        self._ended = True
+
+    def _qmp_readable(self) -> None:
+        m = self.machine
+        assert m is not None and m.qmp is not None
+        try:
+            m.qmp.poll()
+        except (EOFError, MonitorError):
+            if self.loop is not None:
+                self.loop.remove_reader(m.qmp.fileno())
+            # QEMU closed its monitor: it is ending; the pidfd says when.
+        self._drain_events()
+
+    def _drain_events(self) -> None:
+        m = self.machine
+        if m is None or m.qmp is None:
+            return
+        while m.qmp.events:
+            event = m.qmp.events.popleft()
+            self._on_event(event.get("event", ""), event.get("data") or {})
+
+    def _on_event(self, name: str, data: dict) -> None:
+        dom = self.dom
+        if name == "SHUTDOWN":
+            self.ending.reason = data.get("reason")
+            self.log(f"SHUTDOWN ({self.ending.reason})")
+            action = policy.on_shutdown(self.ending.reason, dom.on_poweroff,
+                                        self.ending.stopping)
+            if action is Action.QUIT:
+                self._send("quit")
+            elif action is Action.RESET:
+                self.log("on_poweroff=restart: resetting the guest (same genid)")
+                self.ending.reason = None
+                self._send("system_reset")
+                self._send("cont")
+            elif action is Action.PRESERVE:
+                self.run_state = "shutdown"
+                self.log("on_poweroff=preserve: QEMU kept, guest stopped")
+        elif name == "RESET":
+            self.log(f"guest reset ({data.get('reason', 'reboot')})")
+        elif name == "GUEST_PANICKED":
+            self.ending.panicked = True
+            self.log(f"guest panicked; on_crash={dom.on_crash}")
+            if policy.on_panic(dom.on_crash) is Action.RESET:
+                self.ending.panicked = False
+                self._send("system_reset")
+                self._send("cont")
+        elif name == "STOP":
+            if self.run_state == "running":
+                self.run_state = "paused"
+        elif name == "RESUME":
+            self.run_state = "running"
+
+    def _send(self, command: str) -> None:
+        """A command whose reply we need not wait for (the loop stays responsive)."""
+        m = self.machine
+        if m is None or m.qmp is None or m.qmp.closed:
+            return
+        try:
+            m.qmp.send(command, callback=lambda _msg: None)
+        except QemuwrapError as exc:
+            self.log(f"'{command}' failed: {exc}")
+
+    def _on_signal(self, _sig: int) -> None:
+        if self.ending.stopping:
+            self.destroy()  # a second signal: stop now
+        else:
+            self.shutdown(self.shutdown_timeout)
+
+    # -- stopping -----------------------------------------------------------------------
+    def shutdown(self, timeout: float, conn: control.Connection | None = None) -> None:
+        """ACPI power button; the guest is forced off if not gone within ``timeout``."""
+        if conn is not None:
+            self._waiters.append(conn)
+        if self._ended:
+            return
+        if self._force_timer is not None:  # asked again: the shorter deadline wins
+            if time.monotonic() + timeout >= self._force_timer.when:
+                return
+            self._force_timer.cancel()
+        self.ending.stopping = True
+        sd_notify("STOPPING=1")
+        self.log(f"asking the guest to power off (ACPI), {timeout:g} s before forcing")
+        try:
+            assert self.machine is not None
+            self.machine.execute("system_powerdown", timeout=min(timeout, 5.0) or 0.1)
+        except QemuwrapError as exc:
+            self.log(f"system_powerdown: {exc}")
+        assert self.loop is not None
+        self._force_timer = self.loop.call_later(timeout, lambda: self._timed_out(timeout))
+
+    def _timed_out(self, timeout: float) -> None:
+        self._force_timer = None
+        self.log(f"guest still running after {timeout:g} s")
+        self.destroy()
+
+    def destroy(self, conn: control.Connection | None = None) -> None:
+        """Stop QEMU now: QMP quit, SIGKILL if it does not end at once (a stopped or
+        hung QEMU included)."""
+        if conn is not None:
+            self._waiters.append(conn)
+        if self._ended or self.machine is None:
+            return
+        self.ending.forced = True
+        self._drain_events()
+        self._unwatch()
+        self.machine.quit()
+        self._qemu_ended()
+
+    # -- requests -------------------------------------------------------------------------
+    def _on_request(self, conn: control.Connection, msg: dict) -> None:
+        kind = msg["request"]
+        handler = getattr(self, "_req_" + kind.replace("-", "_"), None)
+        if handler is None:
+            conn.send({"error": f"unknown request '{printable(kind)}'"})
+            return
+        if self._ended:
+            conn.send({"error": "the guest is shutting down"})
+            return
+        handler(conn, msg)
+
+    def _req_status(self, conn: control.Connection, _msg: dict) -> None:
+        conn.send({"ok": True, **self.status()})
+
+    def status(self) -> dict:
+        assert self.machine is not None and self.machine.proc is not None
+        state = self.run_state
+        try:
+            state = self.machine.execute("query-status", timeout=1.0)["status"]
+        except QemuwrapError:
+            letter = process.state_letter(self.machine.proc.pid)
+            state = ("stopped (QEMU process is stopped: SIGSTOP)" if letter in ("T", "t")
+                     else "not responding")
+        return {"state": {"prelaunch": "starting", "inmigrate": "restoring"}.get(state, state),
+                "stopping": self.ending.stopping}
+
+    def _req_shutdown(self, conn: control.Connection, msg: dict) -> None:
+        timeout = msg.get("timeout", self.shutdown_timeout)
+        mode = msg.get("mode", "acpi")
+        if mode != "acpi":
+            raise QemuwrapError(f"unsupported shutdown mode '{printable(str(mode))}' "
+                                "(supported: 'acpi')")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
+            raise QemuwrapError("the shutdown timeout must be a number of seconds")
+        self.shutdown(float(timeout), conn)
+
+    def _req_destroy(self, conn: control.Connection, _msg: dict) -> None:
+        self.destroy(conn)
+
+    def _req_suspend(self, conn: control.Connection, _msg: dict) -> None:
+        assert self.machine is not None
+        self.machine.execute("stop")
+        self.run_state = "paused"
+        conn.send({"ok": True, "state": "paused"})
+
+    def _req_resume(self, conn: control.Connection, _msg: dict) -> None:
+        assert self.machine is not None
+        status = self.machine.execute("query-status")["status"]
+        if status not in ("paused", "running"):
+            raise QemuwrapError(f"the guest is {status}; only a paused guest can be resumed")
+        self.machine.execute("cont")
+        self.run_state = "running"
+        conn.send({"ok": True, "state": "running"})
+
+    def _req_snapshot_create(self, conn: control.Connection, msg: dict) -> None:
+        self._hmp(conn, "savevm", msg)
+
+    def _req_snapshot_delete(self, conn: control.Connection, msg: dict) -> None:
+        self._hmp(conn, "delvm", msg)
+
+    def _hmp(self, conn: control.Connection, verb: str, msg: dict) -> None:
+        name = msg.get("name")
+        if not isinstance(name, str) or not name or not name.isprintable() or " " in name:
+            raise QemuwrapError("a snapshot name must be printable text without spaces")
+        assert self.machine is not None
+        out = self.machine.execute("human-monitor-command",
+                                   {"command-line": f"{verb} {name}"}, timeout=SNAPSHOT_TIMEOUT)
+        if out and out.strip():
+            raise QemuwrapError(out.strip().splitlines()[-1])
+        conn.send({"ok": True})
+
+    def _req_save(self, conn: control.Connection, msg: dict) -> None:
+        """Write the guest's state into the fd the client passed; on the client's commit
+        (its file is complete and synced) QEMU ends, the run's status is "saved". On
+        failure, abort or a vanished client the guest runs on as it was."""
+        fds = conn.take_fds()
+        m = self.machine
+        assert m is not None and m.qmp is not None
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise QemuwrapError("a save needs exactly one file descriptor")
+        timeout = msg.get("timeout", 3600)
+        try:
+            try:
+                was_running = migrate.begin(m.qmp, fds[0])
+            finally:
+                os.close(fds[0])  # QEMU holds its own copy
+            conn.send({"event": "started"})
+            try:
+                migrate.wait(m.qmp, float(timeout),
+                             [fd for fd in (m.pidfd, conn.fileno()) if fd is not None])
+            except QemuwrapError as exc:
+                migrate.undo(m.qmp, was_running)
+                self.log(f"{exc}; the guest runs on")
+                raise
+            conn.send({"event": "completed"})
+            reply = conn.wait_message(COMMIT_TIMEOUT)
+            if reply is None or reply.get("request") != "commit":
+                migrate.undo(m.qmp, was_running)
+                self.log("save abandoned by its client; the guest runs on")
+                conn.send({"error": "save abandoned; the guest runs on"})
+                return
+        finally:
+            self._drain_events()
+        path = reply.get("path")
+        self.ending.saved = True
+        self.log(f"guest saved to {printable(str(path))}")
+        self.destroy(conn)
+
+    # -- console ------------------------------------------------------------------------
+    def _attach_console(self) -> None:
+        """Copy the first serial port's output to stdout (``run --console``)."""
         import tty
 
-        chardevs = await self.client.execute("query-chardev")
-        pty = next((c["filename"][4:] for c in chardevs
-                    if c["label"] == "charserial0" and c["filename"].startswith("pty:")), None)
+        pty = self.record.console if self.record else None
         if pty is None:
             self.log("--console: the guest has no pty serial port 0; nothing to show")
             return
         fd = os.open(pty, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
         tty.setraw(fd)
-        loop = asyncio.get_running_loop()
+        assert self.loop is not None
 
-        def copy():
+        def copy() -> None:
             try:
                 data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
             except OSError:
                 data = b""
             if not data:
-                loop.remove_reader(fd)
+                assert self.loop is not None
+                self.loop.remove_reader(fd)
                 os.close(fd)
                 return
-            os.write(sys.stdout.fileno(), data.replace(b"\r\n", b"\n"))
-
-        loop.add_reader(fd, copy)
-
-    # -- watching ---------------------------------------------------------------------
-    async def _pump_events(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError, EOFError, ConnectionError):
-            async for event in self.client.events:
-                await self._on_event(event["event"], event.get("data") or {})
-
-    async def _on_event(self, name: str, data: dict) -> None:
-        dom = self.dom
-        if name == "SHUTDOWN":
-            self.reason = data.get("reason")
-            self.log(f"SHUTDOWN ({self.reason})")
-            if dom.on_poweroff == "destroy" or self.reason in _HOST_REASONS:
-                return  # -action shutdown=poweroff: QEMU exits by itself
-            # -action shutdown=pause: QEMU stopped; what happens next is ours to say.
-            if self.stopping or self.reason in _REBOOT_REASONS:
-                await self._quit()  # asked to stop, or on_reboot=destroy
-            elif dom.on_poweroff == "restart":
-                self.log("on_poweroff=restart: resetting the guest (same genid)")
-                self.reason = None
-                await self._execute("system_reset")
-                await self._execute("cont")
-            else:
-                self.log("on_poweroff=preserve: QEMU kept, guest stopped")
-        elif name == "RESET":
-            self.log(f"guest reset ({data.get('reason', 'reboot')})")
-        elif name == "GUEST_PANICKED":
-            self.panicked = True
-            self.log(f"guest panicked; on_crash={dom.on_crash}")
-            if dom.on_crash == "restart":
-                self.panicked = False
-                await self._execute("system_reset")
-                await self._execute("cont")
-
-    async def _execute(self, command: str, args: dict | None = None):
-        with contextlib.suppress(Exception):
-            return await self.client.execute(command, args)
-
-    async def run(self) -> int:
-        """Wait until the guest ends for good; return the exit status that says how."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_signal)
-        sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=running")
-        if self.early_signals:  # SIGTERM/SIGINT arrived while QEMU was starting
-            self._on_signal()
-        try:
-            while True:
-                returncode = await asyncio.shield(self._exited)
-                status = self._verdict(returncode)
-                if status is not None:
-                    return status
-                self.log("on_crash=restart: starting QEMU again (same genid)")
-                await self._detach()
-                self.cmd = self.restart_cmd
-                self.pid = None
-                await self.launch()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-            await self._detach()
-            self._post_shutdown()
-
-    def _verdict(self, returncode: int | None) -> int | None:
-        """How did QEMU end? None means: on_crash=restart, start it again."""
-        if returncode is not None and returncode < 0:
-            self.log(f"QEMU was killed by signal {-returncode} "
-                     f"({signal.Signals(-returncode).name})")
-        if self.destroying:
-            self.log("QEMU stopped by force")
-            return EXIT_DESTROYED
-        if self.reason in _HOST_REASONS:
-            try:  # `qemuwrap save` leaves a marker before it tells QEMU to quit
-                with open(self.gdir.file("saved")) as f:
-                    self.log(f"guest saved to {f.read()}")
-                os.unlink(self.gdir.file("saved"))
-                return EXIT_POWEROFF
-            except FileNotFoundError:
+            try:
+                os.write(sys.stdout.fileno(), data.replace(b"\r\n", b"\n"))
+            except OSError:
                 pass
-            self.log(f"QEMU stopped from the host ({self.reason})")
-            return EXIT_DESTROYED
-        clean = returncode in (0, None) and not self.panicked
-        if self.reason in ("guest-shutdown", *_REBOOT_REASONS) and clean:
-            self.log("guest powered off" if self.reason == "guest-shutdown"
-                     else "guest rebooted; on_reboot=destroy")
-            return EXIT_POWEROFF
-        if returncode is not None and returncode > 0:
-            self.log(f"QEMU exited with status {returncode}: "
-                     f"{_tail(self.gdir.file('qemu.log'))}")
-        elif returncode is None and self.reason is None:
-            self.log("QEMU ended without shutting down")
-        if self.dom.on_crash == "restart" and not self.stopping:
-            return None
-        return EXIT_CRASHED
 
-    def _on_signal(self) -> None:
-        if self.stopping:
-            asyncio.ensure_future(self.destroy())  # a second signal: stop now
-        else:
-            asyncio.ensure_future(self.shutdown())
+        self.loop.add_reader(fd, copy)
 
-    # -- stopping ---------------------------------------------------------------------
-    async def shutdown(self, timeout: float | None = None) -> None:
-        """ACPI power button; force the guest off if it is not gone within ``timeout``."""
-        timeout = self.shutdown_timeout if timeout is None else timeout
-        self.stopping = True
-        sd_notify("STOPPING=1")
-        self.log(f"asking the guest to power off (ACPI), {timeout:g} s before forcing")
-        await self._execute("system_powerdown")
+
+# -- the supervisor process ---------------------------------------------------------------
+def _write_back(wb: dict, log: Callable[[str], None]) -> None:
+    """After a restore or revert loaded its state: store the new genid in the definition
+    file (the bytes the launching command prepared), unless the file changed meanwhile."""
+    import hashlib
+
+    from qemuwrap.definition import DefinitionWriteError, atomic_write
+
+    path = wb["path"]
+    try:
+        with open(path, "rb") as f:
+            current = f.read()
+        if hashlib.sha256(current).hexdigest() != wb["old_sha256"]:
+            raise DefinitionWriteError(f"{printable(path)} changed while it was being used; "
+                                       "not overwriting it")
+        atomic_write(path, wb["new"].encode("latin-1"))
+    except (DefinitionWriteError, OSError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        if not wb.get("transient"):
+            raise DefinitionWriteError(f"cannot save the new genid into {printable(path)}: "
+                                       f"{why}; use --transient to restore without saving it")\
+                from None
+        log(f"note: the new genid is not saved into {printable(path)}: {why}")
+
+
+def serve(plan: Plan, gdir: GuestDir, conf: dict, ready_fd: int | None) -> int:
+    """Launch (or adopt), tell the waiting command, then supervise until the end."""
+    from qemuwrap.runtime.guestdir import duplicate_genid
+    from qemuwrap.runtime.record import GuestRecord
+
+    early: list[int] = []
+    for sig in (15, 2):  # a stop asked for while QEMU starts is honoured once it runs
+        __import__("signal").signal(sig, lambda signum, _frame: early.append(signum))
+    sup = Supervisor(plan, gdir, shutdown_timeout=conf["shutdown_timeout"],
+                     console=conf["console"], early_signals=early)
+    sup.verify_fd = conf.get("verify_fd")
+    dom = plan.guest
+    if plan.writeback is not None:  # loaded now, while QEMU starts, not after the load
+        import qemuwrap.definition  # noqa: F401
+    if conf.get("adopt"):
+        sup.adopt(GuestRecord.loads(conf["adopt"].encode(), gdir.file("state.json")))
+    else:
+        def after_load() -> None:
+            if plan.writeback is not None:
+                _write_back(plan.writeback, sup.log)
+            if plan.previous_genid is not None:
+                sup.log(f"genid: {plan.previous_genid} -> {dom.genid_str}")
+
+        sup.launch(incoming_fd=plan.incoming_fd, after_load=after_load)
+        # Two copies started at once both passed the check before either ran: the one
+        # that started later gives way.
+        if not conf["allow_duplicate_genid"] and sup.record is not None and dom.genid_str:
+            other = duplicate_genid(dom.name, dom.genid_str, conf["state_dir"],
+                                    since=sup.record.started)
+            if other is not None:
+                sup.destroy()
+                gdir.clear_runtime()
+                raise QemuwrapError(f"genid {dom.genid_str} is already used by the running "
+                                    f"guest '{printable(other)}' (a copied definition?); "
+                                    "give this guest its own <genid/>, or pass "
+                                    "--allow-duplicate-genid")
+    if ready_fd is not None:
+        record = sup.record.to_json() if sup.record else {}
+        record["previous_genid"] = plan.previous_genid or dom.genid_str
+        _report(ready_fd, {"record": record})
+    return sup.run()
+
+
+def _report(fd: int, msg: dict) -> None:
+    """Tell the waiting command how the launch went (one JSON line on a pipe)."""
+    import json
+
+    try:
+        os.write(fd, json.dumps(msg).encode() + b"\n")
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def main(argv: list[str]) -> int:
+    """``python -P -m qemuwrap.supervisor FD``: FD holds the launch as JSON (the plan,
+    where the guest's directory is, the inherited lock and ready pipe). A process of
+    its own rather than the launching command's fork: it carries only what it needs
+    (no model, no capabilities), so each supervisor stays small."""
+    import json
+
+    fd = int(argv[0])
+    with os.fdopen(fd, "rb") as f:
+        conf = json.loads(f.read())
+    ready_fd = conf.get("ready_fd")
+    where = conf.get("where") or conf["name"]
+    status = EXIT_ERROR
+    try:
+        gdir = GuestDir(conf["name"], conf["state_dir"])
+        gdir.adopt_lock(conf["lock_fd"])
+        status = serve(Plan.from_json(conf["plan"]), gdir, conf, ready_fd)
+    except (QemuwrapError, OSError) as exc:
+        if isinstance(exc, OSError):
+            where_ = f" ({printable(str(exc.filename))})" if exc.filename else ""
+            exc = QemuwrapError(f"{exc.strerror or exc}{where_}")
+        if ready_fd is not None:
+            _report(ready_fd, {"error": str(exc)})
         try:
-            await asyncio.wait_for(asyncio.shield(self._exited), timeout)
-        except TimeoutError:
-            self.log(f"guest still running after {timeout:g} s")
-            await self.destroy()
+            print(f"qemuwrap: {printable(where)}: {exc}", file=sys.stderr, flush=True)
+        except OSError:
+            pass
+        status = getattr(exc, "exit_status", EXIT_ERROR)
+    except KeyboardInterrupt:
+        status = 130
+    except BaseException:  # a bug: keep the traceback (in supervisor.log when detached)
+        if ready_fd is not None:
+            log = os.path.join(conf.get("guest_dir") or "", "supervisor.log")
+            _report(ready_fd, {"error": f"the supervisor failed; see {printable(log)}"})
+        raise
+    return status
 
-    async def destroy(self) -> None:
-        """Stop QEMU now: QMP quit, SIGKILL if QEMU does not answer."""
-        if self._exited.done():
-            return
-        self.destroying = True
-        try:
-            await asyncio.wait_for(self._quit(), 5)
-            await asyncio.wait_for(asyncio.shield(self._exited), 10)
-        except (TimeoutError, Exception):  # noqa: BLE001 - any failure: kill
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            await asyncio.shield(self._exited)
 
-    async def _quit(self) -> None:
-        with contextlib.suppress(EOFError, ConnectionError, Exception):
-            await self.client.execute("quit")
-
-    async def _kill(self) -> None:
-        """End a QEMU that failed during launch, and reap it."""
-        if self._exited is not None and not self._exited.done():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-        if self._exited is not None:
-            with contextlib.suppress(Exception):
-                await self._exited
-        await self._detach()
-
-    async def _detach(self) -> None:
-        if self._events_task is not None:
-            self._events_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._events_task
-            self._events_task = None
-        if self.client is not None:
-            await qmp.disconnect(self.client)
-            self.client = None
-
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -232,9 +232,17 @@ OPTIONS: dict[str, tuple[str, str | None, bool]] = {
     "-global": ("global", None, False),
     "-k": ("raw", None, False),
     "-bios": ("raw", None, False),
+    "-dtb": ("raw", None, False),
+    "-acpitable": ("qemuopts", None, False),
+    "-compat": ("keyval", None, False),  # qobject_input_visitor_new_str(optarg, NULL, ...)
+    "-cpu": ("cpu", None, False),
+    "-fw_cfg": ("qemuopts", None, False),
+    "-numa": ("qemuopts", "type", False),
+    "-overcommit": ("qemuopts", None, False),
+    "-smbios": ("qemuopts", "type", False),
 }
 NO_VALUE = frozenset({"-S", "-no-user-config", "-nodefaults", "-no-shutdown",
-                      "-full-screen"})
+                      "-full-screen", "-no-hpet"})
 _GLOBAL = re.compile(r"([^.=]{1,63})\.([^=]{1,63})=(.*)", re.S)
 
 
@@ -242,6 +250,12 @@ def parse_option(option: str, value: str) -> Opts:
     kind, implied, merge = OPTIONS[option]
     if kind == "raw":
         return Opts("raw", {"": value})
+    if kind == "cpu":
+        # cpu_parse_cpu_model: the model, then ","-separated features ("+f", "-f",
+        # "f=v"); there is no escaping, so a feature is whatever lies between commas.
+        model, *features = value.split(",")
+        order = [(f.lstrip("+-").partition("=")[0], f) for f in features]
+        return Opts("cpu", {"model": model, **dict(order)}, order=order)
     if kind == "global":
         # qemu_global_option: "DRIVER.PROPERTY=VALUE" is split by hand, the value taken
         # whole (commas included); anything else is QemuOpts without an implied key.

@@ -136,3 +136,51 @@ def test_dry_run_imports_stay_light(tmp_path):
                           str(DEFAULT_CAPS)], capture_output=True, text=True)
     assert res.returncode == 0
     assert res.stderr.strip() == "[]"
+
+
+def test_version_and_debug():
+    from qemuwrap import __version__
+
+    res = qemuwrap("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"qemuwrap {__version__}"
+    res = qemuwrap("-v", "dry-run", str(XML2ARGV / "genid.xml"), *BASE)
+    assert res.returncode == 0 and "qemuwrap: debug: " in res.stderr
+
+
+def test_options_before_or_after_the_subcommand(tmp_path):
+    after = qemuwrap("dry-run", str(XML2ARGV / "genid.xml"), "--json", *BASE)
+    before = qemuwrap("--json", *BASE, "dry-run", str(XML2ARGV / "genid.xml"))
+    assert after.returncode == before.returncode == 0
+    assert after.stdout == before.stdout and json.loads(before.stdout)["argv"]
+    res = qemuwrap("--state-dir", str(tmp_path), "status", "nosuch")
+    assert res.returncode == 1 and f"state root {tmp_path}" in res.stderr
+    assert qemuwrap("--json", "run", "x.xml").returncode == 2  # run reports nothing
+
+
+def test_validate_json():
+    res = qemuwrap("validate", "--json", str(XML2ARGV / "full-pc.xml"), *BASE)
+    assert json.loads(res.stdout) == {"file": str(XML2ARGV / "full-pc.xml"), "valid": True}
+
+
+def test_shell_completion_comes_from_the_parser():
+    pytest.importorskip("shtab", reason="shtab is not installed (pip install shtab)")
+    res = qemuwrap("completion", "bash")
+    assert res.returncode == 0
+    for word in ("dry-run", "snapshot", "--shutdown-timeout", "--allow-duplicate-genid"):
+        assert word in res.stdout
+
+
+def test_man_page_is_generated_from_the_parser():
+    """man/qemuwrap.1 is argparse-manpage's output for build_parser(): regenerate it with
+    scripts/manpage when the options change."""
+    pytest.importorskip("build_manpages", reason="argparse-manpage is not installed")
+    from conftest import ROOT
+
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "manpage"), "-"],
+                         capture_output=True, text=True, check=True)
+    shipped = (ROOT / "man" / "qemuwrap.1").read_text()
+
+    def body(text):
+        return [line for line in text.splitlines() if not line.startswith(".TH")]
+
+    assert body(res.stdout) == body(shipped), "man/qemuwrap.1 is stale: run scripts/manpage"

@@ -55,8 +55,246 @@ UNITS = ("b", "bytes", "KB", "k", "KiB", "MB", "M", "MiB", "GB", "G", "GiB", "TB
 #: Every character XML 1.0 allows in the BMP (for the UUID trailing white space check).
 XML_CHARS = [chr(c) for c in (0x9, 0xA, 0xD, *range(0x20, 0xD800), *range(0xE000, 0xFFFE))]
 
+QEMU_NS = "type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"
+NUMA2 = ("<cpu><numa><cell id='0' cpus='0' memory='128' unit='MiB'/>"
+         "<cell id='1' cpus='1' memory='128' unit='MiB'/></numa></cpu>")
+
+# The domain level (area C): every element and attribute libvirt maps for x86.
+DOMAIN_LEVEL_VALID = {
+    "metadata": dom("<metadata><app:x xmlns:app='http://example.org/app'>keep "
+                    "<y a='1'/></app:x></metadata>"),
+    "metadata-empty": dom("<metadata/>"),
+    "memory-dumpcore": dom(memory="<memory unit='MiB' dumpCore='off'>256</memory>"),
+    "max-memory": dom("<maxMemory slots='16' unit='GiB'>4</maxMemory>"),
+    "memory-from-numa": dom("<vcpu>2</vcpu>" + NUMA2, memory=""),
+    "memory-backing-all": dom("<memoryBacking><hugepages><page size='2' unit='M' "
+                              "nodeset='0-1'/><page size='1048576'/></hugepages>"
+                              "<nosharepages/><locked/><source type='memfd'/>"
+                              "<access mode='shared'/><allocation mode='immediate' "
+                              "threads='4'/><discard/></memoryBacking>"),
+    "memory-backing-empty-hugepages": dom("<memoryBacking><hugepages/></memoryBacking>"),
+    "memtune": dom("<memtune><hard_limit unit='G'>1</hard_limit><soft_limit>1024"
+                   "</soft_limit><min_guarantee unit='KiB'>10</min_guarantee>"
+                   "<swap_hard_limit unit='KiB'>9007199254740991</swap_hard_limit>"
+                   "</memtune>"),
+    "blkiotune": dom("<blkiotune><weight>800</weight><device><path>/dev/sda</path>"
+                     "<weight>100</weight><read_iops_sec>10</read_iops_sec><write_iops_sec>"
+                     "20</write_iops_sec><read_bytes_sec>30</read_bytes_sec>"
+                     "<write_bytes_sec>40</write_bytes_sec></device></blkiotune>"),
+    "vcpu-placement-auto": dom("<vcpu placement='auto'>1</vcpu>"),
+    "vcpu-cpuset": dom("<vcpu cpuset='0-3,^2,8'>2</vcpu>"),
+    "vcpu-many": dom("<vcpu>288</vcpu>"),
+    "vcpus": dom("<vcpu current='1'>2</vcpu><vcpus><vcpu id='0' enabled='yes' "
+                 "hotpluggable='no' order='1'/><vcpu id='1' enabled='no' "
+                 "hotpluggable='yes'/></vcpus>"),
+    "iothreads": dom("<iothreads>3</iothreads><iothreadids><iothread id='2' "
+                     "thread_pool_min='0' thread_pool_max='8'/><iothread id='7'/>"
+                     "</iothreadids><defaultiothread thread_pool_min='1' "
+                     "thread_pool_max='2'/>"),
+    "cputune": dom("<vcpu>2</vcpu><iothreads>1</iothreads><cputune><shares>2048</shares>"
+                   "<global_period>1000000</global_period><global_quota>-1</global_quota>"
+                   "<period>1000</period><quota>17592186044415</quota><emulator_period>"
+                   "1000</emulator_period><emulator_quota>5</emulator_quota>"
+                   "<iothread_period>1000</iothread_period><iothread_quota>-1"
+                   "</iothread_quota><vcpupin vcpu='1' cpuset='0'/><vcpupin vcpu='0' "
+                   "cpuset='1'/><emulatorpin cpuset='0-1'/><iothreadpin iothread='1' "
+                   "cpuset='1'/><vcpusched vcpus='0-1' scheduler='fifo' priority='1'/>"
+                   "<iothreadsched iothreads='1' scheduler='batch'/><emulatorsched "
+                   "scheduler='rr' priority='2'/><cachetune vcpus='0'><cache id='0' "
+                   "level='3' type='both' size='3' unit='MiB'/><monitor level='3' "
+                   "vcpus='0'/></cachetune><memorytune vcpus='1'><node id='0' "
+                   "bandwidth='60'/></memorytune></cputune>"),
+    "numatune": dom("<vcpu>2</vcpu>" + NUMA2 + "<numatune><memory mode='interleave' "
+                    "nodeset='0'/><memnode cellid='0' mode='strict' nodeset='0'/><memnode "
+                    "cellid='1' mode='preferred' nodeset='0'/></numatune>"),
+    "numatune-auto": dom("<numatune><memory placement='auto'/></numatune>"),
+    "resource": dom("<resource><partition>/machine</partition><fibrechannel "
+                    "appid='app 1'/></resource>"),
+    "sysinfo": dom("<sysinfo type='smbios'><bios><entry name='vendor'>v, x</entry>"
+                   "<entry name='date'>d</entry></bios><system><entry name='family'>f"
+                   "</entry></system><baseBoard><entry name='location'>l</entry>"
+                   "</baseBoard><baseBoard><entry name='asset'>a</entry></baseBoard>"
+                   "<chassis><entry name='sku'>s</entry></chassis><oemStrings><entry>o1"
+                   "</entry><entry>o,2</entry></oemStrings></sysinfo><sysinfo type='fwcfg'>"
+                   "<entry name='opt/a'>v</entry><entry name='opt/b' file='/etc/hostname'/>"
+                   "</sysinfo>"),
+    "os-firmware": dom(os="<type>hvm</type><firmware><feature enabled='yes' "
+                          "name='secure-boot'/><feature enabled='no' name='enrolled-keys'/>"
+                          "</firmware><loader secure='yes'/><nvram template='/t.fd'/>"
+                          "<bootmenu enable='yes' timeout='65535'/><smbios mode='sysinfo'/>"
+                          "<bios useserial='no' rebootTimeout='-1'/><acpi><table "
+                          "type='slic'>/slic.bin</table></acpi>").replace(
+                              "<os>", "<os firmware='efi'>"),
+    "os-loader": dom(os="<type>hvm</type><loader readonly='yes' type='pflash' "
+                        "stateless='no'>/usr/share/OVMF.fd</loader><nvram>/var/VARS.fd"
+                        "</nvram><dtb>/boot/x.dtb</dtb>"),
+    "os-loader-rom": dom(os="<type>hvm</type><loader>/usr/share/bios.bin</loader>"),
+    "os-nvram-network": dom(os="<type>hvm</type><loader type='pflash'>/c.fd</loader><nvram "
+                               "type='network'><source protocol='nbd' name='bar'><host "
+                               "name='example.org' port='6000'/></source></nvram>"),
+    "os-nvram-file": dom(os="<type>hvm</type><loader type='pflash'>/c.fd</loader><nvram "
+                            "type='file'><source file='/var/VARS.fd'/></nvram>"),
+    "features-x86": dom("<features><acpi/><apic eoi='on'/><pae/><hap state='off'/><viridian/>"
+                        "<privnet/><pvspinlock state='on'/><pmu/><vmport state='off'/><smm "
+                        "state='on'><tseg unit='MiB'>48</tseg></smm><ioapic driver='qemu'/>"
+                        "<vmcoreinfo/><msrs unknown='ignore'/><tcg><tb-cache unit='MiB'>64"
+                        "</tb-cache></tcg></features>"),
+    "features-other-arches": dom("<features><gic version='3'/><hpt resizing='enabled'>"
+                                 "<maxpagesize unit='KiB'>64</maxpagesize></hpt><htm "
+                                 "state='on'/><nested-hv state='off'/><ccf-assist "
+                                 "state='on'/><cfpc value='fixed'/><sbbc value='broken'/>"
+                                 "<ibs value='fixed-na'/></features>"),
+    "hyperv-all": dom("<features><hyperv mode='custom'><relaxed state='on'/><vapic "
+                      "state='on'/><spinlocks state='on' retries='4095'/><vpindex "
+                      "state='on'/><runtime state='on'/><synic state='on'/><stimer "
+                      "state='on'><direct state='on'/></stimer><reset state='on'/>"
+                      "<vendor_id state='on' value='KVM Hv'/><frequencies state='on'/>"
+                      "<reenlightenment state='on'/><tlbflush state='on'/><ipi state='on'/>"
+                      "<evmcs state='on'/><avic state='off'/></hyperv></features>"),
+    "hyperv-passthrough": dom("<features><hyperv mode='passthrough'/></features>"),
+    "kvm-features": dom("<features><kvm><hidden state='on'/><hint-dedicated state='on'/>"
+                        "<poll-control state='off'/><pv-ipi state='off'/><dirty-ring "
+                        "state='on' size='4096'/></kvm></features>"),
+    "cpu-custom": dom("<cpu mode='custom' match='strict' check='full'><model "
+                      "fallback='allow' vendor_id='GenuineIntel'>Haswell-noTSX</model>"
+                      "<vendor>Intel</vendor><feature policy='force' name='sse4.2'/>"
+                      "<feature policy='disable' name='lahf_lm'/><cache level='3' "
+                      "mode='emulate'/><maxphysaddr mode='emulate' bits='42'/></cpu>"),
+    "cpu-host-passthrough": dom("<cpu mode='host-passthrough' check='none' "
+                                "migratable='off'><cache mode='passthrough'/><maxphysaddr "
+                                "mode='passthrough'/><feature policy='optional' "
+                                "name='invtsc'/></cpu>"),
+    "cpu-host-model": dom("<cpu mode='host-model'><model fallback='forbid'/></cpu>"),
+    "cpu-maximum": dom("<cpu mode='maximum' migratable='on'/>"),
+    "cpu-minimum": dom("<cpu match='minimum'><model>486</model></cpu>"),
+    "cpu-numa-full": dom("<vcpu>2</vcpu><cpu><numa><cell id='1' cpus='1' memory='128' "
+                         "unit='MiB' memAccess='private' discard='no'><distances><sibling "
+                         "id='0' value='20'/><sibling id='1' value='10'/></distances>"
+                         "</cell><cell id='0' cpus='0' memory='131072'><cache level='1' "
+                         "associativity='full' policy='writethrough'><size value='8' "
+                         "unit='KiB'/><line value='64' unit='B'/></cache></cell>"
+                         "<interconnects><latency initiator='0' target='1' type='read' "
+                         "value='5'/><bandwidth initiator='0' target='0' cache='1' "
+                         "type='write' value='1' unit='GiB'/></interconnects></numa></cpu>"),
+    "clock-variable": dom("<clock offset='variable' adjustment='-3600' basis='localtime'/>"),
+    "clock-absolute": dom("<clock offset='absolute' start='1234567890'/>"),
+    "clock-timezone": dom("<clock offset='timezone' timezone='Europe/Paris'/>"),
+    "clock-utc-reset": dom("<clock offset='utc' adjustment='reset'/>"),
+    "clock-timers": dom("<clock offset='utc'><timer name='rtc' tickpolicy='catchup' "
+                        "track='guest'><catchup threshold='1' slew='2' limit='3'/></timer>"
+                        "<timer name='pit' tickpolicy='discard' present='yes'/><timer "
+                        "name='hpet' present='no'/><timer name='tsc' frequency='1000' "
+                        "mode='native'/><timer name='kvmclock' present='no'/><timer "
+                        "name='hypervclock' present='yes'/><timer name='platform' "
+                        "track='wall'/><timer name='armvtimer' tickpolicy='delay'/></clock>"),
+    "lifecycle-libvirt": dom("<on_poweroff>rename-restart</on_poweroff><on_reboot>preserve"
+                             "</on_reboot><on_crash>coredump-destroy</on_crash>"
+                             "<on_lockfailure>ignore</on_lockfailure>"),
+    "pm-perf": dom("<pm><suspend-to-mem enabled='no'/><suspend-to-disk/></pm><perf><event "
+                   "name='cmt' enabled='yes'/><event name='cpu_cycles' enabled='no'/></perf>"),
+    "security": dom("<seclabel type='dynamic' model='selinux' relabel='yes'><baselabel>"
+                    "system_u:system_r:svirt_t:s0</baselabel></seclabel><seclabel "
+                    "type='static' model='dac' relabel='no'><label>0:0</label></seclabel>"
+                    "<seclabel type='none' model='apparmor'/><keywrap><cipher name='aes' "
+                    "state='on'/></keywrap><launchSecurity type='sev' kernelHashes='yes'>"
+                    "<cbitpos>47</cbitpos><reducedPhysBits>1</reducedPhysBits><policy>0x0003"
+                    "</policy><handle>1</handle><dhCert>AAA</dhCert><session>BBB</session>"
+                    "</launchSecurity><idmap><uid start='0' target='1000' count='10'/><gid "
+                    "start='0' target='1000' count='10'/></idmap>"),
+    "qemu-namespace": dom("<qemu:commandline><qemu:arg value='-fw_cfg'/><qemu:arg "
+                          "value='name=opt/x,string=1'/><qemu:env name='A_1' value='v'/>"
+                          "<qemu:env name='B'/></qemu:commandline><qemu:capabilities>"
+                          "<qemu:add capability='blockdev'/><qemu:del capability='name'/>"
+                          "</qemu:capabilities><qemu:deprecation behavior='omit'/>"
+                          "<qemu:override><qemu:device alias='ua-x'><qemu:frontend>"
+                          "<qemu:property name='p' type='bool' value='true'/><qemu:property "
+                          "name='q' type='remove'/></qemu:frontend></qemu:device>"
+                          "</qemu:override>", root=QEMU_NS),
+    "memory-devices": dom("<maxMemory slots='4' unit='GiB'>8</maxMemory><vcpu>2</vcpu>" + NUMA2,
+                          devices="<memory model='dimm' access='private' discard='yes'><source>"
+                                  "<pagesize unit='KiB'>2048</pagesize><nodemask>0</nodemask>"
+                                  "</source><target><size unit='MiB'>128</size><node>0</node>"
+                                  "</target><address type='dimm' slot='1' base='0x100000000'/>"
+                                  "</memory><memory model='nvdimm'><uuid>49545eb3-75e1-2d0a-"
+                                  "acdd-f0294406c99e</uuid><source><path>/tmp/nvdimm</path>"
+                                  "<alignsize unit='KiB'>2048</alignsize><pmem/></source><target>"
+                                  "<size unit='MiB'>128</size><node>1</node><label><size "
+                                  "unit='KiB'>128</size></label><readonly/></target></memory>"
+                                  "<memory model='virtio-pmem'><source><path>/tmp/pmem</path>"
+                                  "</source><target><size unit='MiB'>128</size></target>"
+                                  "</memory><memory model='virtio-mem'><target><size unit='MiB'>"
+                                  "256</size><node>0</node><block unit='MiB'>2</block>"
+                                  "<requested unit='MiB'>128</requested><current unit='MiB'>0"
+                                  "</current></target></memory>"),
+}
+
+DOMAIN_LEVEL_INVALID = {
+    "vcpu-too-many": dom("<vcpu>65536</vcpu>"),
+    "vcpu-placement-bad": dom("<vcpu placement='dynamic'>1</vcpu>"),
+    "vcpu-cpuset-bad": dom("<vcpu cpuset='0-'>2</vcpu>"),
+    "vcpu-cpuset-space": dom("<vcpu cpuset='0, 1'>2</vcpu>"),
+    "vcpus-enabled-bad": dom("<vcpus><vcpu id='0' enabled='on'/></vcpus>"),
+    "cpu-mode-bad": dom("<cpu mode='host'/>"),
+    "cpu-match-bad": dom("<cpu match='loose'><model>qemu64</model></cpu>"),
+    "cpu-feature-policy-bad": dom("<cpu><model>qemu64</model><feature policy='want' "
+                                  "name='sse'/></cpu>"),
+    "cpu-feature-no-name": dom("<cpu><model>qemu64</model><feature policy='require'/></cpu>"),
+    "cpu-model-comma": dom("<cpu><model>qemu64,kvm=off</model></cpu>"),
+    "cpu-vendor-id-short": dom("<cpu><model vendor_id='Intel'>qemu64</model></cpu>"),
+    "cpu-cache-level-4": dom("<cpu mode='host-passthrough'><cache level='4' mode='emulate'/>"
+                             "</cpu>"),
+    "cpu-topology-clusters": dom("<cpu><topology sockets='1' clusters='1' cores='1' "
+                                 "threads='1'/></cpu>"),
+    "numa-cell-no-memory": dom("<cpu><numa><cell id='0' cpus='0'/></numa></cpu>"),
+    "numa-distance-9": dom("<cpu><numa><cell id='0' cpus='0' memory='1'><distances><sibling "
+                           "id='0' value='9'/></distances></cell></numa></cpu>"),
+    "numa-cache-assoc-bad": dom("<cpu><numa><cell cpus='0' memory='1'><cache level='1' "
+                                "associativity='two-way' policy='none'><size value='1' "
+                                "unit='KiB'/><line value='8' unit='B'/></cache></cell></numa>"
+                                "</cpu>"),
+    "numatune-mode-bad": dom("<numatune><memory mode='bind' nodeset='0'/></numatune>"),
+    "memory-backing-source-bad": dom("<memoryBacking><source type='shm'/></memoryBacking>"),
+    "memory-dumpcore-bad": dom(memory="<memory unit='MiB' dumpCore='yes'>256</memory>"),
+    "max-memory-no-slots": dom("<maxMemory unit='GiB'>4</maxMemory>"),
+    "cputune-period-small": dom("<cputune><period>999</period></cputune>"),
+    "cputune-quota-low": dom("<cputune><quota>-2</quota></cputune>"),
+    "blkiotune-weight-high": dom("<blkiotune><weight>1001</weight></blkiotune>"),
+    "iothread-id-zero": dom("<iothreadids><iothread id='0'/></iothreadids>"),
+    "os-loader-relative": dom(os="<type>hvm</type><loader>OVMF.fd</loader>"),
+    "os-loader-type-bad": dom(os="<type>hvm</type><loader type='flash'>/a.fd</loader>"),
+    "os-firmware-bad": dom(os="<type>hvm</type>").replace("<os>", "<os firmware='uefi'>"),
+    "os-bootmenu-no-enable": dom(os="<type>hvm</type><bootmenu timeout='1'/>"),
+    "os-bios-reboot-timeout-low": dom(os="<type>hvm</type><bios rebootTimeout='-2'/>"),
+    "os-smbios-mode-bad": dom(os="<type>hvm</type><smbios mode='guest'/>"),
+    "features-hap-bad-state": dom("<features><hap state='yes'/></features>"),
+    "features-ioapic-bad": dom("<features><ioapic driver='xen'/></features>"),
+    "hyperv-relaxed-no-state": dom("<features><hyperv><relaxed/></hyperv></features>"),
+    "hyperv-mode-bad": dom("<features><hyperv mode='host-model'/></features>"),
+    "kvm-unknown": dom("<features><kvm><steal-time state='on'/></kvm></features>"),
+    "clock-offset-bad": dom("<clock offset='bogus'/>"),
+    "clock-timer-name-bad": dom("<clock offset='utc'><timer name='apic'/></clock>"),
+    "clock-tickpolicy-bad": dom("<clock offset='utc'><timer name='pit' tickpolicy='slow'/>"
+                                "</clock>"),
+    "on-poweroff-bad": dom("<on_poweroff>explode</on_poweroff>"),
+    "on-reboot-coredump": dom("<on_reboot>coredump-destroy</on_reboot>"),
+    "on-lockfailure-bad": dom("<on_lockfailure>destroy</on_lockfailure>"),
+    "pm-bad": dom("<pm><suspend-to-ram enabled='no'/></pm>"),
+    "perf-event-bad": dom("<perf><event name='cache_hits' enabled='yes'/></perf>"),
+    "seclabel-type-bad": dom("<seclabel type='auto'/>"),
+    "launch-security-bad": dom("<launchSecurity type='tdx'/>"),
+    "sysinfo-type-bad": dom("<sysinfo type='dmi'/>"),
+    "sysinfo-entry-name-bad": dom("<sysinfo type='smbios'><bios><entry name='maker'>x"
+                                  "</entry></bios></sysinfo>"),
+    "qemu-deprecation-bad": dom("<qemu:deprecation behavior='warn'/>", root=QEMU_NS),
+    "qemu-env-name-bad": dom("<qemu:commandline><qemu:env name='1A'/></qemu:commandline>",
+                             root=QEMU_NS),
+    "memory-device-model-bad": dom(devices="<memory model='ram'><target><size>1</size>"
+                                           "</target></memory>"),
+}
+
 # Documents both must accept: every supported element, attribute and value.
 VALID = {
+    **DOMAIN_LEVEL_VALID,
     # libvirt adds one for virtio consoles; an explicit one is fine too.
     "controller-virtio-serial": dom(devices="<controller type='virtio-serial'/>"),
     # GUID spellings libvirt's parser accepts (the schema's widened UUID pattern too).
@@ -305,10 +543,11 @@ INVALID = {
     "domain-id-below-minus-one": dom(root="type='qemu' id='-2'"),
     "domain-id-not-number": dom(root="type='qemu' id='one'"),
     "domain-default-namespace": dom(root="type='qemu' xmlns='http://libvirt.org/schemas'"),
-    "namespaced-element": dom("<qemu:commandline/>",
+    "namespaced-element": dom("<qemu:foo/>",
                               root="type='qemu' xmlns:qemu='http://libvirt.org/schemas/"
                                    "domain/qemu/1.0'"),
-    "unknown-top-level": dom("<metadata/>"),
+    "unknown-top-level": dom("<bootloader>/usr/bin/pygrub</bootloader>"),
+    **DOMAIN_LEVEL_INVALID,
     "text-in-domain": dom("stray text"),
     "name-missing": "<domain type='qemu'><memory>1</memory><os><type>hvm</type></os></domain>",
     "name-blank": dom(name="  "),
@@ -341,36 +580,24 @@ INVALID = {
     "memory-attribute": dom(memory="<memory unit='KiB' dump='off'>1</memory>"),
     "current-memory-bad-unit": dom("<currentMemory unit='pages'>1</currentMemory>"),
     "vcpu-zero": dom("<vcpu>0</vcpu>"),
-    "vcpu-too-many": dom("<vcpu>256</vcpu>"),
-    "vcpu-placement-auto": dom("<vcpu placement='auto'>1</vcpu>"),
     "vcpu-current-zero": dom("<vcpu current='0'>2</vcpu>"),
-    "vcpu-cpuset": dom("<vcpu cpuset='0-1'>2</vcpu>"),
     "topology-zero": dom("<cpu><topology sockets='0' cores='1' threads='1'/></cpu>"),
     "topology-too-big": dom("<cpu><topology sockets='256' cores='1' threads='1'/></cpu>"),
     "topology-clusters": dom("<cpu><topology sockets='1' clusters='1' cores='1' "
                              "threads='1'/></cpu>"),
-    "cpu-mode": dom("<cpu mode='host-passthrough'/>"),
-    "cpu-model": dom("<cpu><model>qemu64</model></cpu>"),
     "os-missing": "<domain type='qemu'><name>x</name><memory>1</memory></domain>",
     "os-type-missing": dom(os="<boot dev='hd'/>"),
     "os-type-xen": dom(os="<type>xen</type>"),
     "os-type-attribute": dom(os="<type firmware='efi'>hvm</type>"),
-    "os-loader": dom(os="<type>hvm</type><loader>/usr/share/OVMF.fd</loader>"),
     "os-boot-usb": dom(os="<type>hvm</type><boot dev='usb'/>"),
     "os-boot-no-dev": dom(os="<type>hvm</type><boot/>"),
     "os-kernel-relative": dom(os="<type>hvm</type><kernel>boot/vmlinuz</kernel>"),
     "os-initrd-no-kernel": dom(os="<type>hvm</type><initrd>/boot/initrd</initrd>"),
     "os-cmdline-no-kernel": dom(os="<type>hvm</type><cmdline>quiet</cmdline>"),
     "os-kernel-twice": dom(os="<type>hvm</type><kernel>/a</kernel><kernel>/b</kernel>"),
-    "features-hap": dom("<features><acpi/><hap/></features>"),
     "features-acpi-twice": dom("<features><acpi/><acpi/></features>"),
     "features-acpi-text": dom("<features><acpi>on</acpi></features>"),
     "features-acpi-attribute": dom("<features><acpi state='on'/></features>"),
-    "clock-variable": dom("<clock offset='variable'/>"),
-    "clock-timer": dom("<clock offset='utc'><timer name='rtc'/></clock>"),
-    "on-poweroff-bad": dom("<on_poweroff>rename-restart</on_poweroff>"),
-    "on-reboot-preserve": dom("<on_reboot>preserve</on_reboot>"),
-    "on-crash-coredump": dom("<on_crash>coredump-destroy</on_crash>"),
     "on-crash-twice": dom("<on_crash>destroy</on_crash><on_crash>destroy</on_crash>"),
     "devices-twice": dom("<devices/>", devices=""),
     "devices-text": dom(devices="junk"),
@@ -508,6 +735,7 @@ INVALID = {
 # libvirt's XML that the model reads but qemuwrap does not build yet: refused when a
 # command is built (qemu/validate), not by the reader or the schema.
 REFUSED_WHEN_BUILT = {
+    "vcpu-above-machine": dom("<vcpu>256</vcpu>"),
 
     "devices-hostdev": dom(devices="<hostdev mode='subsystem' type='pci'/>"),
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 
@@ -86,6 +87,19 @@ def _redirect_paths(dom, tmp_path, request, cleanup, state):
         elif tpm.backend.type == "external":
             tpm.backend.source.path = str(tmp_path / "external-swtpm.sock")
             _start_swtpm(dom, tpm, tpm.backend.source.path, tmp_path, request)
+    nvram = dom.os.nvram
+    if nvram is not None and nvram.path is not None:
+        template = nvram.template or "/usr/share/OVMF/OVMF_VARS_4M.fd"
+        if not os.path.exists(template):
+            pytest.skip(f"a UEFI case needs {template} (Debian package ovmf)")
+        nvram.path = str(tmp_path / "VARS.fd")
+        shutil.copyfile(template, nvram.path)
+    loader = dom.os.loader
+    if loader is not None and loader.path and not os.path.exists(loader.path):
+        pytest.skip(f"a firmware case needs {loader.path} (Debian package ovmf)")
+    for i, mem in enumerate(dom.devices.memories):
+        if mem.source is not None and mem.source.path is not None:
+            mem.source.path = str(tmp_path / f"memdev{i}")
     if dom.os.kernel:
         image = request.getfixturevalue("demo_image")
         dom.os.kernel, dom.os.initrd = str(image.kernel), str(image.initrd)

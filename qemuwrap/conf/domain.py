@@ -3,48 +3,69 @@
 ``parse_domain`` turns XML into a :class:`Domain` (collecting every problem, see
 ``xmlmodel``); ``Domain.format`` writes it back the way libvirt does (``<genid>`` right
 after ``<uuid>``, memory in KiB, lifecycle actions always present).  A ``Domain`` built in
-code formats and translates without any parse tree.
+code formats and translates without any parse tree.  The parts of a domain live in
+modules of their own: ``cpu`` (and ``numa``), ``os``, ``features``, ``clock``,
+``memory``, ``tuning``, ``sysinfo``, ``security``, ``qemuns``; devices in ``devices``.
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from typing import Any
 
 from qemuwrap.conf import guid
+from qemuwrap.conf.clock import Clock, ClockOffset
+from qemuwrap.conf.cpu import CPU, Topology
 from qemuwrap.conf.devices import Devices
+from qemuwrap.conf.features import Features
+from qemuwrap.conf.memory import (
+    MAX_MEMORY_KIB,
+    ON_OFF,
+    MaxMemory,
+    MemoryBacking,
+    Memtune,
+    memory_child,
+    memory_unit_bytes,
+    scaled_kib,
+)
+from qemuwrap.conf.numa import Numa, Numatune
+from qemuwrap.conf.os import OS, BootDev, OSBoot, OSType, OSTypeEl
+from qemuwrap.conf.qemuns import (
+    QemuCapabilities,
+    QemuCommandline,
+    QemuDeprecation,
+    QemuOverride,
+)
+from qemuwrap.conf.security import IDMap, KeyWrap, LaunchSecurity, Seclabel
+from qemuwrap.conf.sysinfo import Sysinfo, SysinfoType
+from qemuwrap.conf.tuning import (
+    Blkiotune,
+    CPUTune,
+    DefaultIOThread,
+    IOThreadID,
+    IOThreadIDs,
+    Resource,
+    Vcpu,
+    Vcpus,
+)
 from qemuwrap.conf.xmlmodel import (
+    QEMU_NS,
+    YES_NO,
     Element,
     Int,
     ParseContext,
-    Path,
     Str,
     attr,
     child,
     children,
     custom,
-    flag,
     internal,
-    text,
+    raw_children,
     text_child,
 )
-from qemuwrap.conf.xmlreader import Node, parse_bytes, read_file, to_int
+from qemuwrap.conf.xmlreader import Node, parse_bytes, read_file
 from qemuwrap.conf.xmlwriter import Writer
 from qemuwrap.errors import Problems, XMLError
-
-#: libvirt's memory units (virScaleInteger), in any ASCII case: b, byte, bytes; a prefix
-#: k, m, g, t, p or e alone or with "iB" is a power of 1024, with "B" a power of 1000.
-#: re.ASCII: with Unicode case folding, the Kelvin sign would pass for 'k'.
-_MEMORY_UNIT = re.compile(r"b(?:ytes?)?|(?P<prefix>[kmgtpe])(?P<suffix>i?b)?",
-                          re.ASCII | re.IGNORECASE)
-_UNIT_NAMES = "b, byte, bytes, k, KiB, KB, M, MiB, MB, G, GiB, GB, T, TiB, TB, P, PiB, PB, " \
-              "E, EiB, EB (any case)"
-#: Spellings already read, and their bytes: the regex only for a new spelling.
-_UNIT_BYTES: dict[str, int] = {}
-#: libvirt's ceiling (virDomainParseMemory): at most LLONG_MAX bytes and, in KiB, below
-#: 2**53; anything larger is "size value too large", not a number to pass to QEMU.
-MAX_MEMORY_KIB = 2**53 - 1
 
 
 class VirtType(enum.StrEnum):
@@ -52,194 +73,111 @@ class VirtType(enum.StrEnum):
     KVM = "kvm"
 
 
-class OSType(enum.StrEnum):
-    HVM = "hvm"
-
-
-class BootDev(enum.StrEnum):
-    HD = "hd"
-    CDROM = "cdrom"
-    NETWORK = "network"
-    FD = "fd"
-
-
-class ClockOffset(enum.StrEnum):
-    UTC = "utc"
-    LOCALTIME = "localtime"
-
-
-class VcpuPlacement(enum.StrEnum):
-    STATIC = "static"
-
-
 class PowerOffAction(enum.StrEnum):
     DESTROY = "destroy"
     RESTART = "restart"
     PRESERVE = "preserve"
+    RENAME_RESTART = "rename-restart"
 
 
 class RebootAction(enum.StrEnum):
     DESTROY = "destroy"
     RESTART = "restart"
+    PRESERVE = "preserve"
+    RENAME_RESTART = "rename-restart"
 
 
 class CrashAction(enum.StrEnum):
     DESTROY = "destroy"
     RESTART = "restart"
     PRESERVE = "preserve"
+    RENAME_RESTART = "rename-restart"
+    COREDUMP_DESTROY = "coredump-destroy"
+    COREDUMP_RESTART = "coredump-restart"
+
+
+class LockFailureAction(enum.StrEnum):
+    POWEROFF = "poweroff"
+    RESTART = "restart"
+    PAUSE = "pause"
+    IGNORE = "ignore"
+
+
+class PerfEventName(enum.StrEnum):
+    CMT = "cmt"
+    MBMT = "mbmt"
+    MBML = "mbml"
+    CPU_CYCLES = "cpu_cycles"
+    INSTRUCTIONS = "instructions"
+    CACHE_REFERENCES = "cache_references"
+    CACHE_MISSES = "cache_misses"
+    BRANCH_INSTRUCTIONS = "branch_instructions"
+    BRANCH_MISSES = "branch_misses"
+    BUS_CYCLES = "bus_cycles"
+    STALLED_CYCLES_FRONTEND = "stalled_cycles_frontend"
+    STALLED_CYCLES_BACKEND = "stalled_cycles_backend"
+    REF_CPU_CYCLES = "ref_cpu_cycles"
+    CPU_CLOCK = "cpu_clock"
+    TASK_CLOCK = "task_clock"
+    PAGE_FAULTS = "page_faults"
+    CONTEXT_SWITCHES = "context_switches"
+    CPU_MIGRATIONS = "cpu_migrations"
+    PAGE_FAULTS_MIN = "page_faults_min"
+    PAGE_FAULTS_MAJ = "page_faults_maj"
+    ALIGNMENT_FAULTS = "alignment_faults"
+    EMULATION_FAULTS = "emulation_faults"
 
 
 LIFECYCLE_TAGS = ("on_poweroff", "on_reboot", "on_crash")
 
 
-# --------------------------------------------------------------------------- memory sizes
-def memory_unit_bytes(unit: str) -> int | None:
-    """Bytes in one ``unit`` as libvirt's virScaleInteger reads it; None if unknown."""
-    scale = _UNIT_BYTES.get(unit)
-    if scale is None:
-        match = _MEMORY_UNIT.fullmatch(unit)
-        if match is None:
-            return None
-        if match["prefix"] is None:
-            scale = 1
-        else:
-            base = 1000 if (match["suffix"] or "").lower() == "b" else 1024
-            scale = base ** ("kmgtpe".index(match["prefix"].lower()) + 1)
-        _UNIT_BYTES[unit] = scale  # a few hundred spellings at most
-    return scale
+# --------------------------------------------------------------------------- small elements
+class Metadata(Element):
+    """``<metadata>``: other applications' elements, kept byte for byte, never read."""
+
+    TAG = "metadata"
+    items: list[str] = raw_children()
 
 
-def scaled_kib(node: Node, raw: str, unit: str | None, *, minimum: int = 1) -> int:
-    """``raw`` in ``unit`` (default KiB) as whole KiB, rounded up as libvirt does."""
-    unit = "KiB" if unit is None else unit
-    scale = memory_unit_bytes(unit)
-    if scale is None:
-        raise node.error(f"unsupported unit='{unit}' (supported: {_UNIT_NAMES})")
-    try:
-        amount = to_int(raw, "value", minimum, 2**64 - 1)  # libvirt's unsigned long long
-    except ValueError as exc:
-        raise node.error(str(exc)) from None
-    kib = -(-amount * scale // 1024)
-    if kib > MAX_MEMORY_KIB:
-        raise node.error(f"size {amount} {unit} is too large (at most {MAX_MEMORY_KIB} KiB)")
-    return kib
+class SuspendState(Element):
+    enabled: bool | None = attr(YES_NO)
 
 
-def memory_child(tag: str, *, required: bool = False) -> Any:
-    """``<tag unit='...'>N</tag>``, kept as KiB and written with unit='KiB'."""
-
-    def read(parent: Node, ctx: ParseContext) -> int | None:
-        found = parent.take(tag)
-        if not found:
-            if required:
-                raise parent.error(f"missing <{tag}>")
-            return None
-        for extra in found[1:]:
-            ctx.record(extra.error(f"element '{tag}' can only appear once"))
-        node = found[0]
-        unit = node.get("unit")
-        node.text_used = True
-        ctx.errors.extend(node.leftovers())
-        return scaled_kib(node, node.stripped_text, unit)
-
-    def write(value: int, w: Writer) -> None:
-        w.text(tag, value, ("unit", "KiB"))
-
-    rng = (f'<element name="{tag}"><optional><attribute name="unit"><data type="string">'
-           '<param name="pattern">[bB]([yY][tT][eE][sS]?)?|[kKmMgGtTpPeE]([iI]?[bB])?</param>'
-           '</data></attribute></optional><data type="unsignedLong"><param name="pattern">'
-           '\\s*[0-9]+\\s*</param><param name="minInclusive">1</param></data></element>')
-    return custom(read, write, rng=rng if required else f"<optional>{rng}</optional>")
+class SuspendToMem(SuspendState):
+    TAG = "suspend-to-mem"
 
 
-# --------------------------------------------------------------------------- <os>
-class OSTypeEl(Element):
-    TAG = "type"
-    arch: str = attr(Str(r"[a-z0-9_]+", what="architecture"), default="x86_64")
-    machine: str | None = attr(Str(r"[A-Za-z0-9_.\-]+", what="machine type"))
-    value: OSType = text(OSType, required=True)
+class SuspendToDisk(SuspendState):
+    TAG = "suspend-to-disk"
 
 
-class OSBoot(Element):
-    TAG = "boot"
-    dev: BootDev = attr(BootDev, required=True)
+class PM(Element):
+    """ACPI sleep states the guest may use (S3, S4)."""
 
-
-class OS(Element):
-    """``<os>``: guest type, boot order, direct kernel boot."""
-
-    TAG = "os"
-    type: OSTypeEl = child(OSTypeEl, required=True)
-    kernel: str | None = text_child("kernel", Path())
-    initrd: str | None = text_child("initrd", Path())
-    cmdline: str | None = text_child("cmdline", Str(strip=False))
-    boots: list[OSBoot] = children(OSBoot)
-
-    def check(self, ctx: ParseContext) -> None:
-        seen: set[BootDev] = set()
-        for b in self.boots:
-            if b.dev in seen:
-                ctx.record(b.error(f"boot device '{b.dev}' is listed twice"))
-            seen.add(b.dev)
-        if (self.initrd or self.cmdline is not None) and not self.kernel:
-            raise self.error("<initrd> and <cmdline> need a <kernel>")
+    TAG = "pm"
+    suspend_to_mem: SuspendToMem | None = child(SuspendToMem)
+    suspend_to_disk: SuspendToDisk | None = child(SuspendToDisk)
 
     @property
-    def arch(self) -> str:
-        return self.type.arch
+    def s3(self) -> bool | None:
+        return self.suspend_to_mem.enabled if self.suspend_to_mem else None
 
     @property
-    def machine(self) -> str | None:
-        return self.type.machine
-
-    @property
-    def boot(self) -> list[BootDev]:
-        return [b.dev for b in self.boots]
+    def s4(self) -> bool | None:
+        return self.suspend_to_disk.enabled if self.suspend_to_disk else None
 
 
-# --------------------------------------------------------------------------- <vcpu>, <cpu>
-class Vcpu(Element):
-    TAG = "vcpu"
-    placement: VcpuPlacement = attr(VcpuPlacement, default=VcpuPlacement.STATIC)
-    current: int | None = attr(Int(1, 255))
-    count: int = text(Int(1, 255), required=True)
-
-    def check(self, ctx: ParseContext) -> None:
-        if self.current is not None and self.current > self.count:
-            raise self.error(f"attribute 'current' {self.current} is out of range "
-                             f"(1 to {self.count})")
+class PerfEvent(Element):
+    TAG = "event"
+    name: PerfEventName = attr(PerfEventName, required=True)
+    enabled: bool = attr(YES_NO, required=True)
 
 
-class Topology(Element):
-    """``<cpu><topology/></cpu>``: sockets x dies x cores x threads."""
+class Perf(Element):
+    """Host perf counters libvirt reads for the guest: kept, not collected."""
 
-    TAG = "topology"
-    sockets: int = attr(Int(1, 255), required=True)
-    dies: int = attr(Int(1, 255), default=1)
-    cores: int = attr(Int(1, 255), required=True)
-    threads: int = attr(Int(1, 255), required=True)
-
-    @property
-    def total(self) -> int:
-        return self.sockets * self.dies * self.cores * self.threads
-
-
-class CPU(Element):
-    TAG = "cpu"
-    topology: Topology | None = child(Topology)
-
-
-# --------------------------------------------------------------------------- misc
-class Features(Element):
-    TAG = "features"
-    acpi: bool = flag("acpi")
-    apic: bool = flag("apic")
-    pae: bool = flag("pae")
-
-
-class Clock(Element):
-    TAG = "clock"
-    offset: ClockOffset = attr(ClockOffset, default=ClockOffset.UTC)
+    TAG = "perf"
+    events: list[PerfEvent] = children(PerfEvent)
 
 
 def _read_uuid(node: Node, ctx: ParseContext) -> tuple[bytes, bool]:
@@ -315,10 +253,26 @@ class Domain(Element):
             f'{_GUID_RNG}</choice></element></optional>')
     title: str | None = text_child("title", Str(strip=False))
     description: str | None = text_child("description", Str(strip=False))
-    memory_kib: int = memory_child("memory", required=True)
+    metadata: Metadata | None = child(Metadata)
+    max_memory: MaxMemory | None = child(MaxMemory)
+    _memory: None = memory_child(
+        "memory", attrs=(("dumpCore", ON_OFF),),
+        store=lambda dom, v: _store(dom, ("memory_kib", "dump_core"), v))
     current_memory_kib: int | None = memory_child("currentMemory")
+    blkiotune: Blkiotune | None = child(Blkiotune)
+    memtune: Memtune | None = child(Memtune)
+    memory_backing: MemoryBacking | None = child(MemoryBacking)
     vcpu: Vcpu | None = child(Vcpu)
+    vcpus_el: Vcpus | None = child(Vcpus)
+    iothreads_count: int | None = text_child("iothreads", Int(0, 2**32 - 1))
+    iothreadids_el: IOThreadIDs | None = child(IOThreadIDs)
+    defaultiothread: DefaultIOThread | None = child(DefaultIOThread)
+    cputune: CPUTune | None = child(CPUTune)
+    numatune: Numatune | None = child(Numatune)
+    resource: Resource | None = child(Resource)
+    sysinfos: list[Sysinfo] = children(Sysinfo)
     os: OS = child(OS, required=True)
+    idmap: IDMap | None = child(IDMap)
     features: Features | None = child(Features)
     cpu: CPU | None = child(CPU)
     clock: Clock | None = child(Clock)
@@ -327,26 +281,104 @@ class Domain(Element):
     on_reboot: RebootAction = text_child("on_reboot", RebootAction,
                                          default=RebootAction.RESTART)
     on_crash: CrashAction = text_child("on_crash", CrashAction, default=CrashAction.DESTROY)
+    on_lockfailure: LockFailureAction | None = text_child("on_lockfailure",
+                                                          LockFailureAction)
+    pm: PM | None = child(PM)
+    perf: Perf | None = child(Perf)
     devices: Devices = child(Devices, required=False)  # type: ignore[assignment]
+    seclabels: list[Seclabel] = children(Seclabel)
+    keywrap: KeyWrap | None = child(KeyWrap)
+    launch_security: LaunchSecurity | None = child(LaunchSecurity)
+    qemu_commandline: QemuCommandline | None = child(QemuCommandline)
+    qemu_capabilities: QemuCapabilities | None = child(QemuCapabilities)
+    qemu_deprecation: QemuDeprecation | None = child(QemuDeprecation)
+    qemu_override: QemuOverride | None = child(QemuOverride)
 
     # Not XML: where the identity came from (the write-back and clone need to know).
+    memory_kib: int = internal(0)
+    dump_core: bool | None = internal(None)
     uuid: bytes = internal(b"\0" * 16)
     uuid_generated: bool = internal(False)
     genid: bytes | None = internal(None)
     genid_requested: bool = internal(False)
     genid_generated: bool = internal(False)
+    #: Filled when a command is built: the effective boot index of each device (by id()),
+    #: from <os><boot dev> or the devices' own <boot order> (qemu/bootorder.py).
+    boot_indexes: dict = internal(dict)
 
     def check(self, ctx: ParseContext) -> None:
         if "\n" in self.name:
             raise _at(self.node_of("name"), self, "name can't contain newlines")
         if self.title is not None and "\n" in self.title:
             raise _at(self.node_of("title"), self, "title can't contain newlines")
-        if self.current_memory_kib is not None and self.current_memory_kib > self.memory_kib:
-            raise self.error("currentMemory is larger than memory")
+        if not self.memory_kib and self.numa is None:
+            raise self.error("Memory size must be specified via <memory> or in the <numa> "
+                             "configuration")
+        # <memory> is the total; the guest's initial RAM is the NUMA cells' sum, or the
+        # total minus the memory devices (libvirt's virDomainDefPostParseMemory).
+        devices_kib = sum(m.size_kib for m in self.devices.memories) if self.devices else 0
+        total = self.memory_kib
+        numa = self.numa
+        if numa is not None:
+            initial = numa.memory_kib
+            if initial > MAX_MEMORY_KIB:
+                ctx.record(numa.error("the NUMA cells' memory is too large"))
+                initial = total
+            for cell in numa.cells:
+                for cpu in cell.cpus or ():
+                    if cpu >= self.vcpus:
+                        ctx.record(cell.error(f"vCPU {cpu} of NUMA cell {cell.id} is not "
+                                              f"below the vCPU count {self.vcpus}"))
+                        break
+            total = initial + devices_kib
+        else:
+            initial = total - devices_kib
+            if devices_kib and initial <= 0:
+                raise self.error("Total size of memory devices exceeds the total memory "
+                                 "size")
+        self.memory_kib = initial
+        if self.current_memory_kib is not None and self.current_memory_kib > total:
+            if numa is not None:  # libvirt clamps it to the cells' total
+                self.current_memory_kib = total
+            else:
+                raise self.error("currentMemory is larger than memory")
         topo = self.topology
         if topo is not None and topo.total != self.vcpus:
             raise topo.error(f"topology gives {topo.total} vCPUs but <vcpu> says "
                              f"{self.vcpus}")
+        if self.max_memory is not None and self.max_memory.kib < total:
+            raise self.max_memory.error("maximum memory size must be equal or greater "
+                                        "than the actual memory size")
+        if self.vcpus_el is not None:
+            for state in self.vcpus_el.vcpus:
+                if state.id >= self.vcpus:
+                    ctx.record(state.error(f"vcpu id '{state.id}' is out of range of "
+                                           f"maximum vcpu count {self.vcpus}"))
+        seen: set[SysinfoType] = set()
+        for info in self.sysinfos:
+            if info.type in seen:
+                ctx.record(info.error(f"<sysinfo type='{info.type}'> is given twice"))
+            seen.add(info.type)
+            system = info.system
+            uuid = system.get("uuid") if system is not None else None
+            if system is not None and uuid is not None:
+                parsed = guid.parse(uuid)
+                if parsed is None:
+                    ctx.record(system.error(f"malformed uuid element '{uuid}'"))
+                elif self.uuid_generated:
+                    self.uuid, self.uuid_generated = parsed, False
+                elif parsed != self.uuid:
+                    ctx.record(system.error("UUID mismatch between <uuid> and <sysinfo>"))
+        ids = self.iothreadids_el
+        if ids is not None and self.iothreads_count is not None and \
+                len(ids.iothreads) > self.iothreads_count:
+            ctx.record(ids.error(f"{len(ids.iothreads)} <iothread>s but <iothreads> says "
+                                 f"{self.iothreads_count}"))
+        elif ids is not None:
+            # libvirt lists every I/O thread once <iothreadids> is given
+            listed = {t.id for t in ids.iothreads}
+            ids.iothreads.extend(IOThreadID(id=n) for n in self.iothreadids
+                                 if n not in listed)
 
     # -- what the rest of qemuwrap asks -------------------------------------------------
     @property
@@ -356,6 +388,12 @@ class Domain(Element):
     @property
     def uuid_str(self) -> str:
         return guid.format(self.uuid)
+
+    @property
+    def total_memory_kib(self) -> int:
+        """The initial RAM and the memory devices: what ``<memory>`` says."""
+        mems = self.devices.memories if self.devices is not None else []
+        return self.memory_kib + sum(m.size_kib for m in mems)
 
     @property
     def vcpus(self) -> int:
@@ -368,6 +406,10 @@ class Domain(Element):
     @property
     def topology(self) -> Topology | None:
         return self.cpu.topology if self.cpu is not None else None
+
+    @property
+    def numa(self) -> Numa | None:
+        return self.cpu.numa if self.cpu is not None else None
 
     @property
     def acpi(self) -> bool:
@@ -386,14 +428,36 @@ class Domain(Element):
         return self.clock.offset if self.clock is not None else ClockOffset.UTC
 
     @property
+    def iothreadids(self) -> list[int]:
+        """The ids of the guest's I/O threads (QEMU objects ``iothreadN``), as libvirt
+        completes them: the listed ids, then the lowest free ones up to <iothreads>."""
+        listed = [t.id for t in self.iothreadids_el.iothreads] if self.iothreadids_el else []
+        wanted = max(self.iothreads_count or 0, len(listed))
+        used, out, n = set(listed), list(listed), 1
+        while len(out) < wanted:
+            if n not in used:
+                out.append(n)
+            n += 1
+        return out
+
+    @property
+    def iothreads(self) -> int:
+        """How many I/O threads the guest has."""
+        return len(self.iothreadids)
+
+    @property
+    def sysinfo_smbios(self) -> Sysinfo | None:
+        return next((s for s in self.sysinfos if s.type == SysinfoType.SMBIOS), None)
+
+    @property
     def nodes(self) -> dict[str, Node]:
         """Source elements by tag (``domain``, ``name``, ``genid``, ``os/type``, ...), for
         messages, ``--explain`` and in-place edits of the file; empty when built in code."""
         if self.node is None:
             return {}
-        cached = self.__dict__.get("_nodes")
-        if cached is not None and cached.get("domain") is self.node:
-            return cached
+        cached = self.__dict__.get("_nodes_cache")
+        if cached is not None and cached[0] is self.node:
+            return cached[1]
         out: dict[str, Node] = {"domain": self.node}
         for c in self.node.children:
             out.setdefault(c.tag, c)
@@ -401,7 +465,7 @@ class Domain(Element):
             types = out["os"].children_named("type")
             if types:
                 out["os/type"] = types[0]
-        self.__dict__["_nodes"] = out
+        self.__dict__["_nodes_cache"] = (self.node, out)  # asked for by every builder
         return out
 
     # -- writing ---------------------------------------------------------------------------
@@ -409,29 +473,70 @@ class Domain(Element):
         """libvirt's XML for this domain; ``inactive`` leaves out the runtime ``id``."""
         out = Writer() if w is None else w
         attrs = [(k, v) for k, v in self.attrs() if not (k == "id" and (inactive or v == "-1"))]
+        if any((self.qemu_commandline, self.qemu_capabilities, self.qemu_deprecation,
+                self.qemu_override)):
+            attrs.append(("xmlns:qemu", QEMU_NS))
         out.open("domain", *attrs)
         out.text("name", self.name)
         out.text("uuid", self.uuid_str)
         out.text("genid", self.genid_str)
         out.text("title", self.title)
         out.text("description", self.description)
-        out.text("memory", self.memory_kib, ("unit", "KiB"))
-        out.text("currentMemory", self.current_memory_kib or self.memory_kib, ("unit", "KiB"))
+        if self.metadata is not None and self.metadata.items:
+            self.metadata.format(out)
+        _fmt(out, self.max_memory)
+        out.text("memory", self.total_memory_kib,
+                 ("dumpCore", None if self.dump_core is None else
+                  ("on" if self.dump_core else "off")), ("unit", "KiB"))
+        out.text("currentMemory", self.current_memory_kib or self.total_memory_kib,
+                 ("unit", "KiB"))
+        els: tuple[Element | None, ...] = (self.blkiotune, self.memtune, self.memory_backing)
+        for el in els:
+            _fmt(out, el)
         (self.vcpu or Vcpu(count=1)).format(out)
+        _fmt(out, self.vcpus_el)
+        if self.iothreads_count is not None:
+            out.text("iothreads", self.iothreads_count)
+        els = (self.iothreadids_el, self.defaultiothread, self.cputune, self.numatune,
+               self.resource)
+        for el in els:
+            _fmt(out, el)
+        for info in self.sysinfos:
+            info.format(out)
         self.os.format(out)
-        if self.features is not None and any(v for _k, v in self.features.values()):
+        _fmt(out, self.idmap)
+        if self.features is not None and self.features.present():
             self.features.format(out)
-        if self.cpu is not None:
-            self.cpu.format(out)
+        _fmt(out, self.cpu)
         (self.clock or Clock()).format(out)
         for tag in LIFECYCLE_TAGS:
             out.text(tag, getattr(self, tag))
+        out.text("on_lockfailure", self.on_lockfailure)
+        els = (self.pm, self.perf)
+        for el in els:
+            _fmt(out, el)
         self.devices.format(out)
+        for label in self.seclabels:
+            label.format(out)
+        els = (self.keywrap, self.launch_security, self.qemu_commandline,
+               self.qemu_capabilities, self.qemu_deprecation, self.qemu_override)
+        for el in els:
+            _fmt(out, el)
         out.close("domain")
         return out.getvalue()
 
     def __deepcopy__(self, memo: dict) -> Domain:
-        return super().__deepcopy__(memo)  # type: ignore[return-value]
+        cache = self.__dict__.pop("_nodes_cache", None)  # source nodes are never copied
+        try:
+            return super().__deepcopy__(memo)  # type: ignore[return-value]
+        finally:
+            if cache is not None:
+                self.__dict__["_nodes_cache"] = cache
+
+
+def _fmt(out: Writer, el: Element | None) -> None:
+    if el is not None:
+        el.format(out)
 
 
 def parse_domain(root: Node, *, random: guid.RandomSource = guid.system_random) -> Domain:
@@ -460,5 +565,6 @@ def loads(data: bytes | str, *, random: guid.RandomSource = guid.system_random) 
     return parse_domain(parse_bytes(data), random=random)
 
 
-__all__ = ["CPU", "OS", "Clock", "Domain", "Features", "Topology", "Vcpu", "XMLError",
-           "load", "loads", "memory_unit_bytes", "parse_domain"]
+__all__ = ["CPU", "OS", "BootDev", "Clock", "ClockOffset", "Domain", "Features", "OSBoot",
+           "OSType", "OSTypeEl", "Topology", "Vcpu", "XMLError", "load", "loads",
+           "memory_unit_bytes", "parse_domain", "scaled_kib"]

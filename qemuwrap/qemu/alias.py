@@ -6,7 +6,7 @@ alias (``scsi0.0``, ``usb.0``, ``virtio-serial0.0``, ``sound0.0``)."""
 
 from __future__ import annotations
 
-from qemuwrap.conf.devices.address import Alias, Device, DriveAddress
+from qemuwrap.conf.devices.address import Alias, Device, DIMMAddress, DriveAddress
 from qemuwrap.conf.devices.controller import Controller, ControllerModel, ControllerType
 from qemuwrap.conf.devices.disk import Disk, DiskBus
 from qemuwrap.conf.domain import Domain
@@ -120,7 +120,14 @@ def assign_aliases(dom: Domain) -> None:
         _name(shmem, f"shmem{n}")
     counts: dict[str, int] = {}
     for mem in devs.memories:
+        # qemuAssignDeviceMemoryAlias: a DIMM or NVDIMM is named by its slot; virtio
+        # memory (on PCI) and SGX EPC sections are counted.
         prefix = _MEMORY_PREFIX.get(str(mem.model), "dimm")
+        slot = getattr(mem.address, "slot", None) if isinstance(mem.address, DIMMAddress) \
+            else None
+        if prefix in ("dimm", "nvdimm") and slot is not None:
+            _name(mem, f"{prefix}{slot}")
+            continue
         _name(mem, f"{prefix}{counts.get(prefix, 0)}")
         counts[prefix] = counts.get(prefix, 0) + 1
     if devs.iommu is not None:

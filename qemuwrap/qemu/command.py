@@ -16,6 +16,7 @@ from qemuwrap.conf.devices.audio import add_default_audio
 from qemuwrap.conf.domain import Domain
 from qemuwrap.qemu.address import assign_addresses
 from qemuwrap.qemu.argv import Command, optstr
+from qemuwrap.qemu.bootorder import assign_boot_order
 from qemuwrap.qemu.build import (
     CONTROL_SOCKET,
     PIDFILE,
@@ -24,28 +25,47 @@ from qemuwrap.qemu.build import (
     Paths,
 )
 from qemuwrap.qemu.build.audio import build_audios
-from qemuwrap.qemu.build.boot import build_boot
+from qemuwrap.qemu.build.boot import (
+    build_boot,
+    build_loader,
+    build_pflash,
+    build_secure_pflash,
+)
 from qemuwrap.qemu.build.chardev import build_chardevs
+from qemuwrap.qemu.build.clock import build_clock
 from qemuwrap.qemu.build.companion_devices import build_filesystems, build_tpms
 from qemuwrap.qemu.build.controller import (
     build_ccid_controllers,
     build_controllers,
     build_global_controllers,
 )
+from qemuwrap.qemu.build.cpu import build_cpu
 from qemuwrap.qemu.build.disk import build_disks
+from qemuwrap.qemu.build.extras import (
+    build_compat,
+    build_launch_security,
+    build_passthrough,
+    build_vmcoreinfo,
+)
 from qemuwrap.qemu.build.graphics import build_graphics
 from qemuwrap.qemu.build.input import build_inputs
 from qemuwrap.qemu.build.machine import (
+    build_accel,
     build_actions,
-    build_clock,
+    build_iothreads,
     build_machine,
     build_memory,
+    build_pm,
     build_smp,
+    build_tseg,
 )
 from qemuwrap.qemu.build.memballoon import build_memballoon
+from qemuwrap.qemu.build.memdev import assign_memory_slots, build_memory_devices
 from qemuwrap.qemu.build.net import build_interfaces
+from qemuwrap.qemu.build.numa import build_numa
 from qemuwrap.qemu.build.smartcard import build_smartcards
 from qemuwrap.qemu.build.sound import build_sounds
+from qemuwrap.qemu.build.sysinfo import build_fw_cfg, build_smbios
 from qemuwrap.qemu.build.usb import build_hubs, build_redirdevs
 from qemuwrap.qemu.build.video import build_video
 from qemuwrap.qemu.capabilities import Capabilities
@@ -90,7 +110,9 @@ def complete_definition(dom: Domain, caps: Capabilities) -> MachineType:
     add_implicit_devices(dom, machine, caps)
     add_default_audio(dom.devices.audios, [g.type for g in dom.devices.graphics])
     machine = validate(dom, caps)
+    assign_memory_slots(dom)
     assign_addresses(dom, machine, caps)
+    assign_boot_order(dom)
     return machine
 
 
@@ -108,11 +130,21 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     ctx = BuildContext(dom, caps, machine, Paths(os.fspath(state_dir)), cmd)
     cmd.env.update(LC_ALL="C", PATH=QEMU_PATH, HOME=ctx.paths.state_dir)
     cmd.add("-name", optstr(guest=dom.name, debug_threads="on"), dom.nodes.get("name"))
+    build_compat(ctx)
     cmd.add("-S", why="start paused: qemuwrap checks the genid over QMP, then resumes")
+    build_pflash(ctx)
     build_machine(ctx)
+    build_accel(ctx)
+    build_tseg(ctx)
+    build_cpu(ctx)
+    build_loader(ctx)
     build_memory(ctx)
     build_smp(ctx)
+    build_iothreads(ctx)
+    build_numa(ctx)
     cmd.add("-uuid", dom.uuid_str, dom.nodes.get("uuid"), why="uuid generated (not in the XML)")
+    build_smbios(ctx)
+    build_fw_cfg(ctx)
     build_vmgenid(ctx)
     if not dom.devices.graphics:
         cmd.add("-display", "none", why="no <graphics> in the XML")
@@ -121,9 +153,12 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     build_monitors(ctx)
     build_clock(ctx)
     build_actions(ctx)
+    build_pm(ctx)
     build_boot(ctx)
+    build_secure_pflash(ctx)
     build_global_controllers(ctx)
     build_controllers(ctx)
+    build_memory_devices(ctx)
     build_hubs(ctx)
     build_ccid_controllers(ctx)
     build_disks(ctx)
@@ -139,9 +174,12 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     build_sounds(ctx)
     build_redirdevs(ctx)
     build_memballoon(ctx)
+    build_vmcoreinfo(ctx)
+    build_launch_security(ctx)
     if incoming:
         cmd.add("-incoming", "defer", why="restore: state comes over QMP")
     if loadvm is not None:
         cmd.add("-loadvm", loadvm, why="revert: start from this snapshot")
     cmd.add("-msg", "timestamp=on", why="timestamps in QEMU's log")
+    build_passthrough(ctx)
     return cmd

@@ -70,18 +70,21 @@ def _checks() -> list[Check]:
         audio,
         companion_devices,
         controller,
+        cpu,
         devices,
         graphics,
         input,
         machine,
+        memory,
+        platform,
         unbuilt,
         usb,
         video,
     )
 
-    return [*machine.CHECKS, *unbuilt.CHECKS, *devices.CHECKS, *companion_devices.CHECKS,
-            *input.CHECKS, *graphics.CHECKS, *audio.CHECKS, *video.CHECKS, *usb.CHECKS,
-            *controller.CHECKS]
+    return [*machine.CHECKS, *cpu.CHECKS, *memory.CHECKS, *platform.CHECKS, *unbuilt.CHECKS,
+            *devices.CHECKS, *companion_devices.CHECKS, *input.CHECKS, *graphics.CHECKS,
+            *audio.CHECKS, *video.CHECKS, *usb.CHECKS, *controller.CHECKS]
 
 
 def validate(dom: Domain, caps: Capabilities) -> MachineType:

@@ -111,4 +111,16 @@ def check_memory(v: Validation) -> None:
                  "currentMemory below memory needs <memballoon model='virtio'/>")
 
 
-CHECKS = [check_emulator, check_genid, check_machine, check_memory]
+#: QEMU 7.2's vCPU limits per machine family (MachineClass max_cpus).
+MAX_VCPUS = {"pc": 255, "q35": 288}
+
+
+def check_vcpu_count(v: Validation) -> None:
+    dom = v.dom
+    limit = MAX_VCPUS.get(v.machine.family)
+    if limit is not None and dom.vcpus > limit:
+        v.refuse(dom.vcpu, f"{dom.vcpus} vCPUs are not supported by machine type "
+                           f"'{v.machine.name}' (at most {limit})")
+
+
+CHECKS = [check_emulator, check_genid, check_machine, check_memory, check_vcpu_count]

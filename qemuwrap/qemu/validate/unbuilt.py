@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 #: Device lists no builder handles yet.
 UNBUILT_LISTS = ("parallels", "channels", "hostdevs", "watchdogs", "rngs", "panics",
-                 "shmems", "memories")
+                 "shmems")
 UNBUILT_ONE = ("iommu", "vsock")
 
 BUILT: dict[str, set] = {

@@ -1,0 +1,228 @@
+"""status, list, shutdown, destroy, suspend, resume.
+
+Through the supervisor when one lives (it owns QEMU and says what really happened);
+otherwise straight to QEMU's second monitor, with the same deadlines, and the cleanup a
+supervisor would have done (runtime files, companions).
+"""
+
+from __future__ import annotations
+
+import time
+
+from qemuwrap import process
+from qemuwrap.errors import QemuwrapError, printable
+from qemuwrap.runtime import control, policy
+from qemuwrap.runtime.companions import clean_up
+from qemuwrap.runtime.guestdir import GuestDir, UnknownGuestError, all_guests
+from qemuwrap.runtime.qmp import QMP
+from qemuwrap.runtime.record import GuestRecord
+
+#: How long a supervisor gets to finish after its QEMU ended.
+SUPERVISOR_EXIT_TIMEOUT = 15.0
+
+
+class NotRunningError(QemuwrapError):
+    """The guest exists but does not run."""
+
+
+def guest(name: str, state_dir: str | None) -> GuestDir:
+    """The guest's directory; UnknownGuestError (exit 1) if it has none here."""
+    gdir = GuestDir(name, state_dir)
+    if not gdir.exists():
+        raise UnknownGuestError(f"no guest '{printable(name)}' here (state root "
+                                f"{printable(gdir.root)})")
+    return gdir
+
+
+def running(name: str, state_dir: str | None) -> tuple[GuestDir, GuestRecord]:
+    gdir = guest(name, state_dir)
+    record = gdir.running()
+    if record is None:
+        raise NotRunningError(f"guest '{printable(name)}' is not running")
+    return gdir, record
+
+
+def supervisor_alive(gdir: GuestDir, record: GuestRecord) -> bool:
+    sup = record.supervisor
+    return gdir.supervised() and sup is not None and process.is_alive(sup.pid,
+                                                                      sup.create_time)
+
+
+def ask(gdir: GuestDir, msg: dict, timeout: float) -> dict:
+    return control.request(gdir.file(control.SOCKET), msg, timeout=timeout)
+
+
+def status(name: str, state_dir: str | None) -> dict:
+    """What is known of a guest: its record, checked against the kernel, and the state
+    its supervisor (or QEMU) reports."""
+    gdir = guest(name, state_dir)
+    record = gdir.read_record()
+    out: dict = {
+        "name": name, "state": "shut off", "qemu_pid": None, "supervisor_pid": None,
+        "supervised": False, "genid": record.genid if record else None,
+        "uuid": record.uuid if record else None, "state_dir": gdir.path,
+        "source": record.source if record else None, "console": None, "vnc": None,
+        "qmp_socket": None, "control_socket": None, "supervisor_socket": None,
+        "uptime": None, "companions": [],
+    }
+    if record is None or gdir.running(record) is None:
+        return out
+    assert record.qemu is not None
+    supervised = supervisor_alive(gdir, record)
+    out.update(qemu_pid=record.qemu.pid, supervised=supervised,
+               supervisor_pid=record.supervisor.pid if supervised and record.supervisor
+               else None,
+               console=record.console, vnc=record.vnc,
+               qmp_socket=gdir.file("qmp.sock"), control_socket=gdir.file("control.sock"),
+               supervisor_socket=gdir.file(control.SOCKET) if supervised else None,
+               uptime=round(time.time() - record.started, 1),
+               companions=[{"kind": c.kind, "id": c.id,
+                            "pid": c.proc.pid if c.proc else None}
+                           for c in record.companions])
+    out["state"] = _live_state(gdir, record, supervised)
+    return out
+
+
+def _live_state(gdir: GuestDir, record: GuestRecord, supervised: bool) -> str:
+    if supervised:
+        try:
+            return ask(gdir, {"request": "status"}, 5.0)["state"]
+        except control.ControlError:
+            pass  # starting, or going away: ask QEMU itself
+    assert record.qemu is not None
+    if process.state_letter(record.qemu.pid) in ("T", "t"):
+        return "stopped (QEMU process is stopped: SIGSTOP)"
+    try:
+        from qemuwrap.runtime import qmp
+
+        state = qmp.command(gdir.file("control.sock"), "query-status", timeout=2)["status"]
+    except QemuwrapError:
+        return "not responding"
+    return {"prelaunch": "starting", "inmigrate": "restoring"}.get(state, state)
+
+
+def list_guests(state_dir: str | None) -> list[dict]:
+    out = []
+    for gdir in all_guests(state_dir):
+        try:
+            if gdir.running() is not None:
+                out.append(status(gdir.name, state_dir))
+        except QemuwrapError:
+            continue
+    return out
+
+
+def wait_supervisor_gone(gdir: GuestDir, record: GuestRecord, timeout: float) -> None:
+    sup = record.supervisor
+    if sup is not None:
+        process.wait_gone(sup.pid, sup.create_time, timeout)
+
+
+def shutdown(name: str, state_dir: str | None, timeout: float, mode: str = "acpi") -> dict:
+    """ACPI power-off; forced after ``timeout``. The result says which it was:
+    ``{"name", "outcome": "acpi"|"forced"|"crashed", "exit_status"}``."""
+    gdir, record = running(name, state_dir)
+    if supervisor_alive(gdir, record):
+        try:
+            reply = ask(gdir, {"request": "shutdown", "timeout": timeout, "mode": mode},
+                        timeout + 30)
+        except control.NoSupervisor:
+            pass  # it went away meanwhile: do its work
+        else:
+            wait_supervisor_gone(gdir, record, SUPERVISOR_EXIT_TIMEOUT)
+            return {"name": name, "outcome": reply["outcome"],
+                    "exit_status": _outcome_status(reply["outcome"])}
+    if mode != "acpi":
+        raise QemuwrapError(f"unsupported shutdown mode '{printable(mode)}' "
+                            "(supported: 'acpi')")
+    assert record.qemu is not None
+    q = record.qemu
+    try:
+        from qemuwrap.runtime import qmp
+
+        qmp.command(gdir.file("control.sock"), "system_powerdown", timeout=min(timeout, 5) or 1)
+    except QemuwrapError:
+        pass
+    if process.wait_gone(q.pid, q.create_time, timeout):
+        outcome = "acpi"
+    else:
+        _force_off(gdir, record)
+        outcome = "forced"
+    _clean_unsupervised(gdir, record)
+    return {"name": name, "outcome": outcome, "exit_status": _outcome_status(outcome)}
+
+
+def _outcome_status(outcome: str) -> int:
+    return {"acpi": 0, "saved": 0, "forced": policy.EXIT_DESTROYED,
+            "destroyed": 0}.get(outcome, policy.EXIT_CRASHED)
+
+
+def destroy(name: str, state_dir: str | None) -> dict:
+    """Stop QEMU now: through the supervisor (QMP quit, then SIGKILL), or directly; a
+    QEMU that answers nothing (stopped, hung) is killed either way."""
+    gdir, record = running(name, state_dir)
+    assert record.qemu is not None
+    q = record.qemu
+    if supervisor_alive(gdir, record):
+        try:
+            ask(gdir, {"request": "destroy"}, 30)
+        except control.ControlError:
+            process.kill_hard(q.pid, q.create_time)  # the supervisor then sees it end
+        if not process.wait_gone(q.pid, q.create_time, 5):
+            process.kill_hard(q.pid, q.create_time)
+        wait_supervisor_gone(gdir, record, SUPERVISOR_EXIT_TIMEOUT)
+        if not supervisor_alive(gdir, record):
+            _clean_unsupervised(gdir, record)
+    else:
+        _force_off(gdir, record)
+        _clean_unsupervised(gdir, record)
+    return {"name": name, "outcome": "destroyed", "exit_status": 0}
+
+
+def _force_off(gdir: GuestDir, record: GuestRecord) -> None:
+    assert record.qemu is not None
+    q = record.qemu
+    if process.state_letter(q.pid) not in ("T", "t", None):
+        try:
+            from qemuwrap.runtime import qmp
+
+            qmp.command(gdir.file("control.sock"), "quit", timeout=3)
+        except QemuwrapError:
+            pass
+        if process.wait_gone(q.pid, q.create_time, 3):
+            return
+    process.kill_hard(q.pid, q.create_time)
+
+
+def _clean_unsupervised(gdir: GuestDir, record: GuestRecord) -> None:
+    """What a supervisor does once its QEMU ended: companions stopped, runtime files
+    removed (the logs stay)."""
+    for entry in reversed(record.companions):
+        clean_up(entry)
+    gdir.clear_runtime()
+
+
+def suspend(name: str, state_dir: str | None) -> dict:
+    return _pause(name, state_dir, "suspend", "stop")
+
+
+def resume(name: str, state_dir: str | None) -> dict:
+    return _pause(name, state_dir, "resume", "cont")
+
+
+def _pause(name: str, state_dir: str | None, request: str, command: str) -> dict:
+    gdir, record = running(name, state_dir)
+    if supervisor_alive(gdir, record):
+        reply = ask(gdir, {"request": request}, 10)
+        return {"name": name, "state": reply["state"]}
+    qmp = QMP.connect(gdir.file("control.sock"), timeout=5)
+    try:
+        if command == "cont":
+            state = qmp.execute("query-status")["status"]
+            if state not in ("paused", "running"):
+                raise QemuwrapError(f"the guest is {state}; only a paused guest can be "
+                                    "resumed")
+        qmp.execute(command)
+    finally:
+        qmp.close()
+    return {"name": name, "state": "paused" if command == "stop" else "running"}
