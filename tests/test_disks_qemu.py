@@ -19,13 +19,11 @@ import pytest
 from qemuwrap.conf import guid
 from qemuwrap.conf.devices.controller import Controller, ControllerModel, ControllerType
 from qemuwrap.conf.domain import loads
-from qemuwrap.qemu.address import assign_addresses
 from qemuwrap.qemu.argv import Command
 from qemuwrap.qemu.build import BuildContext, Paths
 from qemuwrap.qemu.build.disk import build_disks
 from qemuwrap.qemu.capabilities import Capabilities
-from qemuwrap.qemu.command import build_command
-from qemuwrap.qemu.validate import resolve_machine
+from qemuwrap.qemu.command import build_command, complete_definition
 
 from conftest import DEFAULT_CAPS, QEMU, needs_qemu
 
@@ -240,8 +238,7 @@ def test_scsi_disks_on_virtio_scsi_and_lsi(tmp_path):
                                     model=ControllerModel.VIRTIO_SCSI),
                          Controller(type=ControllerType.SCSI, index=1,
                                     model=ControllerModel.LSILOGIC)]
-    machine, _ = resolve_machine(dom, CAPS)
-    assign_addresses(dom, machine)
+    machine = complete_definition(dom, CAPS)
     for disk, alias in zip(devs.disks, ("scsi0-0-3-2", "scsi0-0-4-0", "scsi1-0-5"),
                            strict=True):
         disk.alias.name = alias  # libvirt's names (area B's alias pass decides them)

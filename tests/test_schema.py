@@ -389,7 +389,35 @@ VALID = {
                                "<controller type='sata' index='255' model='ahci'>"
                                "<address type='pci' slot='0x1f'/></controller>"
                                "<controller type='pci' index='0' model='pcie-root'/>"
-                               "<controller model='pci-root' type='pci' index='1'/>"),
+                               "<controller model='pci-bridge' type='pci' index='1'/>"),
+    # Every kind of controller option libvirt writes or reads.
+    "controllers-options": dom(devices=(
+        "<controller type='pci' index='0' model='pci-root'><pcihole64 unit='GiB'>1"
+        "</pcihole64></controller>"
+        "<controller type='pci' index='1' model='pcie-root-port'><model name='ioh3420'/>"
+        "<target chassis='1' port='0x10' hotplug='off'/>" + PCI + "</controller>"
+        "<controller type='pci' index='2' model='pci-expander-bus'><target busNr='254'>"
+        "<node>0</node></target></controller>"
+        "<controller type='pci' index='3' model='pci-bridge'><target chassisNr='3'/>"
+        "</controller>"
+        "<controller type='scsi' index='0' model='virtio-scsi'><driver queues='4' "
+        "cmd_per_lun='8' max_sectors='512' ioeventfd='on' iothread='1' iommu='on' "
+        "ats='off' packed='on'/></controller>"
+        "<controller type='scsi' index='1' model='lsisas1068'/>"
+        "<controller type='virtio-serial' index='0' ports='16' vectors='4' "
+        "model='virtio-non-transitional'/>"
+        "<controller type='usb' index='0' model='ich9-ehci1'/>"
+        "<controller type='usb' index='0' model='ich9-uhci1'><master startport='0'/>"
+        "</controller>"
+        "<controller type='usb' index='1' model='qemu-xhci' ports='15'/>"
+        "<controller type='ccid' index='0'><address type='usb' bus='0' port='2'/>"
+        "</controller><controller type='fdc' index='0'/>")),
+    # No index: the first free one, a USB2 companion joins its EHCI (libvirt's rule).
+    "controller-index-auto": dom(devices="<controller type='usb' index='0'/>"
+                                         "<controller type='usb'/>"
+                                         "<controller type='usb' model='ich9-ehci1'/>"
+                                         "<controller type='usb' model='ich9-uhci1'/>"),
+    "controller-ports": dom(devices="<controller type='usb' model='qemu-xhci' ports='8'/>"),
     "interfaces": dom(devices="<interface type='user'/>"
                               "<interface type='user'><model type='e1000'/>"
                               "<mac address='52:54:00:AB:cd:EF'/></interface>"
@@ -743,7 +771,14 @@ INVALID = {
     "controller-index-negative": dom(devices="<controller type='usb' index='-1'/>"),
     "controller-drive-address": dom(devices="<controller type='usb'><address "
                                             "type='drive'/></controller>"),
-    "controller-ports": dom(devices="<controller type='usb' ports='8'/>"),
+    "controller-chassis-256": dom(devices="<controller type='pci' index='1' "
+                                          "model='pcie-root-port'><target chassis='256'/>"
+                                          "</controller>"),
+    "controller-model-name-unknown": dom(devices="<controller type='pci' index='1' "
+                                                 "model='pci-bridge'><model name='x'/>"
+                                                 "</controller>"),
+    "controller-master-no-startport": dom(devices="<controller type='usb' "
+                                                  "model='ich9-uhci1'><master/></controller>"),
     "interface-network": dom(devices="<interface type='network'><source network='default'/>"
                                      "</interface>"),
     "interface-no-type": dom(devices="<interface/>"),
@@ -812,13 +847,6 @@ REFUSED_WHEN_BUILT = {
 
 
 
-    "controller-scsi": dom(devices="<controller type='scsi' index='0'/>"),
-
-    "controller-usb-ehci": dom(devices="<controller type='usb' model='ich9-ehci1'/>"),
-
-    "controller-pci-bridge": dom(devices="<controller type='pci' index='1' "
-                                         "model='pci-bridge'/>"),
-
     "interface-model-ne2k": dom(devices="<interface type='user'><model type='ne2k_pci'/>"
                                         "</interface>"),
 
@@ -854,7 +882,19 @@ MODEL_ONLY = {
     "disk-target-twice": dom(devices=disk(FILE_SRC + "<target dev='vda'/>")
                              + disk(FILE_SRC + "<target dev='vda'/>")),
     "controller-index-twice": dom(devices="<controller type='usb' index='0'/>"
-                                          "<controller type='usb'/>"),
+                                          "<controller type='usb' index='0'/>"),
+    "controller-usb2-model-twice": dom(devices="<controller type='usb' index='0' "
+                                               "model='ich9-uhci1'/><controller type='usb' "
+                                               "index='0' model='ich9-uhci1'/>"),
+    "controller-root-index-1": dom(devices="<controller type='pci' index='1' "
+                                           "model='pci-root'/>"),
+    "controller-model-of-other-type": dom(devices="<controller type='usb' "
+                                                  "model='lsilogic'/>"),
+    "controller-ports-on-sata": dom(devices="<controller type='sata' ports='4'/>"),
+    "controller-target-on-usb": dom(devices="<controller type='usb'><target chassis='1'/>"
+                                            "</controller>"),
+    "controller-master-on-scsi": dom(devices="<controller type='scsi'><master "
+                                             "startport='0'/></controller>"),
     "serial-port-twice": dom(devices="<serial type='pty'/><serial type='pty'>"
                                      "<target port='0'/></serial>"),
     "mac-twice": dom(devices="<interface type='user'><mac address='52:54:00:00:00:01'/>"

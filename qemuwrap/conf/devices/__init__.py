@@ -15,7 +15,7 @@ from qemuwrap.conf.devices.address import (
 )
 from qemuwrap.conf.devices.audio import Audio
 from qemuwrap.conf.devices.chardev import Channel, CharSource, Console, Parallel, Serial
-from qemuwrap.conf.devices.controller import Controller
+from qemuwrap.conf.devices.controller import Controller, complete_controllers
 from qemuwrap.conf.devices.disk import Disk, in_libvirt_order
 from qemuwrap.conf.devices.filesystem import Filesystem
 from qemuwrap.conf.devices.graphics import Graphics
@@ -90,12 +90,8 @@ class Devices(Element):
             if disk.target_dev in seen:
                 ctx.record(disk.error(f"target dev '{disk.target_dev}' is used twice"))
             seen.add(disk.target_dev)
-        ctrls: set[tuple[str, int]] = set()
-        for ctrl in self.controllers:
-            if (ctrl.type, ctrl.index) in ctrls:
-                ctx.record(ctrl.error(f"controller type '{ctrl.type}' index {ctrl.index} "
-                                      "is defined twice"))
-            ctrls.add((ctrl.type, ctrl.index))
+        for error in complete_controllers(self.controllers):
+            ctx.record(error)
         ports: set[int] = set()
         for serial in self.serials:
             if serial.port in ports:

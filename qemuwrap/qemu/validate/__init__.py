@@ -69,6 +69,7 @@ def _checks() -> list[Check]:
     from qemuwrap.qemu.validate import (
         audio,
         companion_devices,
+        controller,
         cpu,
         devices,
         disk,
@@ -84,7 +85,7 @@ def _checks() -> list[Check]:
 
     return [*machine.CHECKS, *cpu.CHECKS, *memory.CHECKS, *platform.CHECKS, *unbuilt.CHECKS,
             *devices.CHECKS, *disk.CHECKS, *companion_devices.CHECKS, *input.CHECKS,
-            *graphics.CHECKS, *audio.CHECKS, *video.CHECKS, *usb.CHECKS]
+            *graphics.CHECKS, *audio.CHECKS, *video.CHECKS, *usb.CHECKS, *controller.CHECKS]
 
 
 def validate(dom: Domain, caps: Capabilities) -> MachineType:

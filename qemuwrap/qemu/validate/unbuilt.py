@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.chardev import CharType
-from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
 from qemuwrap.conf.devices.net import InterfaceType, NICModel
 
 if TYPE_CHECKING:
@@ -18,12 +17,6 @@ UNBUILT_LISTS = ("parallels", "channels", "hostdevs", "watchdogs", "rngs", "pani
 UNBUILT_ONE = ("iommu", "vsock")
 
 BUILT: dict[str, set] = {
-    "controller type": {ControllerType.USB, ControllerType.IDE, ControllerType.SATA,
-                        ControllerType.PCI, ControllerType.VIRTIO_SERIAL},
-    "controller model": {ControllerModel.PIIX3_UHCI, ControllerModel.QEMU_XHCI,
-                         ControllerModel.NEC_XHCI, ControllerModel.NONE,
-                         ControllerModel.PCI_ROOT, ControllerModel.PCIE_ROOT,
-                         ControllerModel.PIIX3, ControllerModel.PIIX4, ControllerModel.AHCI},
     "interface type": {InterfaceType.USER},
     "interface model": {NICModel.VIRTIO, NICModel.E1000, NICModel.RTL8139},
     "character device type": {CharType.PTY, CharType.FILE, CharType.UNIX},
@@ -44,9 +37,6 @@ def check_unbuilt(v: Validation) -> None:
         dev = getattr(devs, name)
         if dev is not None:
             v.refuse(dev, f"<{dev.TAG}> is not supported by qemuwrap yet")
-    for c in devs.controllers:
-        _refuse(v, c, "controller type", c.type)
-        _refuse(v, c, "controller model", c.model)
     for n in devs.interfaces:
         _refuse(v, n, "interface type", n.type)
         _refuse(v, n, "interface model", n.model)
