@@ -246,8 +246,24 @@ NO_VALUE = frozenset({"-S", "-no-user-config", "-nodefaults", "-no-shutdown",
 _GLOBAL = re.compile(r"([^.=]{1,63})\.([^=]{1,63})=(.*)", re.S)
 
 
+#: Options QEMU 7.2 also takes as JSON (a value starting with '{'): qemu_opts_from_qdict
+#: for -device, the QAPI visitor for the others.
+JSON_OPTIONS = frozenset({"-blockdev", "-device", "-object", "-audiodev", "-netdev",
+                          "-compat", "-display"})
+
+
 def parse_option(option: str, value: str) -> Opts:
     kind, implied, merge = OPTIONS[option]
+    if option in JSON_OPTIONS and value.startswith("{"):
+        import json
+
+        try:
+            values = json.loads(value)
+        except ValueError as exc:
+            raise OptionError(f"{option}: malformed JSON: {exc}") from None
+        if not isinstance(values, dict):
+            raise OptionError(f"{option}: JSON value is not an object")
+        return Opts("keyval", values)
     if kind == "raw":
         return Opts("raw", {"": value})
     if kind == "cpu":

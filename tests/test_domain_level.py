@@ -302,7 +302,8 @@ def test_os_boot_devices_become_boot_indexes():
     dom = loads(dom_xml(os_extra="<boot dev='network'/><boot dev='hd'/><boot dev='cdrom'/>",
                         devices=disks))
     assign_boot_order(dom)
-    cdrom, hda, hdb = dom.devices.disks
+    cdrom, hda, hdb = (next(d for d in dom.devices.disks if d.target_dev == t)
+                       for t in ("hdc", "hda", "hdb"))
     nic0, nic1 = dom.devices.interfaces
     assert [boot_index(dom, d) for d in (nic0, hda, cdrom, hdb, nic1)] == [1, 2, 3, None, None]
     assert "strict=on" in option(argv_of(dom_xml(os_extra="<boot dev='hd'/>")), "-boot")[0]

@@ -81,19 +81,20 @@ def test_pci_usb_and_mediated_devices(host):
           <source protocol='vhost' wwpn='naa.5123456789abcde0'/>
         </hostdev>
         <graphics type='vnc'/>""", "-device")
-    assert "vfio-pci,host=0000:06:12.5,id=hostdev0,bootindex=2,rombar=1" in devices
+    assert ("vfio-pci,host=0000:06:12.5,id=hostdev0,bootindex=2,bus=pci.0,addr=0x4,"
+            "rombar=1") in devices
     assert (f"usb-host,hostdevice={host}/dev/bus/usb/001/007,id=hostdev1,guest-reset=on,"
             "guest-resets-all=off,bus=usb.0,port=3") in devices
     assert (f"vfio-pci-nohotplug,id=hostdev2,sysfsdev={host}/sys/bus/mdev/devices/{UUID},"
-            "display=on,ramfb=on") in devices
-    assert "vhost-scsi-pci,wwpn=naa.5123456789abcde0,id=hostdev3" in devices
+            "display=on,ramfb=on,bus=pci.0,addr=0x5") in devices
+    assert "vhost-scsi-pci,wwpn=naa.5123456789abcde0,id=hostdev3,bus=pci.0,addr=0x6" in devices
 
 
 def test_a_mediated_device_shows_no_display_unless_asked(host):
     devices = args(f"<hostdev mode='subsystem' type='mdev' model='vfio-pci'><source>"
                    f"<address uuid='{UUID}'/></source></hostdev>", "-device")
-    assert f"vfio-pci,id=hostdev0,sysfsdev={host}/sys/bus/mdev/devices/{UUID},display=off" \
-        in devices
+    assert f"vfio-pci,id=hostdev0,sysfsdev={host}/sys/bus/mdev/devices/{UUID},display=off," \
+        "bus=pci.0,addr=0x3" in devices
 
 
 def test_scsi_generic_on_its_host_node(host):
@@ -160,7 +161,7 @@ def test_a_hostdev_nic_is_refused_for_its_mac(host):
 
 
 def test_missing_usb_devices_are_allowed_when_marked(host):
-    assert "usb-host,id=hostdev0" in args(
+    assert "usb-host,id=hostdev0,bus=usb.0,port=1" in args(
         "<hostdev mode='subsystem' type='usb'><source missing='yes'><vendor id='0x1234'/>"
         "<product id='0x5678'/></source></hostdev>", "-device")
 

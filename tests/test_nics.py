@@ -78,7 +78,7 @@ def test_tap_side_uses_the_network_companion_and_the_launchers_names():
     assert "first free vnetN" in netdevs[0].why
     assert netdevs[1].value == "tap,id=hostnet1,ifname=mytap,script=no,downscript=no"
     devices = [a.value for a in cmd.args if a.option == "-device"]
-    assert devices[0].startswith("virtio-net-pci,mq=on,vectors=6,netdev=hostnet0")
+    assert any(d.startswith("virtio-net-pci,mq=on,vectors=6,netdev=hostnet0") for d in devices)
 
 
 def test_vhost_net_only_under_kvm(monkeypatch):

@@ -132,9 +132,9 @@ def _with(case: str, key: str, text: str | None) -> bytes:
     by the model (which escapes it as XML)."""
     cls, name = FIELDS[key]
     dom = loads((XML2ARGV / f"{case}.xml").read_bytes(), random=guid.counting_random)
-    if text is not None:
-        holder = _holders(dom, cls, name)[0]
-        holder.__dict__[name] = text
+    if text is not None:  # every element that has the field: they may belong together
+        for holder in _holders(dom, cls, name):  # (disks sharing one iotune group)
+            holder.__dict__[name] = text
     return copy.copy(dom).format().encode()
 
 

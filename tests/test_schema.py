@@ -389,7 +389,35 @@ VALID = {
                                "<controller type='sata' index='255' model='ahci'>"
                                "<address type='pci' slot='0x1f'/></controller>"
                                "<controller type='pci' index='0' model='pcie-root'/>"
-                               "<controller model='pci-root' type='pci' index='1'/>"),
+                               "<controller model='pci-bridge' type='pci' index='1'/>"),
+    # Every kind of controller option libvirt writes or reads.
+    "controllers-options": dom(devices=(
+        "<controller type='pci' index='0' model='pci-root'><pcihole64 unit='GiB'>1"
+        "</pcihole64></controller>"
+        "<controller type='pci' index='1' model='pcie-root-port'><model name='ioh3420'/>"
+        "<target chassis='1' port='0x10' hotplug='off'/>" + PCI + "</controller>"
+        "<controller type='pci' index='2' model='pci-expander-bus'><target busNr='254'>"
+        "<node>0</node></target></controller>"
+        "<controller type='pci' index='3' model='pci-bridge'><target chassisNr='3'/>"
+        "</controller>"
+        "<controller type='scsi' index='0' model='virtio-scsi'><driver queues='4' "
+        "cmd_per_lun='8' max_sectors='512' ioeventfd='on' iothread='1' iommu='on' "
+        "ats='off' packed='on'/></controller>"
+        "<controller type='scsi' index='1' model='lsisas1068'/>"
+        "<controller type='virtio-serial' index='0' ports='16' vectors='4' "
+        "model='virtio-non-transitional'/>"
+        "<controller type='usb' index='0' model='ich9-ehci1'/>"
+        "<controller type='usb' index='0' model='ich9-uhci1'><master startport='0'/>"
+        "</controller>"
+        "<controller type='usb' index='1' model='qemu-xhci' ports='15'/>"
+        "<controller type='ccid' index='0'><address type='usb' bus='0' port='2'/>"
+        "</controller><controller type='fdc' index='0'/>")),
+    # No index: the first free one, a USB2 companion joins its EHCI (libvirt's rule).
+    "controller-index-auto": dom(devices="<controller type='usb' index='0'/>"
+                                         "<controller type='usb'/>"
+                                         "<controller type='usb' model='ich9-ehci1'/>"
+                                         "<controller type='usb' model='ich9-uhci1'/>"),
+    "controller-ports": dom(devices="<controller type='usb' model='qemu-xhci' ports='8'/>"),
     "interfaces": dom(devices="<interface type='user'/>"
                               "<interface type='user'><model type='e1000'/>"
                               "<mac address='52:54:00:AB:cd:EF'/></interface>"
@@ -487,10 +515,118 @@ VALID = {
                                      + disk(FILE_SRC + "<target dev='vda'/>")
                                      + "<emulator>/usr/bin/qemu-system-x86_64</emulator>"
                                      + disk(FILE_SRC + "<target dev='vdb'/>")),
+    # Disks: every source type, driver option and child libvirt's <disk> has.
+    "disk-target-xvda": dom(devices=disk(FILE_SRC + "<target dev='xvda'/>")),
+    "disk-target-vdaaa": dom(devices=disk(FILE_SRC + "<target dev='vdaaa'/>")),
+    "disk-shareable": dom(devices=disk(FILE_SRC + "<target dev='vda'/><shareable/>")),
+    "disk-bus-scsi": dom(devices=disk(FILE_SRC + "<target dev='sda' bus='scsi'/>")),
+    "disk-bus-usb": dom(devices=disk(FILE_SRC + "<target dev='sda' bus='usb' "
+                                     "removable='on'/>")),
+    "disk-device-floppy": dom(devices=disk(FILE_SRC + "<target dev='fda'/>",
+                                           "device='floppy'")),
+    "disk-driver-vmdk": dom(devices=disk("<driver name='qemu' type='vmdk'/>" + FILE_SRC
+                                         + "<target dev='vda'/>")),
+    "disk-driver-all": dom(devices=disk(
+        "<driver name='qemu' type='qcow2' cache='none' error_policy='enospace' "
+        "rerror_policy='stop' io='native' ioeventfd='on' event_idx='off' copy_on_read='on' "
+        "discard='unmap' iothread='1' detect_zeroes='unmap' queues='4' queue_size='256' "
+        "iommu='on' ats='off' packed='on' page_per_vq='off'><metadata_cache><max_size "
+        "unit='KiB'>64</max_size></metadata_cache></driver>" + FILE_SRC
+        + "<target dev='vda' bus='virtio'/>", "type='file' device='disk' "
+        "model='virtio-non-transitional' snapshot='external'")),
+    "disk-driver-aio": dom(devices=disk("<driver name='qemu' type='aio'/>" + FILE_SRC
+                                        + "<target dev='hda'/>")),
+    "disk-frontend-all": dom(devices=disk(
+        FILE_SRC + "<target dev='sdb' bus='scsi' rotation_rate='7200' removable='off'/>"
+        "<geometry cyls='16383' heads='16' secs='63' trans='lba'/><blockio "
+        "logical_block_size='512' physical_block_size='4096'/><serial> WD 123</serial>"
+        "<wwn>5000c50015ea71ac</wwn><vendor>SEA GATE</vendor><product>ST67 807GD</product>"
+        "<boot order='1'/><alias name='ua-data'/><address type='drive' controller='0' "
+        "bus='0' target='3' unit='2'/>")),
+    "disk-iotune": dom(devices=disk(FILE_SRC + "<target dev='vda'/><iotune>"
+                                    "<read_bytes_sec>5000</read_bytes_sec><write_bytes_sec>"
+                                    "6000</write_bytes_sec><total_iops_sec>10</total_iops_sec>"
+                                    "<total_iops_sec_max>20</total_iops_sec_max>"
+                                    "<group_name>g1</group_name></iotune>")),
+    "disk-nbd": dom(devices=disk("<source protocol='nbd' name='export' tls='yes' "
+                                 "tlsHostname='nbd.example.org'><host name='nbd.example.org' "
+                                 "port='10809'/><reconnect delay='5'/></source>"
+                                 "<target dev='vda'/>", "type='network'")),
+    "disk-nbd-unix": dom(devices=disk("<source protocol='nbd'><host transport='unix' "
+                                      "socket='/run/nbd.sock'/></source><target dev='vda'/>",
+                                      "type='network'")),
+    "disk-rbd": dom(devices=disk("<auth username='admin'><secret type='ceph' usage='c'/>"
+                                 "</auth><source protocol='rbd' name='pool/image'><host "
+                                 "name='mon1' port='6789'/><host name='mon2'/><snapshot "
+                                 "name='s1'/><config file='/etc/ceph/ceph.conf'/></source>"
+                                 "<target dev='vdb'/>", "type='network'")),
+    "disk-iscsi-lun": dom(devices=disk("<source protocol='iscsi' name='iqn.2024-01.org.x:t/1'>"
+                                       "<host name='198.51.100.1' port='3260'/><initiator>"
+                                       "<iqn name='iqn.2024-01.org.x:client'/></initiator>"
+                                       "<auth username='u'><secret type='iscsi' uuid="
+                                       "'c7a5fdbd-edaf-9455-926a-d65c16db1809'/></auth>"
+                                       "</source><target dev='sda' bus='scsi'/>",
+                                       "type='network' device='lun'")),
+    "disk-https": dom(devices=disk("<source protocol='https' name='img.raw' query='a=b'><host "
+                                   "name='example.org'/><ssl verify='no'/><timeout seconds="
+                                   "'10'/><readahead size='65536'/><cookies><cookie name='k'>v"
+                                   "</cookie></cookies></source><target dev='vdc'/>",
+                                   "type='network'")),
+    "disk-nfs-gluster": dom(devices=disk("<source protocol='nfs' name='/export/a.img'><host "
+                                         "name='nfs.example.org'/><identity user='+107' "
+                                         "group='+107'/></source><target dev='vdd'/>",
+                                         "type='network'")
+                            + disk("<source protocol='gluster' name='vol/dir/img'><host "
+                                   "name='g1' port='24007'/><host transport='unix' socket="
+                                   "'/run/glusterd.sock'/></source><target dev='vde'/>",
+                                   "type='network'")),
+    "disk-backing-chain": dom(devices=disk(
+        "<driver name='qemu' type='qcow2'/>" + FILE_SRC + "<backingStore type='block' "
+        "index='2'><format type='qcow2'><metadata_cache><max_size unit='bytes'>1024"
+        "</max_size></metadata_cache></format><source dev='/dev/vg/base'><seclabel "
+        "model='dac' relabel='no'/></source><backingStore type='network'><format "
+        "type='raw'/><source protocol='nbd' name='b'><host name='h'/></source>"
+        "<backingStore/></backingStore></backingStore><target dev='vda'/>")),
+    "disk-dir-floppy": dom(devices=disk("<driver name='qemu' type='fat'/><source "
+                                        "dir='/var/share'/><target dev='fdb'/><readonly/>",
+                                        "type='dir' device='floppy'")),
+    "disk-volume-nvme-vhostuser": dom(devices=disk(
+        "<source pool='default' volume='a.img' mode='host'/><target dev='vda'/>",
+        "type='volume'") + disk(
+        "<source type='pci' managed='no' namespace='1'><address domain='0x0000' bus='0x02' "
+        "slot='0x00' function='0x0'/><slices><slice type='storage' offset='0' size='512'/>"
+        "</slices></source><target dev='vdb'/>", "type='nvme'") + disk(
+        "<source type='unix' path='/run/vhost-blk.sock'><reconnect enabled='yes' "
+        "timeout='10'/></source><target dev='vdc'/>", "type='vhostuser'")),
+    "disk-lun-reservations": dom(devices=disk(
+        "<source dev='/dev/sdx'><reservations managed='no'><source type='unix' "
+        "path='/run/pr.sock' mode='client'/></reservations></source><target dev='sda' "
+        "bus='scsi'/>", "type='block' device='lun' rawio='yes' sgio='filtered'")),
+    "disk-encryption-transient": dom(devices=disk(
+        FILE_SRC + "<target dev='vda'/><transient shareBacking='yes'/><encryption "
+        "format='luks'><secret type='passphrase' uuid='c7a5fdbd-edaf-9455-926a-d65c16db1809'/>"
+        "</encryption>")),
+    "disk-startup-policy-mirror": dom(devices=disk(
+        "<source file='/var/lib/images/c.iso' startupPolicy='optional'/><target dev='hdc' "
+        "tray='open'/><mirror type='file' file='/tmp/copy.img' format='qcow2' job='copy' "
+        "ready='yes'><format type='qcow2'/><source file='/tmp/copy.img'/></mirror>",
+        "type='file' device='cdrom'")),
 }
 
 # Documents both must refuse.
 INVALID = {
+    "disk-protocol-unknown": dom(devices=disk("<source protocol='smb' name='x'/>"
+                                              "<target dev='vda'/>", "type='network'")),
+    "disk-driver-format-none": dom(devices=disk("<driver type='none'/>" + FILE_SRC
+                                                + "<target dev='vda'/>")),
+    "disk-cache-bogus": dom(devices=disk("<driver cache='fast'/>" + FILE_SRC
+                                         + "<target dev='vda'/>")),
+    "disk-vendor-too-long": dom(devices=disk(FILE_SRC + "<target dev='sda' bus='scsi'/>"
+                                             "<vendor>ABCDEFGHI</vendor>")),
+    "disk-wwn-short": dom(devices=disk(FILE_SRC + "<target dev='sda'/><wwn>5000c5</wwn>")),
+    "disk-target-partition": dom(devices=disk(FILE_SRC + "<target dev='vdb1'/>")),
+    "disk-rotation-zero": dom(devices=disk(FILE_SRC + "<target dev='sda' "
+                                           "rotation_rate='0'/>")),
     # libvirt reads these numbers in base 10 (only PCI address parts take hex).
     "vcpu-hex": dom("<vcpu>0x2</vcpu>"),
     "memory-hex": dom(memory="<memory>0x10000</memory>"),
@@ -611,9 +747,7 @@ INVALID = {
     "disk-no-source": dom(devices=disk("<target dev='vda'/>")),
     "disk-no-target": dom(devices=disk(FILE_SRC)),
     "disk-target-no-dev": dom(devices=disk(FILE_SRC + "<target bus='virtio'/>")),
-    "disk-target-xvda": dom(devices=disk(FILE_SRC + "<target dev='xvda'/>")),
     "disk-target-vd": dom(devices=disk(FILE_SRC + "<target dev='vd'/>")),
-    "disk-target-vdaaa": dom(devices=disk(FILE_SRC + "<target dev='vdaaa'/>")),
     "disk-target-uppercase": dom(devices=disk(FILE_SRC + "<target dev='vdA'/>")),
     "disk-target-attribute": dom(devices=disk(FILE_SRC + "<target dev='vda' tray='open'/>")),
     "disk-source-relative": dom(devices=disk("<source file='a.img'/><target dev='vda'/>")),
@@ -626,13 +760,10 @@ INVALID = {
     "disk-source-twice": dom(devices=disk(FILE_SRC + FILE_SRC + "<target dev='vda'/>")),
     "disk-driver-tap": dom(devices=disk("<driver name='tap'/>" + FILE_SRC
                                         + "<target dev='vda'/>")),
-    "disk-driver-cache": dom(devices=disk("<driver name='qemu' cache='none'/>" + FILE_SRC
-                                          + "<target dev='vda'/>")),
     "disk-readonly-text": dom(devices=disk(FILE_SRC + "<target dev='vda'/>"
                                            "<readonly>yes</readonly>")),
     "disk-readonly-twice": dom(devices=disk(FILE_SRC + "<target dev='vda'/><readonly/>"
                                             "<readonly/>")),
-    "disk-shareable": dom(devices=disk(FILE_SRC + "<target dev='vda'/><shareable/>")),
     "cdrom-virtio": dom(devices=disk("<target dev='vdb' bus='virtio'/>", "device='cdrom'")),
     "cdrom-vd-name": dom(devices=disk("<target dev='vdb'/>", "device='cdrom'")),
     "disk-virtio-drive-address": dom(devices=disk(FILE_SRC + "<target dev='vda'/>"
@@ -670,7 +801,14 @@ INVALID = {
     "controller-index-negative": dom(devices="<controller type='usb' index='-1'/>"),
     "controller-drive-address": dom(devices="<controller type='usb'><address "
                                             "type='drive'/></controller>"),
-    "controller-ports": dom(devices="<controller type='usb' ports='8'/>"),
+    "controller-chassis-256": dom(devices="<controller type='pci' index='1' "
+                                          "model='pcie-root-port'><target chassis='256'/>"
+                                          "</controller>"),
+    "controller-model-name-unknown": dom(devices="<controller type='pci' index='1' "
+                                                 "model='pci-bridge'><model name='x'/>"
+                                                 "</controller>"),
+    "controller-master-no-startport": dom(devices="<controller type='usb' "
+                                                  "model='ich9-uhci1'><master/></controller>"),
     "interface-mac-multicast": dom(devices="<interface type='user'><mac "
                                            "address='01:00:5e:00:00:01'/></interface>"),
     "interface-mac-short": dom(devices="<interface type='user'><mac address='52:54:00:00:01'/>"
@@ -710,35 +848,24 @@ REFUSED_WHEN_BUILT = {
     "serial-port-4": dom(devices="<serial type='pty'><target port='4'/></serial>"),
     "console-sclp": dom(devices="<console type='pty'><target type='sclp'/></console>"),
     "vcpu-above-machine": dom("<vcpu>256</vcpu>"),
-
-    "devices-sound": dom(devices="<sound model='ich9'/>"),
-
-    "disk-bus-scsi": dom(devices=disk(FILE_SRC + "<target dev='sda' bus='scsi'/>")),
-
-    "disk-bus-usb": dom(devices=disk(FILE_SRC + "<target dev='sda' bus='usb'/>")),
-
-    "disk-device-floppy": dom(devices=disk(FILE_SRC + "<target dev='fda'/>",
-                                           "device='floppy'")),
-
-    "disk-device-lun": dom(devices=disk(FILE_SRC + "<target dev='sda'/>", "device='lun'")),
-
-    "disk-driver-vmdk": dom(devices=disk("<driver name='qemu' type='vmdk'/>" + FILE_SRC
-                                         + "<target dev='vda'/>")),
-
-    "controller-scsi": dom(devices="<controller type='scsi' index='0'/>"),
-
-    "controller-usb-ehci": dom(devices="<controller type='usb' model='ich9-ehci1'/>"),
-
-    "controller-pci-bridge": dom(devices="<controller type='pci' index='1' "
-                                         "model='pci-bridge'/>"),
-
-
-
 }
 
 
 # The model refuses these with checks RelaxNG cannot express; the schema is looser.
 MODEL_ONLY = {
+    "disk-rerror-enospace": dom(devices=disk("<driver rerror_policy='enospace'/>" + FILE_SRC
+                                             + "<target dev='vda'/>")),
+    "disk-backing-no-format": dom(devices=disk(FILE_SRC + "<backingStore type='file'><source "
+                                               "file='/b'/></backingStore><target dev='vda'/>")),
+    "disk-nbd-two-hosts": dom(devices=disk("<source protocol='nbd'><host name='a'/><host "
+                                           "name='b'/></source><target dev='vda'/>",
+                                           "type='network'")),
+    "disk-lun-file": dom(devices=disk(FILE_SRC + "<target dev='sda'/>", "device='lun'")),
+    "disk-floppy-hd-name": dom(devices=disk(FILE_SRC + "<target dev='hda'/>",
+                                            "device='floppy'")),
+    "disk-auth-twice": dom(devices=disk("<auth username='a'/><source protocol='iscsi' name='t'>"
+                                        "<host name='h'/><auth username='b'/></source><target "
+                                        "dev='vda'/>", "type='network'")),
     # libvirt's ceiling: at most 2**53 - 1 KiB after scaling ("size value too large").
     "memory-8-eib": dom(memory="<memory unit='EiB'>8</memory>"),
     "memory-2-53-kib": dom(memory=f"<memory unit='KiB'>{2**53}</memory>"),
@@ -751,7 +878,19 @@ MODEL_ONLY = {
     "disk-target-twice": dom(devices=disk(FILE_SRC + "<target dev='vda'/>")
                              + disk(FILE_SRC + "<target dev='vda'/>")),
     "controller-index-twice": dom(devices="<controller type='usb' index='0'/>"
-                                          "<controller type='usb'/>"),
+                                          "<controller type='usb' index='0'/>"),
+    "controller-usb2-model-twice": dom(devices="<controller type='usb' index='0' "
+                                               "model='ich9-uhci1'/><controller type='usb' "
+                                               "index='0' model='ich9-uhci1'/>"),
+    "controller-root-index-1": dom(devices="<controller type='pci' index='1' "
+                                           "model='pci-root'/>"),
+    "controller-model-of-other-type": dom(devices="<controller type='usb' "
+                                                  "model='lsilogic'/>"),
+    "controller-ports-on-sata": dom(devices="<controller type='sata' ports='4'/>"),
+    "controller-target-on-usb": dom(devices="<controller type='usb'><target chassis='1'/>"
+                                            "</controller>"),
+    "controller-master-on-scsi": dom(devices="<controller type='scsi'><master "
+                                             "startport='0'/></controller>"),
     "serial-port-twice": dom(devices="<serial type='pty'><target port='0'/></serial>"
                                      "<serial type='pty'><target port='0'/></serial>"),
     "graphics-listen-differs": dom(devices="<graphics type='vnc' listen='127.0.0.1'>"

@@ -25,6 +25,8 @@ from qemuwrap.qemu.command import build_command
 from conftest import QEMU, XML2ARGV, needs_qemu
 from test_xml2argv import caps_for
 
+#: Formats qemu-img creates a stand-in image of (other disks get a raw one).
+IMG_FORMATS = {"raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vpc"}
 CASES = sorted(p.stem for p in XML2ARGV.glob("*.xml") if (XML2ARGV / f"{p.stem}.args").exists())
 
 pytestmark = needs_qemu
@@ -74,13 +76,15 @@ def _redirect_paths(dom, tmp_path, request, cleanup, state):
     """Point disks, chardev files, sockets and kernels at scratch files QEMU can open;
     start the companions a case needs (swtpm)."""
     for i, disk in enumerate(dom.devices.disks):
-        if disk.source is None:
+        if not disk.has_media:
             continue
-        image = tmp_path / f"disk{i}.{disk.driver_type or 'raw'}"
-        subprocess.run(["qemu-img", "create", "-q", "-f", disk.driver_type or "raw",
-                        str(image), "16M"], check=True)
-        disk.source = str(image)
-        if disk.type == "block":
+        block = disk.type == "block"
+        fmt = disk.image_format if disk.image_format in IMG_FORMATS else "raw"
+        image = tmp_path / f"disk{i}.{fmt}"
+        subprocess.run(["qemu-img", "create", "-q", "-f", fmt, str(image), "16M"], check=True)
+        disk.stand_in(str(image), fmt)  # network, NVMe, vhost-user disks: a local file
+        if block:
+            disk.type = "block"
             loop = subprocess.run(["losetup", "--find", "--show", str(image)],
                                   capture_output=True, text=True)
             if loop.returncode:

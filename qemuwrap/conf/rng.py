@@ -56,16 +56,23 @@ class _Grammar:
             parts.append(f'<attribute name="{cls.VARIANT_ATTR}"><value type="string">'
                          f"{_xml(cls.VARIANT)}</value></attribute>")
         body: list[str] = []
+        attrs: list[str] = []
         text = None
         for f in cls._fields:
             if isinstance(f, InternalField):
                 continue
             if isinstance(f, AttrField):
-                parts.append(f.rng())
+                attrs.append(f.rng())
             elif isinstance(f, TextField):
                 text = f.rng()
             else:
                 body.append(self.field(f))
+        # Attributes are unordered anyway; as an interleave libxml2 matches them in
+        # linear time (a group of optional ones costs it 2**n tries: <driver> has 18).
+        if len(attrs) > 1:
+            parts.append("<interleave>" + "".join(attrs) + "</interleave>")
+        else:
+            parts.extend(attrs)
         if text is not None:
             parts.append(text)
         if body:

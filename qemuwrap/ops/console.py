@@ -27,7 +27,7 @@ def _endpoint(name: str, state_dir: str | None) -> tuple[str, str]:
         dom = parse_domain(parse_bytes(xml))
         for serial in list(dom.devices.serials) + list(dom.devices.consoles):
             src = serial.source
-            if src.type == "unix" and src.path and src.mode == "bind":
+            if serial.type == "unix" and src is not None and src.path and src.mode == "bind":
                 return "unix", src.path
     raise QemuwrapError(f"guest '{printable(name)}' has no interactive serial console "
                         "(a pty or a unix socket QEMU listens on)")

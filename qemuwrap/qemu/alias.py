@@ -1,12 +1,12 @@
 """Device ids, as libvirt names them (qemu_alias.c: ``net0``, ``virtio-disk0``,
 ``sata0-0-1``, ``usb``, ``pci.1``, ``sound0``, ...), written into the model as
-``<alias>``.  An alias the XML already has is kept.  Builders use ``dev.alias_name`` for
-``id=`` and derive bus names from their controller's alias (``scsi0.0``, ``usb.0``,
-``virtio-serial0.0``, ``sound0.0``)."""
+``<alias>``.  A user alias from the XML (``ua-...``) is kept, as libvirt keeps it.
+Builders use ``dev.alias_name`` for ``id=`` and derive bus names from their controller's
+alias (``scsi0.0``, ``usb.0``, ``virtio-serial0.0``, ``sound0.0``)."""
 
 from __future__ import annotations
 
-from qemuwrap.conf.devices.address import Alias, Device, DriveAddress
+from qemuwrap.conf.devices.address import Alias, Device, DIMMAddress, DriveAddress
 from qemuwrap.conf.devices.controller import Controller, ControllerModel, ControllerType
 from qemuwrap.conf.devices.disk import Disk, DiskBus
 from qemuwrap.conf.domain import Domain
@@ -14,28 +14,36 @@ from qemuwrap.conf.domain import Domain
 #: libvirt's alias prefix for disks by bus (qemuAssignDeviceDiskAlias).
 _DISK_PREFIX = {DiskBus.IDE: "ide", DiskBus.SATA: "sata", DiskBus.SCSI: "scsi",
                 DiskBus.FDC: "fdc"}
+#: libvirt keeps aliases with this prefix from the XML (user aliases).
+USER_PREFIX = "ua-"
 #: Memory devices by model (qemuAssignDeviceMemoryAlias).
 _MEMORY_PREFIX = {"dimm": "dimm", "nvdimm": "nvdimm", "virtio-pmem": "virtiopmem",
                   "virtio-mem": "virtiomem", "sgx-epc": "epc"}
 
 
 def _name(dev: Device, alias: str) -> None:
-    if dev.alias is None:
+    """libvirt keeps a user's alias (``ua-...``) and names everything else itself."""
+    if dev.alias is None or not dev.alias.name.startswith(USER_PREFIX):
         dev.alias = Alias(name=alias)
 
 
-def controller_alias(ctrl: Controller) -> str:
-    """qemuAssignDeviceControllerAlias."""
+def controller_alias(ctrl: Controller, q35: bool = False) -> str:
+    """qemuAssignDeviceControllerAlias: the machine's own IDE (pc) and SATA (q35)
+    controllers are "ide", the first USB controller is "usb" (its UHCI companions
+    share it), the PCI root is "pci.0" or "pcie.0"."""
     if ctrl.type == ControllerType.PCI:
         if ctrl.model == ControllerModel.PCIE_ROOT:
             return "pcie.0"
         return f"pci.{ctrl.index}"
-    if ctrl.type == ControllerType.IDE:
-        return "ide"  # the machine's own (PIIX3's, or the q35's AHCI)
-    if ctrl.type == ControllerType.SATA:
-        return f"sata{ctrl.index}"
-    if ctrl.type == ControllerType.USB:
-        return "usb" if ctrl.index == 0 else f"usb{ctrl.index}"
+    if ctrl.type == ControllerType.IDE and ctrl.index == 0 and not q35:
+        return "ide"
+    if ctrl.type == ControllerType.SATA and ctrl.index == 0 and q35:
+        return "ide"
+    if ctrl.type == ControllerType.USB and ctrl.index == 0:
+        return "usb"
+    if ctrl.type == ControllerType.SCSI and ctrl.index == 0 \
+            and ctrl.model == ControllerModel.NCR53C90:
+        return "scsi"
     return f"{ctrl.type}{ctrl.index}"
 
 
@@ -56,8 +64,12 @@ def disk_alias(disk: Disk) -> str | None:
 def assign_aliases(dom: Domain) -> None:
     """qemuAssignDeviceAliases, for every device kind."""
     devs = dom.devices
+    q35 = any(c.model == ControllerModel.PCIE_ROOT for c in devs.controllers)
     for ctrl in devs.controllers:
-        _name(ctrl, controller_alias(ctrl))
+        if ctrl.is_pci_root:  # QEMU names the root bus itself
+            ctrl.alias = Alias(name=controller_alias(ctrl, q35))
+        else:
+            _name(ctrl, controller_alias(ctrl, q35))
     for disk in devs.disks:
         alias = disk_alias(disk)
         if alias is not None:
@@ -108,7 +120,14 @@ def assign_aliases(dom: Domain) -> None:
         _name(shmem, f"shmem{n}")
     counts: dict[str, int] = {}
     for mem in devs.memories:
+        # qemuAssignDeviceMemoryAlias: a DIMM or NVDIMM is named by its slot; virtio
+        # memory (on PCI) and SGX EPC sections are counted.
         prefix = _MEMORY_PREFIX.get(str(mem.model), "dimm")
+        slot = getattr(mem.address, "slot", None) if isinstance(mem.address, DIMMAddress) \
+            else None
+        if prefix in ("dimm", "nvdimm") and slot is not None:
+            _name(mem, f"{prefix}{slot}")
+            continue
         _name(mem, f"{prefix}{counts.get(prefix, 0)}")
         counts[prefix] = counts.get(prefix, 0) + 1
     if devs.iommu is not None:

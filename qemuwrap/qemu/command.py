@@ -34,7 +34,11 @@ from qemuwrap.qemu.build.boot import (
 from qemuwrap.qemu.build.chardev import build_chardevs
 from qemuwrap.qemu.build.clock import build_clock
 from qemuwrap.qemu.build.companion_devices import build_filesystems, build_tpms
-from qemuwrap.qemu.build.controller import build_controllers
+from qemuwrap.qemu.build.controller import (
+    build_ccid_controllers,
+    build_controllers,
+    build_global_controllers,
+)
 from qemuwrap.qemu.build.cpu import build_cpu
 from qemuwrap.qemu.build.disk import build_disks
 from qemuwrap.qemu.build.extras import (
@@ -110,11 +114,11 @@ def complete_definition(dom: Domain, caps: Capabilities) -> MachineType:
     check (all refusals at once), addresses and ids, written into ``dom``. Idempotent; the
     machine type the guest gets."""
     machine, _ = resolve_machine(dom, caps)
-    add_implicit_devices(dom, machine)
+    add_implicit_devices(dom, machine, caps)
     add_default_audio(dom.devices.audios, [g.type for g in dom.devices.graphics])
     machine = validate(dom, caps)
     assign_memory_slots(dom)
-    assign_addresses(dom, machine)
+    assign_addresses(dom, machine, caps)
     assign_boot_order(dom)
     return machine
 
@@ -160,9 +164,11 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     build_boot(ctx)
     build_iommu(ctx)
     build_secure_pflash(ctx)
+    build_global_controllers(ctx)
     build_controllers(ctx)
     build_memory_devices(ctx)
     build_hubs(ctx)
+    build_ccid_controllers(ctx)
     build_disks(ctx)
     build_filesystems(ctx)
     build_interfaces(ctx)

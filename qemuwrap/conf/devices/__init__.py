@@ -22,8 +22,8 @@ from qemuwrap.conf.devices.chardev import (
     Serial,
     chardev_post_parse,
 )
-from qemuwrap.conf.devices.controller import Controller
-from qemuwrap.conf.devices.disk import Disk
+from qemuwrap.conf.devices.controller import Controller, complete_controllers
+from qemuwrap.conf.devices.disk import Disk, in_libvirt_order
 from qemuwrap.conf.devices.filesystem import Filesystem
 from qemuwrap.conf.devices.graphics import Graphics
 from qemuwrap.conf.devices.hostdev import Hostdev
@@ -91,21 +91,14 @@ class Devices(Element):
                     what = f"'{allowed[0]}'" if allowed else "no"
                     ctx.record(dev.address.error(f"address type '{kind}' does not fit this "
                                                  f"{dev.TAG} (it takes {what} address)"))
-                elif isinstance(dev.address, DriveAddress) and dev.address.target != 0 \
-                        and isinstance(dev, Disk):
-                    ctx.record(dev.address.error("attribute 'target' must be 0 for an "
-                                                 "IDE or SATA disk"))
+        self.disks = in_libvirt_order(self.disks)
         seen: set[str] = set()
         for disk in self.disks:
             if disk.target_dev in seen:
                 ctx.record(disk.error(f"target dev '{disk.target_dev}' is used twice"))
             seen.add(disk.target_dev)
-        ctrls: set[tuple[str, int]] = set()
-        for ctrl in self.controllers:
-            if (ctrl.type, ctrl.index) in ctrls:
-                ctx.record(ctrl.error(f"controller type '{ctrl.type}' index {ctrl.index} "
-                                      "is defined twice"))
-            ctrls.add((ctrl.type, ctrl.index))
+        for error in complete_controllers(self.controllers):
+            ctx.record(error)
         for problem in chardev_post_parse(self.serials, self.parallels, self.consoles):
             ctx.record(problem)
         ctx.errors.extend(order_videos(self.videos))

@@ -64,8 +64,8 @@ class CCIDAddress(Address):
 class USBAddress(Address):
     VARIANT = "usb"
     bus: int = attr(Int(0, 65535), default=0)
-    #: a hub path: "1", "1.2" (port 2 of the hub on port 1)
-    port: str | None = attr(Str(r"[1-9][0-9]{0,2}(\.[1-9][0-9]{0,2}){0,4}", what="USB port"))
+    #: a hub path: "1", "1.2" (port 2 of the hub on port 1), at most 4 deep as libvirt
+    port: str | None = attr(Str(r"[1-9][0-9]{0,2}(\.[1-9][0-9]{0,2}){0,3}", what="USB port"))
 
 
 class ISAAddress(Address):

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import os
 
-from qemuwrap.conf.devices.address import Device, PCIAddress
+from qemuwrap.conf.devices.address import (
+    CCIDAddress,
+    Device,
+    PCIAddress,
+    USBAddress,
+    VirtioSerialAddress,
+)
+from qemuwrap.conf.devices.controller import Controller, ControllerType, find_controller
 from qemuwrap.conf.domain import Domain
 from qemuwrap.qemu.argv import Command
 from qemuwrap.qemu.capabilities import Capabilities
@@ -54,25 +61,82 @@ class BuildContext:
         self.machine = machine
         self.paths = paths
         self.cmd = cmd
+        self._controllers: dict[tuple[ControllerType, int], Controller | None] = {}
 
     @property
     def q35(self) -> bool:
         return self.machine.family == "q35"
 
+    # -- where a device plugs in (libvirt's qemuBuildDeviceAddressProps) --------------
+    def address_props(self, device: Device) -> dict[str, str]:
+        """``bus=`` and the rest of a device's address for whatever bus it sits on:
+        PCI, USB, virtio-serial or CCID ({} for none of these)."""
+        addr = device.address
+        if isinstance(addr, PCIAddress):
+            return self.pci_props(device)
+        if isinstance(addr, USBAddress):
+            return self.usb_props(device)
+        if isinstance(addr, VirtioSerialAddress):
+            return self.virtio_serial_props(device)
+        if isinstance(addr, CCIDAddress):
+            return {"bus": f"{self.controller_alias(ControllerType.CCID, addr.controller)}.0"}
+        return {}
+
     def pci_props(self, device: Device) -> dict[str, str]:
-        """``bus=...,addr=...[,multifunction=on]`` for a device's PCI address."""
+        """``bus=...[,multifunction=on|off],addr=...`` for a device's PCI address."""
         addr = device.address
         if not isinstance(addr, PCIAddress):
             return {}
         value = f"{addr.slot:#x}" if addr.function == 0 else \
             f"{addr.slot:#x}.{addr.function:#x}"
-        props = {"bus": self.pci_bus_name(addr.bus), "addr": value}
-        if addr.multifunction:
-            props["multifunction"] = "on"
+        props = {"bus": self.pci_bus_name(addr.bus)}
+        if addr.multifunction is not None:
+            props["multifunction"] = "on" if addr.multifunction else "off"
+        props["addr"] = value
+        return props
+
+    def usb_props(self, device: Device) -> dict[str, str]:
+        """``bus=usb.0,port=1.2`` for a device on a USB port."""
+        addr = device.address
+        if not isinstance(addr, USBAddress):
+            return {}
+        props = {"bus": f"{self.controller_alias(ControllerType.USB, addr.bus)}.0"}
+        if addr.port:
+            props["port"] = addr.port
+        return props
+
+    def virtio_serial_props(self, device: Device) -> dict[str, str]:
+        """``bus=virtio-serial0.0,nr=N`` for a port on a virtio-serial controller."""
+        addr = device.address
+        if not isinstance(addr, VirtioSerialAddress):
+            return {}
+        alias = self.controller_alias(ControllerType.VIRTIO_SERIAL, addr.controller)
+        props = {"bus": f"{alias}.{addr.bus}"}
+        if addr.port:
+            props["nr"] = str(addr.port)
         return props
 
     def pci_bus_name(self, bus: int) -> str:
-        """QEMU's id of PCI bus ``bus``: the root, or the controller of that index."""
+        """QEMU's id of PCI bus ``bus``: the alias of the PCI controller of that index
+        (``pci.0``/``pcie.0`` for the root)."""
+        ctrl = self.controller(ControllerType.PCI, bus)
+        if ctrl is not None and ctrl.alias_name:
+            return ctrl.alias_name
         if bus == 0:
             return "pcie.0" if self.q35 else "pci.0"
         return f"pci.{bus}"
+
+    def controller(self, kind: ControllerType, index: int) -> Controller | None:
+        """The controller of ``kind`` and ``index`` (a USB2 family's EHCI master); the
+        list is complete once builders run, so each answer is kept."""
+        key = (kind, index)
+        if key not in self._controllers:
+            self._controllers[key] = find_controller(self.dom.devices.controllers, kind,
+                                                     index)
+        return self._controllers[key]
+
+    def controller_alias(self, kind: ControllerType, index: int) -> str:
+        ctrl = self.controller(kind, index)
+        if ctrl is not None and ctrl.alias_name:
+            return ctrl.alias_name
+        return f"{kind}{index}"

@@ -70,8 +70,9 @@ def _checks() -> list[Check]:
         audio,
         chardev,
         companion_devices,
+        controller,
         cpu,
-        devices,
+        disk,
         graphics,
         hostdev,
         input,
@@ -80,15 +81,14 @@ def _checks() -> list[Check]:
         misc,
         net,
         platform,
-        unbuilt,
         usb,
         video,
     )
 
-    return [*machine.CHECKS, *cpu.CHECKS, *memory.CHECKS, *platform.CHECKS, *unbuilt.CHECKS,
-            *devices.CHECKS, *companion_devices.CHECKS, *input.CHECKS, *graphics.CHECKS,
-            *audio.CHECKS, *video.CHECKS, *usb.CHECKS, *net.CHECKS, *chardev.CHECKS,
-            *hostdev.CHECKS, *misc.CHECKS]
+    return [*machine.CHECKS, *cpu.CHECKS, *memory.CHECKS, *platform.CHECKS,
+            *disk.CHECKS, *companion_devices.CHECKS, *input.CHECKS,
+            *graphics.CHECKS, *audio.CHECKS, *video.CHECKS, *usb.CHECKS, *controller.CHECKS,
+            *net.CHECKS, *chardev.CHECKS, *hostdev.CHECKS, *misc.CHECKS]
 
 
 def validate(dom: Domain, caps: Capabilities) -> MachineType:

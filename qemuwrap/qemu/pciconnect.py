@@ -1,0 +1,158 @@
+"""What kind of PCI connection each device needs (libvirt's
+qemuDomainDeviceCalculatePCIConnectFlags): none (ISA, USB, built-in devices), a
+conventional PCI slot, or a PCIe one.
+
+This is the one place that decides, for every device kind, whether it takes a PCI
+address.  On a machine with a PCIe root (q35) PCIe devices and modern virtio devices
+need a PCIe slot, which in practice means a pcie-root-port of their own; transitional
+virtio devices and conventional PCI cards need a conventional slot (a pci-bridge).
+Values are compared by their XML spelling, so a model another area adds later needs no
+change here unless libvirt treats it differently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qemuwrap.conf.devices.chardev import Serial
+from qemuwrap.conf.devices.controller import Controller, ControllerType
+from qemuwrap.conf.devices.disk import Disk
+from qemuwrap.conf.devices.filesystem import Filesystem
+from qemuwrap.conf.devices.hostdev import Hostdev
+from qemuwrap.conf.devices.input import Input
+from qemuwrap.conf.devices.iommu import IOMMU
+from qemuwrap.conf.devices.memballoon import MemBalloon
+from qemuwrap.conf.devices.memory import MemoryDevice
+from qemuwrap.conf.devices.net import Interface
+from qemuwrap.conf.devices.panic import Panic
+from qemuwrap.conf.devices.rng import RNG
+from qemuwrap.conf.devices.shmem import Shmem
+from qemuwrap.conf.devices.sound import Sound
+from qemuwrap.conf.devices.video import Video
+from qemuwrap.conf.devices.vsock import Vsock
+from qemuwrap.conf.devices.watchdog import Watchdog
+from qemuwrap.qemu.pciaddr import CONTROLLER_CONNECT, NO_FLAGS, Conn
+
+PCI_FLAGS = Conn.PCI_DEVICE | Conn.AUTOASSIGN
+PCIE_FLAGS = Conn.PCIE_DEVICE | Conn.AUTOASSIGN
+TRANSITIONAL = "virtio-transitional"
+
+#: Models that need a conventional PCI slot, a PCIe one, or none, per device kind.
+USB_PCIE = frozenset({"nec-xhci", "qemu-xhci"})
+USB_NONE = frozenset({"none", "qusb1", "qusb2"})
+SCSI_VIRTIO = frozenset({"virtio-scsi", "virtio-non-transitional"})
+SCSI_NONE = frozenset({"ncr53c90", "ibmvscsi"})  # built in; spapr-vio
+NIC_PCIE = frozenset({"e1000e", "igb"})
+NIC_VIRTIO = frozenset({"virtio", "virtio-non-transitional"})
+SOUND_PCI = frozenset({"es1370", "ac97", "ich6", "ich9"})
+VIDEO_PCI = frozenset({"vga", "cirrus", "vmvga", "xen", "vbox", "qxl", "parallels"})
+MEMORY_VIRTIO = frozenset({"virtio-pmem", "virtio-mem"})
+
+
+def _get(obj: Any, *path: str) -> str | None:
+    """``obj.a.b`` spelled as text, or None where any step is missing (fields another
+    area has not modelled yet read as absent)."""
+    for name in path:
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return None
+    return str(obj)
+
+
+def _virtio(model: str | None, virtio: int) -> int:
+    """A virtio device: transitional ones only work in conventional PCI slots."""
+    return PCI_FLAGS if model == TRANSITIONAL else virtio
+
+
+def connect_flags(dev: object, pcie: int, virtio: int) -> int:
+    """The connection ``dev`` needs; ``pcie``/``virtio``: the flags a PCIe device and a
+    modern virtio device get on this machine."""
+    if isinstance(dev, Controller):
+        return _controller(dev, pcie, virtio)
+    if isinstance(dev, Interface):
+        if str(dev.type) == "hostdev" or str(dev.model) == "usb-net":
+            return NO_FLAGS
+        model = str(dev.model)
+        if model in NIC_VIRTIO:
+            return virtio
+        if model == TRANSITIONAL:
+            return PCI_FLAGS
+        return pcie if model in NIC_PCIE else PCI_FLAGS
+    if isinstance(dev, Disk):
+        return _virtio(_get(dev, "model"), virtio) if str(dev.bus) == "virtio" else NO_FLAGS
+    if isinstance(dev, MemBalloon):
+        model = str(dev.model)
+        return NO_FLAGS if model in ("none", "xen") else _virtio(model, virtio)
+    if isinstance(dev, Video):
+        model = str(dev.model.type)
+        if model == "virtio":
+            return virtio
+        if model == "bochs":
+            return pcie
+        return PCI_FLAGS if model in VIDEO_PCI else NO_FLAGS
+    if isinstance(dev, Sound):
+        return PCI_FLAGS if str(dev.model) in SOUND_PCI else NO_FLAGS
+    if isinstance(dev, Input):
+        return _virtio(_get(dev, "model"), virtio) if str(dev.bus) == "virtio" else NO_FLAGS
+    if isinstance(dev, RNG):
+        return _virtio(str(dev.model), virtio)
+    if isinstance(dev, Watchdog):
+        return PCI_FLAGS if str(dev.model) == "i6300esb" else NO_FLAGS
+    if isinstance(dev, Shmem):
+        return PCI_FLAGS
+    if isinstance(dev, Filesystem):
+        return _filesystem(dev, virtio)
+    if isinstance(dev, Hostdev):
+        return _hostdev(dev, pcie, virtio)
+    if isinstance(dev, Serial):
+        return PCI_FLAGS if _get(dev, "target", "type") == "pci-serial" else NO_FLAGS
+    if isinstance(dev, IOMMU):
+        return virtio | Conn.INTEGRATED if str(dev.model) == "virtio" else NO_FLAGS
+    if isinstance(dev, Vsock):
+        return _virtio(_get(dev, "model"), virtio)  # no model: virtio (post-parse)
+    if isinstance(dev, MemoryDevice):
+        return virtio if str(dev.model) in MEMORY_VIRTIO else NO_FLAGS
+    if isinstance(dev, Panic):
+        return PCI_FLAGS | Conn.INTEGRATED if str(dev.model) == "pvpanic" else NO_FLAGS
+    return NO_FLAGS
+
+
+def _controller(ctrl: Controller, pcie: int, virtio: int) -> int:
+    model = str(ctrl.model) if ctrl.model is not None else None
+    kind = ctrl.type
+    if kind == ControllerType.PCI:
+        pci_model = ctrl.pci_model
+        return CONTROLLER_CONNECT[pci_model] if pci_model is not None else NO_FLAGS
+    if kind in (ControllerType.SATA, ControllerType.IDE):
+        return PCI_FLAGS
+    if kind == ControllerType.USB:
+        if model in USB_NONE:
+            return NO_FLAGS
+        return pcie if model in USB_PCIE else PCI_FLAGS
+    if kind == ControllerType.SCSI:
+        if model is None or model in SCSI_NONE:
+            return NO_FLAGS
+        return virtio if model in SCSI_VIRTIO else PCI_FLAGS
+    if kind == ControllerType.VIRTIO_SERIAL:
+        return _virtio(model, virtio)
+    return NO_FLAGS  # fdc, ccid, xenbus, isa
+
+
+def _filesystem(fs: Filesystem, virtio: int) -> int:
+    driver = _get(fs, "driver", "type")
+    if driver == "virtiofs":
+        return virtio
+    if driver in ("loop", "nbd", "ploop"):
+        return NO_FLAGS
+    return _virtio(_get(fs, "model"), virtio)  # virtio-9p-pci
+
+
+def _hostdev(dev: Hostdev, pcie: int, virtio: int) -> int:
+    kind = str(dev.type)
+    if str(dev.mode) != "subsystem" or kind not in ("pci", "scsi_host", "mdev"):
+        return NO_FLAGS
+    if kind == "scsi_host":  # vhost-scsi: a virtio-scsi device to the guest
+        return _virtio(_get(dev, "source", "model") or _get(dev, "model"), virtio)
+    # A host PCI device libvirt cannot look at, an mdev, or one the XML placed: PCIe
+    # (as almost every assignable device is).
+    return pcie
