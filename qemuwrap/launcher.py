@@ -109,6 +109,7 @@ def run(path: str | None, opts: Options, *, background: bool = False,
             dom.genid = guid.generate_v4()
         refuse_duplicate_genid(dom, opts)
         cmd = build_command(dom, caps, gdir.path, incoming=restore is not None, loadvm=loadvm)
+        _prepare_nvram(dom)
         restart_cmd = build_command(dom, caps, gdir.path) if (restore or loadvm) else cmd
         writeback = None
         if path is not None and data is not None:
@@ -167,6 +168,19 @@ def _prepared_write_back(path: str, data: bytes, dom: Domain, opts: Options) -> 
         return None
     return {"path": os.path.abspath(path), "old_sha256": hashlib.sha256(data).hexdigest(),
             "new": splice(data, edits).decode("latin-1"), "transient": opts.transient}
+
+
+def _prepare_nvram(dom: Domain) -> None:
+    """The guest's own UEFI variable store, copied from its template on first start and
+    kept across starts (companions/nvram.py)."""
+    nvram = dom.os.nvram
+    loader = dom.os.loader
+    if nvram is None or nvram.path is None or loader is None or loader.stateless:
+        return
+    from qemuwrap.companions.nvram import ensure
+
+    if ensure(nvram.path, nvram.template):
+        debug(f"NVRAM {nvram.path} made from {nvram.template}")
 
 
 def _save_identity(path: str, data: bytes, dom: Domain, opts: Options) -> None:

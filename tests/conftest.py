@@ -22,6 +22,10 @@ GOLDEN_STATE_ROOT = "/run/qemuwrap"
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
+# Persistent per-guest state (NVRAM copies, TPM state) as root keeps it: golden commands
+# name these paths, so they must not depend on who runs the tests.
+os.environ.setdefault("QEMUWRAP_DATA_DIR", "/var/lib/qemuwrap")
+
 QEMU = shutil.which("qemu-system-x86_64")
 needs_qemu = pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 is not installed "
                                 "(Debian package qemu-system-x86)")
@@ -71,3 +75,17 @@ def demo_xml(path: Path, image, *, name: str = "demo", genid: str | None = "",
     text = text.replace("<memballoon", extra_devices + "<memballoon")
     path.write_text(text)
     return path
+
+
+def missing_needs(name: str) -> str | None:
+    """A golden case may depend on host files from an optional package (OVMF's firmware
+    descriptors, ...): ``NAME.needs`` lists them, one per line, each ``PATH PACKAGE``.
+    The reason to skip, or None."""
+    needs = XML2ARGV / f"{name}.needs"
+    if not needs.exists():
+        return None
+    for line in needs.read_text().splitlines():
+        path, _, package = line.partition(" ")
+        if path and not os.path.exists(path):
+            return f"needs {path} (Debian package {package or '?'})"
+    return None

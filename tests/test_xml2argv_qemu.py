@@ -22,7 +22,7 @@ from qemuwrap.conf import guid
 from qemuwrap.conf.domain import load
 from qemuwrap.qemu.command import build_command
 
-from conftest import QEMU, XML2ARGV, needs_qemu
+from conftest import QEMU, XML2ARGV, missing_needs, needs_qemu
 from test_xml2argv import caps_for
 
 #: Formats qemu-img creates a stand-in image of (other disks get a raw one).
@@ -119,6 +119,10 @@ def _redirect_paths(dom, tmp_path, request, cleanup, state):
         elif tpm.backend.type == "external":
             tpm.backend.source.path = str(tmp_path / "external-swtpm.sock")
             _start_swtpm(dom, tpm, tpm.backend.source.path, tmp_path, request)
+    from qemuwrap.qemu.firmware import fill_domain
+    from qemuwrap.qemu.validate import resolve_machine
+
+    fill_domain(dom, resolve_machine(dom, caps_for(dom.name))[0].name)  # the firmware pick
     nvram = dom.os.nvram
     if nvram is not None and nvram.path is not None:
         template = nvram.template or "/usr/share/OVMF/OVMF_VARS_4M.fd"
@@ -175,6 +179,9 @@ async def _query(sock: str) -> dict:
 
 @pytest.mark.parametrize("name", CASES)
 def test_qemu_accepts_golden_command(name, tmp_path, request):
+    reason = missing_needs(name)
+    if reason is not None:
+        pytest.skip(reason)
     caps = caps_for(name)
     if "type='kvm'" in (XML2ARGV / f"{name}.xml").read_text() and not os.access("/dev/kvm",
                                                                               os.R_OK | os.W_OK):
