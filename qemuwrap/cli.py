@@ -36,22 +36,33 @@ def _emit(args, data, lines) -> None:
             print(line)
 
 
-def translate(path: str, *, caps_file: str | None = None, state_dir: str | None = None):
+def translate(path: str, *, caps_file: str | None = None, state_dir: str | None = None,
+              host_check: bool = True):
     """Read a definition and build its command: (raw XML, domain, command)."""
     from qemuwrap.conf.domain import load
     from qemuwrap.qemu import capabilities
     from qemuwrap.qemu.command import build_command
+    from qemuwrap.qemu.validate.disk import drop_missing_optional
+    from qemuwrap.qemu.validate.host import require_host
     from qemuwrap.statedir import guest_dir
 
     data, dom = load(path)
     caps = capabilities.for_domain(dom.devices.emulator, caps_file)
-    return data, dom, build_command(dom, caps, guest_dir(dom.name, state_dir))
+    if host_check:
+        for line in drop_missing_optional(dom):  # libvirt's startupPolicy
+            print(f"qemuwrap: {printable(path)}: note: {line}", file=sys.stderr)
+    gdir = guest_dir(dom.name, state_dir)
+    cmd = build_command(dom, caps, gdir)
+    if host_check:
+        require_host(dom, cmd, gdir)  # what QEMU would otherwise fail on, here
+    return data, dom, cmd
 
 
 def cmd_dry_run(args) -> int:
     if args.json and args.explain:
         raise UsageError("--json and --explain exclude each other")
-    data, dom, cmd = translate(args.file, caps_file=args.caps, state_dir=args.state_dir)
+    data, dom, cmd = translate(args.file, caps_file=args.caps, state_dir=args.state_dir,
+                               host_check=not args.no_host_check)
     if dom.genid_generated:
         print(f"qemuwrap: {printable(args.file)}: note: genid {dom.genid_str} was generated "
               "for this dry run and is not saved", file=sys.stderr)
@@ -85,8 +96,10 @@ def cmd_dry_run(args) -> int:
 def cmd_validate(args) -> int:
     from qemuwrap.conf import schema
 
+    # The model's checks first (every problem at once), then what only the schema catches.
+    translate(args.file, caps_file=args.caps, state_dir=args.state_dir,
+              host_check=not args.no_host_check)
     schema.validate_file(args.file)
-    translate(args.file, caps_file=args.caps, state_dir=args.state_dir)
     _emit(args, {"file": args.file, "valid": True}, [f"{printable(args.file)}: valid"])
     return 0
 
@@ -313,6 +326,12 @@ def _global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
                    "stderr", **kw)
 
 
+def no_host_check(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-host-check", action="store_true",
+                   help="translate only, as for another host: do not check that disk "
+                        "images exist, socket paths fit, the state directory is usable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qemuwrap", description="Start QEMU guests from "
                                      "libvirt domain XML, without libvirtd.")
@@ -352,9 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     definition(p)
     p.add_argument("--explain", action="store_true",
                    help="print each option beside the XML element it came from")
+    no_host_check(p)
 
     p = command("validate", cmd_validate, "check FILE.xml against the schema and this QEMU")
     definition(p)
+    no_host_check(p)
 
     p = command("run", cmd_run, "start FILE.xml and supervise it in the foreground")
     definition(p)
