@@ -77,11 +77,12 @@ def demo_xml(path: Path, image, *, name: str = "demo", genid: str | None = "",
     return path
 
 
-def missing_needs(name: str) -> str | None:
-    """A golden case may depend on host files from an optional package (OVMF's firmware
-    descriptors, ...): ``NAME.needs`` lists them, one per line, each ``PATH PACKAGE``.
-    The reason to skip, or None."""
-    needs = XML2ARGV / f"{name}.needs"
+def missing_needs(name: str, suffix: str = "needs") -> str | None:
+    """A golden case may depend on host files from an optional package: ``NAME.needs``
+    lists what its translation reads (OVMF's firmware descriptors), ``NAME.qemu-needs``
+    what QEMU needs to run it (an audio module of qemu-system-gui); one per line, each
+    ``PATH PACKAGE``.  The reason to skip, or None."""
+    needs = XML2ARGV / f"{name}.{suffix}"
     if not needs.exists():
         return None
     for line in needs.read_text().splitlines():

@@ -179,7 +179,7 @@ async def _query(sock: str) -> dict:
 
 @pytest.mark.parametrize("name", CASES)
 def test_qemu_accepts_golden_command(name, tmp_path, request):
-    reason = missing_needs(name)
+    reason = missing_needs(name) or missing_needs(name, "qemu-needs")
     if reason is not None:
         pytest.skip(reason)
     caps = caps_for(name)
@@ -193,6 +193,11 @@ def test_qemu_accepts_golden_command(name, tmp_path, request):
         state.mkdir()
         _redirect_paths(dom, tmp_path, request, cleanup, state)
         cmd = build_command(dom, caps, state)
+        from qemuwrap.qemu.build.graphics import graphics_secrets
+
+        for path, secret in graphics_secrets(dom.devices.graphics, str(state)).items():
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(secret)  # what the launcher writes before QEMU starts
         refusal = XML2ARGV / f"{name}.qemu-refuses"
         if refusal.exists():  # a value QEMU reads whole and refuses (see that file)
             res = subprocess.run(cmd.argv, env=cmd.env, stdin=subprocess.DEVNULL,
