@@ -22,7 +22,9 @@ from qemuwrap.errors import QemuwrapError, UsageError, debug, printable, set_deb
 #: Commands whose --json output is documented (README, "--json shapes").
 JSON_COMMANDS = frozenset({"dry-run", "validate", "start", "save", "restore", "clone",
                            "snapshot", "status", "list", "shutdown", "destroy", "suspend",
-                           "resume"})
+                           "resume",
+                           "net-define", "net-undefine", "net-start", "net-stop", "net-list",
+                           "net-info"})
 
 
 def _emit(args, data, lines) -> None:
@@ -36,22 +38,33 @@ def _emit(args, data, lines) -> None:
             print(line)
 
 
-def translate(path: str, *, caps_file: str | None = None, state_dir: str | None = None):
+def translate(path: str, *, caps_file: str | None = None, state_dir: str | None = None,
+              host_check: bool = True):
     """Read a definition and build its command: (raw XML, domain, command)."""
     from qemuwrap.conf.domain import load
     from qemuwrap.qemu import capabilities
     from qemuwrap.qemu.command import build_command
+    from qemuwrap.qemu.validate.disk import drop_missing_optional
+    from qemuwrap.qemu.validate.host import require_host
     from qemuwrap.statedir import guest_dir
 
     data, dom = load(path)
     caps = capabilities.for_domain(dom.devices.emulator, caps_file)
-    return data, dom, build_command(dom, caps, guest_dir(dom.name, state_dir))
+    if host_check:
+        for line in drop_missing_optional(dom):  # libvirt's startupPolicy
+            print(f"qemuwrap: {printable(path)}: note: {line}", file=sys.stderr)
+    gdir = guest_dir(dom.name, state_dir)
+    cmd = build_command(dom, caps, gdir)
+    if host_check:
+        require_host(dom, cmd, gdir)  # what QEMU would otherwise fail on, here
+    return data, dom, cmd
 
 
 def cmd_dry_run(args) -> int:
     if args.json and args.explain:
         raise UsageError("--json and --explain exclude each other")
-    data, dom, cmd = translate(args.file, caps_file=args.caps, state_dir=args.state_dir)
+    data, dom, cmd = translate(args.file, caps_file=args.caps, state_dir=args.state_dir,
+                               host_check=not args.no_host_check)
     if dom.genid_generated:
         print(f"qemuwrap: {printable(args.file)}: note: genid {dom.genid_str} was generated "
               "for this dry run and is not saved", file=sys.stderr)
@@ -85,8 +98,10 @@ def cmd_dry_run(args) -> int:
 def cmd_validate(args) -> int:
     from qemuwrap.conf import schema
 
+    # The model's checks first (every problem at once), then what only the schema catches.
+    translate(args.file, caps_file=args.caps, state_dir=args.state_dir,
+              host_check=not args.no_host_check)
     schema.validate_file(args.file)
-    translate(args.file, caps_file=args.caps, state_dir=args.state_dir)
     _emit(args, {"file": args.file, "valid": True}, [f"{printable(args.file)}: valid"])
     return 0
 
@@ -298,6 +313,69 @@ def cmd_completion(args) -> int:
     return 0
 
 
+# -- networks (libvirt's net-* commands) -----------------------------------------------
+def cmd_net_define(args) -> int:
+    from qemuwrap import networks
+
+    net = networks.define(args.file)
+    _emit(args, {"name": net.name, "uuid": net.uuid_str, "bridge": net.bridge,
+                 "path": networks.definition_path(net.name)},
+          [f"network '{net.name}' defined (bridge {net.bridge}) in "
+           f"{printable(networks.definition_path(net.name))}"])
+    return 0
+
+
+def cmd_net_undefine(args) -> int:
+    from qemuwrap import networks
+
+    networks.undefine(args.name)
+    _emit(args, {"name": args.name, "defined": False}, [f"network '{args.name}' undefined"])
+    return 0
+
+
+def cmd_net_start(args) -> int:
+    from qemuwrap import networks
+
+    info = networks.start(args.name, root=args.state_dir)
+    _emit(args, info, [f"network '{args.name}' started (bridge {info.get('bridge')})"])
+    return 0
+
+
+def cmd_net_stop(args) -> int:
+    from qemuwrap import networks
+
+    networks.stop(args.name, root=args.state_dir)
+    _emit(args, {"name": args.name, "state": "inactive"},
+          [f"network '{args.name}' stopped"])
+    return 0
+
+
+def cmd_net_list(args) -> int:
+    from qemuwrap import networks
+
+    nets = networks.list_networks(root=args.state_dir)
+    lines = [f"{'NAME':20} {'STATE':10} {'BRIDGE':12} {'FORWARD':8} PERSISTENT"]
+    lines += [f"{n['name']:20} {n['state']:10} {n['bridge'] or '-':12} "
+              f"{n['forward'] or '-':8} {'yes' if n['persistent'] else 'no'}" for n in nets]
+    _emit(args, nets, lines)
+    return 0
+
+
+def cmd_net_info(args) -> int:
+    from qemuwrap import networks
+
+    info = networks.info(args.name, root=args.state_dir)
+    _emit(args, info, [f"{k + ':':20}{'' if v is None else v}" for k, v in info.items()])
+    return 0
+
+
+def cmd_net_dumpxml(args) -> int:
+    from qemuwrap import networks
+
+    sys.stdout.write(networks.dumpxml(args.name, inactive=args.inactive, root=args.state_dir))
+    return 0
+
+
 def _global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
     """Options every command takes, before or after the subcommand: on the subparsers
     their default is SUPPRESS, so a value given before the subcommand stays."""
@@ -311,6 +389,12 @@ def _global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
                    "(reporting commands; shapes in README)", **kw)
     p.add_argument("-v", "--debug", action="store_true", help="say what qemuwrap does, on "
                    "stderr", **kw)
+
+
+def no_host_check(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-host-check", action="store_true",
+                   help="translate only, as for another host: do not check that disk "
+                        "images exist, socket paths fit, the state directory is usable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -352,9 +436,28 @@ def build_parser() -> argparse.ArgumentParser:
     definition(p)
     p.add_argument("--explain", action="store_true",
                    help="print each option beside the XML element it came from")
+    no_host_check(p)
 
     p = command("validate", cmd_validate, "check FILE.xml against the schema and this QEMU")
     definition(p)
+    no_host_check(p)
+
+    p = command("net-define", cmd_net_define, "store a libvirt <network> definition "
+                "(/etc/qemuwrap/networks or $QEMUWRAP_CONFIG_DIR/networks)")
+    p.add_argument("file", metavar="NETWORK.xml", help="libvirt network definition")
+    for name, func, text in (
+            ("net-undefine", cmd_net_undefine, "remove a stopped network's definition"),
+            ("net-start", cmd_net_start, "bring a network up: bridge, address, dnsmasq "
+                                         "(DHCP, DNS), nftables NAT"),
+            ("net-stop", cmd_net_stop, "take a network down, leaving nothing behind"),
+            ("net-info", cmd_net_info, "a network's state, addresses, leases"),
+            ("net-dumpxml", cmd_net_dumpxml, "print a network's definition")):
+        p = command(name, func, text)
+        p.add_argument("name", metavar="NETWORK", help="network name")
+        if name == "net-dumpxml":
+            p.add_argument("--inactive", action="store_true",
+                           help="the stored definition, not the one it runs with")
+    command("net-list", cmd_net_list, "list networks, defined or active")
 
     p = command("run", cmd_run, "start FILE.xml and supervise it in the foreground")
     definition(p)

@@ -108,7 +108,15 @@ def run(path: str | None, opts: Options, *, background: bool = False,
         if new_genid:
             dom.genid = guid.generate_v4()
         refuse_duplicate_genid(dom, opts)
+        from qemuwrap.qemu.validate.disk import drop_missing_optional
+        from qemuwrap.qemu.validate.host import require_host
+
+        for line in drop_missing_optional(dom, cold_boot=restore is None and loadvm is None):
+            print(f"qemuwrap: {printable(path or dom.name)}: note: {line}", file=sys.stderr)
         cmd = build_command(dom, caps, gdir.path, incoming=restore is not None, loadvm=loadvm)
+        require_host(dom, cmd, gdir.path)
+        _prepare_nvram(dom)
+        _write_graphics_secrets(dom, gdir)
         restart_cmd = build_command(dom, caps, gdir.path) if (restore or loadvm) else cmd
         writeback = None
         if path is not None and data is not None:
@@ -167,6 +175,28 @@ def _prepared_write_back(path: str, data: bytes, dom: Domain, opts: Options) -> 
         return None
     return {"path": os.path.abspath(path), "old_sha256": hashlib.sha256(data).hexdigest(),
             "new": splice(data, edits).decode("latin-1"), "transient": opts.transient}
+
+
+def _write_graphics_secrets(dom: Domain, gdir: GuestDir) -> None:
+    """VNC/SPICE passwords, for QEMU's ``-object secret``: owner-only files in the state
+    directory, never in the command line."""
+    from qemuwrap.qemu.build.graphics import graphics_secrets
+
+    for path, secret in graphics_secrets(dom.devices.graphics, gdir.path).items():
+        gdir.write(os.path.basename(path), secret.encode())  # 0600, as every file there
+
+
+def _prepare_nvram(dom: Domain) -> None:
+    """The guest's own UEFI variable store, copied from its template on first start and
+    kept across starts (companions/nvram.py)."""
+    nvram = dom.os.nvram
+    loader = dom.os.loader
+    if nvram is None or nvram.path is None or loader is None or loader.stateless:
+        return
+    from qemuwrap.companions.nvram import ensure
+
+    if ensure(nvram.path, nvram.template):
+        debug(f"NVRAM {nvram.path} made from {nvram.template}")
 
 
 def _save_identity(path: str, data: bytes, dom: Domain, opts: Options) -> None:

@@ -26,6 +26,10 @@ os.environ.setdefault("QEMUWRAP_CONFIG_DIR", str(DATA / "config"))
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
+# Persistent per-guest state (NVRAM copies, TPM state) as root keeps it: golden commands
+# name these paths, so they must not depend on who runs the tests.
+os.environ.setdefault("QEMUWRAP_DATA_DIR", "/var/lib/qemuwrap")
+
 QEMU = shutil.which("qemu-system-x86_64")
 needs_qemu = pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 is not installed "
                                 "(Debian package qemu-system-x86)")
@@ -75,3 +79,18 @@ def demo_xml(path: Path, image, *, name: str = "demo", genid: str | None = "",
     text = text.replace("<memballoon", extra_devices + "<memballoon")
     path.write_text(text)
     return path
+
+
+def missing_needs(name: str, suffix: str = "needs") -> str | None:
+    """A golden case may depend on host files from an optional package: ``NAME.needs``
+    lists what its translation reads (OVMF's firmware descriptors), ``NAME.qemu-needs``
+    what QEMU needs to run it (an audio module of qemu-system-gui); one per line, each
+    ``PATH PACKAGE``.  The reason to skip, or None."""
+    needs = XML2ARGV / f"{name}.{suffix}"
+    if not needs.exists():
+        return None
+    for line in needs.read_text().splitlines():
+        path, _, package = line.partition(" ")
+        if path and not os.path.exists(path):
+            return f"needs {path} (Debian package {package or '?'})"
+    return None

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import DEFAULT_CAPS, GOLDEN_STATE_ROOT, XML2ARGV
 
-BASE = ["--caps", str(DEFAULT_CAPS), "--state-dir", GOLDEN_STATE_ROOT]
+BASE = ["--caps", str(DEFAULT_CAPS), "--state-dir", GOLDEN_STATE_ROOT, "--no-host-check"]
 
 
 def qemuwrap(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -149,7 +149,8 @@ def test_version_and_debug():
 
 def test_options_before_or_after_the_subcommand(tmp_path):
     after = qemuwrap("dry-run", str(XML2ARGV / "genid.xml"), "--json", *BASE)
-    before = qemuwrap("--json", *BASE, "dry-run", str(XML2ARGV / "genid.xml"))
+    before = qemuwrap("--json", *BASE[:-1], "dry-run", str(XML2ARGV / "genid.xml"),
+                      "--no-host-check")
     assert after.returncode == before.returncode == 0
     assert after.stdout == before.stdout and json.loads(before.stdout)["argv"]
     res = qemuwrap("--state-dir", str(tmp_path), "status", "nosuch")
@@ -184,3 +185,35 @@ def test_man_page_is_generated_from_the_parser():
         return [line for line in text.splitlines() if not line.startswith(".TH")]
 
     assert body(res.stdout) == body(shipped), "man/qemuwrap.1 is stale: run scripts/manpage"
+
+
+def test_network_definitions_through_the_cli(tmp_path):
+    """net-define stores libvirt's <network> (uuid, bridge and MAC completed), net-list and
+    net-dumpxml show it, net-undefine removes it (bringing networks up is proven in
+    tests/test_networks.py, in network namespaces)."""
+    env = {**os.environ, "QEMUWRAP_CONFIG_DIR": str(tmp_path / "conf")}
+    xml = tmp_path / "default.xml"
+    xml.write_text("<network><name>default</name><forward mode='nat'/>"
+                   "<ip address='192.168.122.1' netmask='255.255.255.0'><dhcp>"
+                   "<range start='192.168.122.2' end='192.168.122.254'/></dhcp></ip>"
+                   "</network>")
+
+    def qw(*args):
+        return subprocess.run([sys.executable, "-m", "qemuwrap", *args, "--state-dir",
+                               str(tmp_path / "state")], capture_output=True, text=True,
+                              env=env)
+
+    res = qw("net-define", str(xml), "--json")
+    assert res.returncode == 0, res.stderr
+    defined = json.loads(res.stdout)
+    assert defined["name"] == "default" and defined["bridge"].startswith("virbr")
+    assert (tmp_path / "conf" / "networks" / "default.xml").exists()
+    nets = json.loads(qw("net-list", "--json").stdout)
+    assert [(n["name"], n["state"], n["persistent"]) for n in nets] == \
+        [("default", "inactive", True)]
+    dump = qw("net-dumpxml", "default").stdout
+    assert "<name>default</name>" in dump and defined["uuid"] in dump
+    assert qw("net-undefine", "default").returncode == 0
+    assert json.loads(qw("net-list", "--json").stdout) == []
+    res = qw("net-start", "nosuch")
+    assert res.returncode == 1 and len(res.stderr.splitlines()) == 1

@@ -5,6 +5,7 @@ skips, with the reason, when its package is absent."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import psutil
@@ -82,3 +83,30 @@ def test_guest_mounts_a_virtiofs_share(env, tmp_path):
     res = env.qw("destroy", "demo")
     assert res.returncode == 0, res.stderr
     assert _companions(tmp_path) == []
+
+
+def test_guest_boots_through_ovmf_picked_by_the_descriptors(env, tmp_path):
+    """<os firmware='efi'>: the firmware QEMU's descriptors give (libvirt's pick), the
+    guest's own VARS copy made on first start and kept, the genid read under OVMF."""
+    if not os.path.exists("/usr/share/qemu/firmware/60-edk2-x86_64.json"):
+        pytest.skip("needs OVMF and its firmware descriptors (Debian package ovmf)")
+    path = env.xml(cmdline="iomem=relaxed")
+    text = path.read_text()
+    text = re.sub(r"<type arch='x86_64' machine='[^']*'>", "<type arch='x86_64' "
+                  "machine='q35'>", text).replace(
+        "<os>", "<os firmware='efi'><firmware><feature enabled='no' name='secure-boot'/>"
+                "</firmware>", 1)  # Secure Boot would lock the kernel's /dev/mem down
+    path.write_text(text)
+    res = env.qw("start", str(path))
+    assert res.returncode == 0, res.stderr
+    out = env.wait_serial("demo", r"genid: [0-9a-f-]{36}", timeout=150)
+    assert "efi: yes" in out
+    genid = re.search(r"genid: ([0-9a-f-]{36})", out).group(1)
+    assert genid == env.status("demo")["genid"]
+    vars_fd = tmp_path / "data" / "nvram" / "demo_VARS.fd"
+    assert vars_fd.is_file()  # the guest's own copy, in the persistent place
+    live = (env.gdir("demo") / "domain.xml").read_text()
+    assert f">{vars_fd}</nvram>" in live and "OVMF_CODE" in live  # as libvirt records it
+    res = env.qw("destroy", "demo")
+    assert res.returncode == 0, res.stderr
+    assert vars_fd.is_file()  # kept across starts

@@ -22,7 +22,7 @@ from qemuwrap.conf import guid
 from qemuwrap.conf.domain import load
 from qemuwrap.qemu.command import build_command
 
-from conftest import QEMU, XML2ARGV, needs_qemu
+from conftest import QEMU, XML2ARGV, missing_needs, needs_qemu
 from test_xml2argv import caps_for
 
 #: Formats qemu-img creates a stand-in image of (other disks get a raw one).
@@ -131,6 +131,10 @@ def _redirect_paths(dom, tmp_path, request, cleanup, state):
         elif tpm.backend.type == "external":
             tpm.backend.source.path = str(tmp_path / "external-swtpm.sock")
             _start_swtpm(dom, tpm, tpm.backend.source.path, tmp_path, request)
+    from qemuwrap.qemu.firmware import fill_domain
+    from qemuwrap.qemu.validate import resolve_machine
+
+    fill_domain(dom, resolve_machine(dom, caps_for(dom.name))[0].name)  # the firmware pick
     nvram = dom.os.nvram
     if nvram is not None and nvram.path is not None:
         template = nvram.template or "/usr/share/OVMF/OVMF_VARS_4M.fd"
@@ -194,6 +198,9 @@ async def _query(sock: str) -> dict:
 
 @pytest.mark.parametrize("name", CASES)
 def test_qemu_accepts_golden_command(name, tmp_path, request):
+    reason = missing_needs(name) or missing_needs(name, "qemu-needs")
+    if reason is not None:
+        pytest.skip(reason)
     caps = caps_for(name)
     if "type='kvm'" in (XML2ARGV / f"{name}.xml").read_text() and not os.access("/dev/kvm",
                                                                               os.R_OK | os.W_OK):
@@ -205,6 +212,11 @@ def test_qemu_accepts_golden_command(name, tmp_path, request):
         state.mkdir()
         _redirect_paths(dom, tmp_path, request, cleanup, state)
         cmd = build_command(dom, caps, state)
+        from qemuwrap.qemu.build.graphics import graphics_secrets
+
+        for path, secret in graphics_secrets(dom.devices.graphics, str(state)).items():
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(secret)  # what the launcher writes before QEMU starts
         refusal = XML2ARGV / f"{name}.qemu-refuses"
         if refusal.exists():  # a value QEMU reads whole and refuses (see that file)
             res = subprocess.run(cmd.argv, env=cmd.env, stdin=subprocess.DEVNULL,

@@ -77,6 +77,7 @@ from qemuwrap.qemu.build.vsock import build_vsock
 from qemuwrap.qemu.build.watchdog import build_watchdogs
 from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.defaults import add_implicit_devices
+from qemuwrap.qemu.firmware import fill_domain as fill_firmware
 from qemuwrap.qemu.validate import MachineType, resolve_machine, validate
 
 #: QEMU's environment: fixed, so a command is the same wherever it is built.
@@ -114,6 +115,7 @@ def complete_definition(dom: Domain, caps: Capabilities) -> MachineType:
     check (all refusals at once), addresses and ids, written into ``dom``. Idempotent; the
     machine type the guest gets."""
     machine, _ = resolve_machine(dom, caps)
+    fill_firmware(dom, machine.name)
     add_implicit_devices(dom, machine, caps)
     add_default_audio(dom.devices.audios, [g.type for g in dom.devices.graphics])
     machine = validate(dom, caps)

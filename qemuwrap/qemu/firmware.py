@@ -332,3 +332,78 @@ def select(interface: str, arch: str, machine: str, *, secure_boot: bool | None 
     ]))
     exists = "; ".join(d.summary() for d in descriptors) or "no descriptors in " + ", ".join(dirs)
     raise FirmwareError(f"no firmware fits: asked for {asked}; available: {exists}")
+
+
+def fill_domain(dom, machine: str) -> None:
+    """libvirt's qemuFirmwareFillDomain: ``<os firmware='efi'>`` without a loader gets the
+    firmware the descriptors pick, written into the definition as libvirt records it
+    (``<loader readonly='yes' type='pflash' secure=...>CODE</loader>``, ``<nvram
+    template=VARS>PER-GUEST COPY</nvram>``, ``<smm state='on'/>`` when it needs SMM); a
+    pflash loader without an NVRAM file gets the guest's own (``companions/nvram.py``:
+    copied from the template when the guest starts).  ``machine`` is the canonical
+    machine type."""
+    from qemuwrap.companions import nvram as nvram_store
+    from qemuwrap.conf.features import SMM, Features
+    from qemuwrap.conf.os import (
+        Firmware as FirmwareKind,
+    )
+    from qemuwrap.conf.os import (
+        Loader,
+        LoaderType,
+        Nvram,
+    )
+
+    os_el = dom.os
+    loader = os_el.loader
+    smm_el = dom.features.smm if dom.features is not None else None
+    if os_el.firmware == FirmwareKind.EFI and (loader is None or loader.path is None):
+        wishes = os_el.firmware_el
+        try:
+            fw = _select_for(os_el, machine, wishes, loader, smm_el)
+        except FirmwareError as exc:
+            from qemuwrap.qemu.validate import refusal
+
+            raise refusal(os_el, str(exc)) from None
+        os_el.loader = Loader(
+readonly=True, type=LoaderType(fw.loader_type),
+                              secure=fw.requires_smm or None, path=fw.loader,
+                              node=loader.node if loader is not None else None)
+        if fw.requires_smm and smm_el is None:
+            if dom.features is None:
+                dom.features = Features()
+            dom.features.smm = SMM(state=True)
+        if fw.nvram_template is not None:
+            if os_el.nvram is None:
+                os_el.nvram = Nvram()
+            if os_el.nvram.template is None:
+                os_el.nvram.template = fw.nvram_template
+    loader = os_el.loader
+    nvram = os_el.nvram
+    if (loader is not None and loader.path is not None and os_el.loader_type == LoaderType.PFLASH
+            and loader.readonly and not loader.stateless
+            and (nvram is None or (nvram.path is None and nvram.source is None))):
+        if nvram is None:
+            nvram = os_el.nvram = Nvram()
+        if nvram.template is None:
+            nvram.template = _template_for(loader.path, os_el.arch, machine)
+        nvram.path = nvram_store.default_path(dom.name)
+
+
+def _select_for(os_el, machine: str, wishes, loader, smm_el) -> Firmware:
+    from qemuwrap.conf.os import FirmwareFeatureName
+
+    return select("uefi", os_el.arch, machine,
+                  secure_boot=wishes.wants(FirmwareFeatureName.SECURE_BOOT) if wishes
+                  else None,
+                  enrolled_keys=wishes.wants(FirmwareFeatureName.ENROLLED_KEYS) if wishes
+                  else None,
+                  loader_secure=loader.secure if loader is not None else None,
+                  smm=smm_el.on if smm_el is not None else None)
+
+
+def _template_for(loader: str, arch: str, machine: str) -> str | None:
+    """The VARS template of the descriptor that maps ``loader`` (libvirt finds it so)."""
+    try:
+        return select("uefi", arch, machine, loader=loader).nvram_template
+    except FirmwareError:
+        return None

@@ -22,7 +22,6 @@ from typing import Any
 
 from qemu.qmp import QMPClient
 
-from qemuwrap import qmp
 from qemuwrap.testing.collect import collect
 
 NETNS_WRAPPER = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"',
@@ -99,6 +98,26 @@ async def boot(argv: list[str], env: dict[str, str], *, monitor: Path, log: Path
             await _stop(tpm, grace=0)
 
 
+async def _connect(path: str, alive) -> QMPClient:
+    """QEMU's QMP socket, retried while QEMU starts (the socket file appears a moment
+    before QEMU listens); the caller bounds the wait."""
+    from qemu.qmp import ConnectError
+
+    delay = 0.002
+    while True:
+        if not alive():
+            raise ConnectionError("QEMU exited before its QMP monitor came up")
+        if os.path.exists(path):
+            client = QMPClient("qwdiff")
+            try:
+                await client.connect(path)
+                return client
+            except ConnectError:
+                pass
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
 async def _boot_qemu(argv: list[str], env: dict[str, str], monitor: Path, log: Path,
                      deadline: float, wrapper: list[str], result: BootResult) -> BootResult:
     loop = asyncio.get_running_loop()
@@ -117,14 +136,13 @@ async def _boot_qemu(argv: list[str], env: dict[str, str], monitor: Path, log: P
         remaining = max(deadline - loop.time(), 0.1)
         # bounded as a whole: QEMU may accept, then block before its greeting (a
         # device waiting for a peer), where qmp.connect would wait for ever
-        client = await asyncio.wait_for(qmp.connect(
-            str(monitor), name="qwdiff", alive=lambda: proc.returncode is None,
-            timeout=remaining), remaining)
+        client = await asyncio.wait_for(_connect(
+            str(monitor), alive=lambda: proc.returncode is None), remaining)
         result.raw = await asyncio.wait_for(collect(client), max(deadline - loop.time(), 0.1))
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.execute("quit"), 2)
             grace = 3.0
-    except qmp.MonitorError:
+    except ConnectionError:
         if proc.returncode is None:  # no monitor within the deadline, QEMU alive
             result.error = f"no report within {timeout:.0f} s (QEMU killed)"
     except TimeoutError:

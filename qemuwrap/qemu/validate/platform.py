@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from qemuwrap.conf.clock import ClockOffset, TickPolicy, TimerName, TimerTrack
 from qemuwrap.conf.domain import CrashAction, RebootAction
-from qemuwrap.conf.os import Firmware, LoaderType, NvramProtocol, NvramType, SmbiosMode
+from qemuwrap.conf.os import LoaderType, NvramProtocol, NvramType, SmbiosMode
 from qemuwrap.conf.security import LaunchSecurityType
 from qemuwrap.qemu.build.boot import pflash_images
 
@@ -42,21 +42,11 @@ def check_os(v: Validation) -> None:
     dom = v.dom
     os_el = dom.os
     loader = os_el.loader
-    if os_el.firmware == Firmware.EFI and (loader is None or loader.path is None):
-        v.refuse(os_el, "firmware auto-selection (<os firmware='efi'>) is done by "
-                        "qemuwrap/qemu/firmware.py, which is not wired into the command yet: "
-                        "name the <loader> and <nvram>")
     images = pflash_images(dom)
     if images or (loader is not None and os_el.loader_type == LoaderType.PFLASH):
         if not dom.acpi:
             v.refuse(loader or os_el, "UEFI requires ACPI on this architecture")
     nvram = os_el.nvram
-    if nvram is not None and loader is not None and loader.path is not None and \
-            os_el.loader_type == LoaderType.PFLASH and not loader.stateless and \
-            nvram.path is None and nvram.source is None:
-        v.refuse(nvram, "an NVRAM made from its template needs the per-guest copy done by "
-                        "qemuwrap/qemu/firmware.py, which is not wired in yet: give the "
-                        "<nvram> file")
     if nvram is not None and nvram.type == NvramType.NETWORK and nvram.source is not None \
             and nvram.source.protocol != NvramProtocol.NBD:
         v.refuse(nvram.source, f"an NVRAM over '{nvram.source.protocol}' is not supported "
