@@ -19,6 +19,21 @@ from qemuwrap.qemu.command import build_command
 from conftest import XML2ARGV
 from test_xml2argv import caps_for
 
+
+def build_checked(dom, caps, state_dir: str):
+    """``build_command`` and then the host check of this area's devices, as dry-run,
+    validate and start run them (``validate/host.py``): the command, or every refusal
+    of either."""
+    from qemuwrap.errors import Problems
+    from qemuwrap.qemu.validate.devhost import check_host_devices
+
+    cmd = build_command(dom, caps, state_dir)
+    problems = check_host_devices(dom)
+    if problems:
+        raise Problems.of(problems)
+    return cmd
+
+
 #: How long QEMU may take to open its QMP socket (TCG start, a loaded machine).
 START_DEADLINE = 20.0
 

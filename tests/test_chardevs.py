@@ -4,7 +4,7 @@ compatibility, the options built, the refusals, and what QEMU makes of them."""
 from __future__ import annotations
 
 import pytest
-from goldenvm import paused
+from goldenvm import build_checked, paused
 
 from qemuwrap.conf import guid
 from qemuwrap.conf.devices.chardev import CharType, ConsoleTargetType, chr_spec
@@ -26,7 +26,7 @@ def dom(devices: str, machine: str = "pc"):
 
 
 def argv(devices: str, machine: str = "pc") -> list[str]:
-    return build_command(dom(devices, machine), CAPS, "/run/qemuwrap/c").argv
+    return build_checked(dom(devices, machine), CAPS, "/run/qemuwrap/c").argv
 
 
 def values(args: list[str], option: str) -> list[str]:
@@ -135,21 +135,37 @@ def test_tls_without_certificates_is_refused(tmp_path, monkeypatch):
 
 def test_host_end_refusals(tmp_path):
     with pytest.raises(QemuwrapError) as exc:
-        argv(f"<serial type='unix'><source mode='connect' path='{tmp_path}/none'/></serial>"
-             f"<serial type='unix'><source mode='bind' path='/{'x' * 120}'/></serial>"
+        argv(f"<serial type='unix'><source mode='bind' path='/{'x' * 120}'/></serial>"
              "<serial type='tcp'><source host='h' service='1'><reconnect enabled='yes' "
              "timeout='0'/></source></serial>")
     lines = str(exc.value).splitlines()
+    assert len(lines) == 2
+    assert "longer than a UNIX socket allows" in lines[0]
+    assert "timeout above 0" in lines[1]
+
+
+def test_what_this_host_lacks_is_a_host_check(tmp_path):
+    """Translated as for any host; dry-run, validate and start refuse it here."""
+    from qemuwrap.qemu.validate.devhost import check_host_devices
+
+    (tmp_path / "fifo.in").touch()
+    d = dom(f"<serial type='unix'><source mode='connect' path='{tmp_path}/none'/></serial>"
+            "<serial type='dev'><source path='/dev/qemuwrap-none'/></serial>"
+            f"<serial type='pipe'><source path='{tmp_path}/fifo'/></serial>"
+            f"<serial type='unix'><source mode='connect' path='{tmp_path}/r'><reconnect "
+            "enabled='yes' timeout='2'/></source></serial>")
+    build_command(d, CAPS, "/run/qemuwrap/c")
+    lines = [str(e) for e in check_host_devices(d)]
     assert len(lines) == 3
     assert "needs a listening peer" in lines[0]
-    assert "longer than a UNIX socket allows" in lines[1]
-    assert "timeout above 0" in lines[2]
+    assert "host device /dev/qemuwrap-none does not exist" in lines[1]
+    assert "make them with mkfifo" in lines[2]
 
 
 def test_explain_says_seclabels_are_not_enforced():
     d = dom("<serial type='file'><source path='/var/log/s'><seclabel model='dac' "
             "relabel='no'/></source></serial>")
-    cmd = build_command(d, CAPS, "/run/qemuwrap/c")
+    cmd = build_checked(d, CAPS, "/run/qemuwrap/c")
     chardev = next(a for a in cmd.args if a.option == "-chardev" and "charserial0" in a.value)
     assert "not enforced" in chardev.why
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from goldenvm import paused
+from goldenvm import build_checked, paused
 
 from qemuwrap.conf import guid
 from qemuwrap.conf.domain import loads
@@ -14,7 +14,6 @@ from qemuwrap.errors import QemuwrapError, XMLError
 from qemuwrap.qemu.build.memballoon import balloon_qmp_after_start
 from qemuwrap.qemu.build.net import qmp_after_start
 from qemuwrap.qemu.capabilities import Capabilities
-from qemuwrap.qemu.command import build_command
 
 from conftest import DEFAULT_CAPS, needs_qemu
 
@@ -29,7 +28,7 @@ def dom(devices: str, kind: str = "qemu"):
 
 
 def command(devices: str, kind: str = "qemu"):
-    return build_command(dom(devices, kind), CAPS, "/run/qemuwrap/n")
+    return build_checked(dom(devices, kind), CAPS, "/run/qemuwrap/n")
 
 
 def values(devices: str, option: str, kind: str = "qemu") -> list[str]:
@@ -71,7 +70,7 @@ def test_generated_tap_names_are_chosen_again():
 def test_tap_side_uses_the_network_companion_and_the_launchers_names():
     d = dom(f"<interface type='ethernet'>{MAC}<model type='virtio'/><driver queues='2'/>"
             "</interface><interface type='ethernet'><target dev='mytap'/></interface>")
-    cmd = build_command(d, CAPS, "/run/qemuwrap/n")
+    cmd = build_checked(d, CAPS, "/run/qemuwrap/n")
     netdevs = [a for a in cmd.args if a.option == "-netdev"]
     assert netdevs[0].value == ("tap,id=hostnet0,ifname=vnet0,script=no,downscript=no,"
                                 "queues=2")
@@ -144,7 +143,7 @@ def test_link_down_and_balloon_stats_are_set_over_qmp_after_start():
     d = dom(f"<interface type='user'>{MAC}<link state='down'/></interface>"
             "<interface type='user'/><memballoon model='virtio'><stats period='5'/>"
             "</memballoon>")
-    build_command(d, CAPS, "/run/qemuwrap/n")  # assigns the ids
+    build_checked(d, CAPS, "/run/qemuwrap/n")  # assigns the ids
     assert qmp_after_start(d) == [("set_link", {"name": "net0", "up": False})]
     assert balloon_qmp_after_start(d) == [("qom-set", {
         "path": "/machine/peripheral/balloon0", "property": "guest-stats-polling-interval",

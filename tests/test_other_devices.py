@@ -7,7 +7,7 @@ import os
 import re
 
 import pytest
-from goldenvm import paused
+from goldenvm import build_checked, paused
 
 from qemuwrap.conf import guid
 from qemuwrap.conf.domain import loads
@@ -15,7 +15,6 @@ from qemuwrap.errors import QemuwrapError, XMLError
 from qemuwrap.qemu.build.memballoon import balloon_qmp_after_start
 from qemuwrap.qemu.build.panic import panic_cpu_flags
 from qemuwrap.qemu.capabilities import Capabilities
-from qemuwrap.qemu.command import build_command
 
 from conftest import DEFAULT_CAPS, needs_qemu
 
@@ -30,7 +29,7 @@ def dom(devices: str, machine: str = "pc", features: str = "<acpi/>"):
 
 
 def argv(devices: str, machine: str = "pc", features: str = "<acpi/>") -> list[str]:
-    return build_command(dom(devices, machine, features), CAPS, "/run/qemuwrap/o").argv
+    return build_checked(dom(devices, machine, features), CAPS, "/run/qemuwrap/o").argv
 
 
 def test_rng_defaults_and_rate():

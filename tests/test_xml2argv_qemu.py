@@ -100,6 +100,10 @@ def _redirect_paths(dom, tmp_path, request, cleanup, state):
         if src is None or src.path is None:
             continue
         src.path = str(tmp_path / f"chr-{n}")
+        if owner.type == "dev":  # a host tty: a pty's other end stands in
+            master, slave = os.openpty()
+            src.path = os.ttyname(slave)
+            request.addfinalizer(lambda fds=(master, slave): [os.close(fd) for fd in fds])
         if owner.type == "unix" and src.mode != "bind":
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listener.bind(src.path)
@@ -111,8 +115,13 @@ def _redirect_paths(dom, tmp_path, request, cleanup, state):
                         "has no vhost-user backend program")
         if nic.type in ("network", "bridge", "ethernet") and os.geteuid() != 0:
             pytest.skip("QEMU makes a tap device only as root (CAP_NET_ADMIN)")
+    if devs.hostdevs or any(nic.type == "hostdev" for nic in devs.interfaces):
+        pytest.skip("host devices to pass through are this machine's, and it has none")
     for shmem in devs.shmems:
         request.addfinalizer(lambda name=shmem.name: _unlink(f"/dev/shm/{name}"))
+        if shmem.server is not None:
+            shmem.server.path = str(tmp_path / f"ivshmem-{shmem.name}.sock")
+            _serve_ivshmem(shmem.server.path, request)
     for n, fs in enumerate(dom.devices.filesystems):
         if fs.source.dir is not None:
             share = tmp_path / f"share{n}"
@@ -152,6 +161,39 @@ def _redirect_paths(dom, tmp_path, request, cleanup, state):
         image = request.getfixturevalue("demo_image")
         dom.os.kernel, dom.os.initrd = str(image.kernel), str(image.initrd)
     dom.devices.emulator = QEMU
+
+
+def _serve_ivshmem(path: str, request) -> None:
+    """A stand-in ivshmem-server on ``path`` (QEMU's contrib program is not packaged):
+    to the one client, protocol version 0, peer ID 0, then the shared memory's fd
+    (message -1) - what ivshmem-doorbell reads before it is realized."""
+    import struct
+    import threading
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    memfd = os.memfd_create("qemuwrap-test-ivshmem")
+    os.ftruncate(memfd, 4 << 20)
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return  # closed: QEMU never came
+        with conn:
+            conn.sendall(struct.pack("<q", 0) + struct.pack("<q", 0))
+            socket.send_fds(conn, [struct.pack("<q", -1)], [memfd])
+            conn.recv(1)  # until QEMU goes
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        listener.close()
+        os.close(memfd)
+
+    request.addfinalizer(stop)
 
 
 def _unlink(path: str) -> None:

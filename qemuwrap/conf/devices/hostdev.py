@@ -119,6 +119,22 @@ class HostAddress(Element):
                 f"{self.function or 0}")
 
 
+class PCIHostAddress(HostAddress):
+    """A host PCI address as libvirt writes it back: bus in hex, as domain, slot and
+    function (virPCIDeviceAddressFormat); a USB or SCSI bus stays decimal.  What a
+    PCI host device's address becomes once read (:func:`as_pci`)."""
+
+    domain: int | None = attr(Int(0, 0xFFFF, base=0, hex_format=4))
+    bus: int | None = attr(Int(0, 0xFF, base=0, hex_format=2))
+    slot: int | None = attr(Int(0, 0x1F, base=0, hex_format=2))
+    function: int | None = attr(Int(0, 7, base=0, hex_format=1))
+
+
+def as_pci(addr: HostAddress) -> None:
+    """Format ``addr`` as a host PCI address (its bus in hex)."""
+    addr.__class__ = PCIHostAddress
+
+
 class USBId(Element):
     """``<vendor id>`` / ``<product id>`` of a host USB device."""
 
@@ -243,6 +259,9 @@ def check_hostdev_source(owner: Element, kind: str, src: HostdevSource | None) -
     if kind == HostdevType.PCI:
         if addr is None or addr.bus is None or addr.slot is None:
             raise src.error("a PCI host device needs <address domain bus slot function>")
+        if addr.bus > 0xFF:
+            raise addr.error(f"PCI bus {addr.bus:#x} is above 0xff")
+        as_pci(addr)
     elif kind == HostdevType.USB:
         if (src.vendor is None) != (src.product is None):
             raise src.error("a USB host device needs both <vendor> and <product>")

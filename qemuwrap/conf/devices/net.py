@@ -19,6 +19,7 @@ from qemuwrap.conf.devices.hostdev import (
     Product,
     Teaming,
     Vendor,
+    as_pci,
 )
 from qemuwrap.conf.devices.virtio import VirtioDriver
 from qemuwrap.conf.xmlmodel import (
@@ -567,6 +568,10 @@ class Interface(PCIDevice):
         if src.vendor is None and addr is None:
             raise src.error("a hostdev interface needs <address type='pci' .../> or a USB "
                             "<vendor> and <product>")
+        if addr is not None and addr.type != "usb":
+            if addr.bus is not None and addr.bus > 0xFF:
+                raise addr.error(f"PCI bus {addr.bus:#x} is above 0xff")
+            as_pci(addr)
 
     # -- what the builders read ----------------------------------------------------
     @property

@@ -71,8 +71,14 @@ def usb_host(src: HostdevSource | Any) -> tuple[int, int] | None:
 def usb_device(ctx: BuildContext, dev: Hostdev | Interface, src: HostdevSource | Any) -> str:
     where = usb_host(src)
     reset = GUEST_RESET.get(getattr(src, "guestReset", None) or "", (None, None))
+    ids: list[tuple[str, Any]] = []
+    if where is None and not getattr(src, "missing", None) and src.vendor is not None \
+            and src.product is not None:
+        # Not on this host (the host check refuses that; without it, translated as for
+        # another host): QEMU's own filter takes the device when it appears.
+        ids = [("vendorid", f"{src.vendor.id:#06x}"), ("productid", f"{src.product.id:#06x}")]
     return exact_opts("usb-host", [
-        ("hostdevice", hostdevices.usb_node(*where) if where else None),
+        ("hostdevice", hostdevices.usb_node(*where) if where else None), *ids,
         ("id", dev.alias_name), ("bootindex", _boot(dev)),
         ("guest-reset", reset[0]), ("guest-resets-all", reset[1]),
         *usb_address_props(ctx, dev)])

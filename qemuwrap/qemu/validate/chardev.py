@@ -36,26 +36,54 @@ def check_host_end(v: Validation, dev, what: str) -> None:
     if kind in (CharType.SPICEVMC, CharType.SPICEPORT) and not any(
             g.type == GraphicsType.SPICE for g in v.dom.devices.graphics):
         v.refuse(dev, f"{what} type '{kind}' needs <graphics type='spice'>")
-    if kind == CharType.DEV and spec.path and not os.path.exists(spec.path):
-        v.refuse(dev, f"host device {spec.path} does not exist")
-    if kind == CharType.PIPE and spec.path and not (
-            os.path.exists(spec.path) or (os.path.exists(spec.path + ".in")
-                                          and os.path.exists(spec.path + ".out"))):
-        v.refuse(dev, f"pipe {spec.path} does not exist (QEMU opens {spec.path} or "
-                      f"{spec.path}.in and {spec.path}.out; make them with mkfifo)")
-    if kind == CharType.UNIX and spec.path and not spec.listen and spec.reconnect is None \
-            and not os.path.exists(spec.path):
-        v.refuse(dev, f"socket {spec.path} does not exist (mode='connect' needs a listening "
-                      "peer, or <reconnect>)")
     if kind == CharType.UNIX and spec.path and len(spec.path.encode()) > MAX_SOCKET_PATH:
         v.refuse(dev, f"socket path {spec.path} is longer than a UNIX socket allows "
                       f"({MAX_SOCKET_PATH} bytes)")
     if kind in (CharType.TCP, CharType.UNIX) and spec.reconnect and not \
             spec.reconnect_timeout:
         v.refuse(dev, "<reconnect enabled='yes'> needs a timeout above 0")
+
+
+def host_end_problems(dev) -> list[str]:
+    """What a host end lacks on this host (a host check: ``validate/host.py``, not
+    translation): the device, the pipe, the socket to connect to, TLS certificates."""
+    spec = chr_spec(dev)
+    kind, path = spec.type, spec.path
+    out = []
+    if kind == CharType.DEV and path and not os.path.exists(path):
+        out.append(f"host device {path} does not exist")
+    if kind == CharType.PIPE and path and not (
+            os.path.exists(path) or (os.path.exists(path + ".in")
+                                     and os.path.exists(path + ".out"))):
+        out.append(f"pipe {path} does not exist (QEMU opens {path} or {path}.in and "
+                   f"{path}.out; make them with mkfifo)")
+    if kind == CharType.UNIX and path and not spec.listen and spec.reconnect is None \
+            and not os.path.exists(path):
+        out.append(f"socket {path} does not exist (mode='connect' needs a listening peer, "
+                   "or <reconnect>)")
     if kind == CharType.TCP and spec.tls and not any(os.path.isdir(d) for d in TLS_DIRS):
-        v.refuse(dev, f"TLS for a chardev needs certificates in {' or '.join(TLS_DIRS)}, "
-                      "which do not exist on this host")
+        out.append(f"TLS for a chardev needs certificates in {' or '.join(TLS_DIRS)}, which "
+                   "do not exist on this host")
+    return out
+
+
+def host_ends(dom) -> list[tuple[object, str]]:
+    """(device, what) of every host end of this area's devices: serials, parallels,
+    channels, virtio consoles, rng egd backends."""
+    devs = dom.devices
+    out: list[tuple[object, str]] = [(s, "serial") for s in devs.serials]
+    out += [(p, "parallel") for p in devs.parallels]
+    out += [(c, "channel") for c in devs.channels]
+    out += [(c, "console") for c in devs.consoles
+            if c.target_type == ConsoleTargetType.VIRTIO]
+    out += [(r.backend, "rng backend") for r in devs.rngs if r.backend.model == "egd"]
+    return out
+
+
+def host_chardevs(h) -> None:
+    for dev, _what in host_ends(h.dom):
+        for message in host_end_problems(dev):
+            h.refuse(dev, message)
 
 
 def _serial(v: Validation, serial) -> None:

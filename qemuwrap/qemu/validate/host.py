@@ -1,8 +1,10 @@
 """What this host must have for a built command to run (dry-run, validate, start): disk
-images that exist, UNIX socket paths short enough for the kernel, a state directory that
-can hold the guest's sockets.  Kept apart from translation (``build_command`` never looks
-at the host's files), so golden commands stay the same on every machine; the CLI and the
-launcher run these checks, and a problem is one line, not a QEMU failure later."""
+images that exist, the host devices, sockets, bridges and taps the other devices name
+(``validate/devhost.py``), UNIX socket paths short enough for the kernel, a state
+directory that can hold the guest's sockets.  Kept apart from translation
+(``build_command`` never looks at the host's files), so golden commands stay the same on
+every machine; the CLI and the launcher run these checks, and a problem is one line, not
+a QEMU failure later."""
 
 from __future__ import annotations
 
@@ -33,9 +35,10 @@ def _chardev_socket_paths(cmd: Command) -> list[str]:
 
 def check_host(dom: Domain, cmd: Command, state_dir: str) -> list[UnsupportedError]:
     """Every problem this host has with running ``cmd`` (one refusal each)."""
+    from qemuwrap.qemu.validate.devhost import check_host_devices
     from qemuwrap.qemu.validate.disk import check_host_storage
 
-    problems = check_host_storage(dom)
+    problems = check_host_storage(dom) + check_host_devices(dom)
     for path in [*(os.path.join(state_dir, s) for s in STATE_SOCKETS),
                  *_chardev_socket_paths(cmd)]:
         if len(os.fsencode(path)) > MAX_SOCKET_PATH:

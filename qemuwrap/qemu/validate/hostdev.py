@@ -1,6 +1,7 @@
 """Checks of host devices (libvirt's qemuValidateDomainDeviceDefHostdev), and whether
-each one exists on this host: a definition that passes through a device this host
-lacks is refused with the device's name, before QEMU runs."""
+each one exists on this host (a host check, :func:`host_hostdevs`, run by
+``validate/host.py`` beside translation, not in it): a definition that passes through a
+device this host lacks is refused with the device's name, before QEMU runs."""
 
 from __future__ import annotations
 
@@ -20,32 +21,6 @@ if TYPE_CHECKING:
 ISCSI_MODULE = "/usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so"
 
 
-def check_pci(v: Validation, dev, addr: str) -> bool:
-    """Refuse a PCI device this host cannot pass through; True if it can."""
-    if v.require_device("vfio-pci", dev):
-        problem = hostdevices.pci_problem(addr)
-        if problem is None:
-            return True
-        v.refuse(dev, problem)
-    return False
-
-
-def check_usb(v: Validation, dev, src) -> None:
-    if not v.require_device("usb-host", dev):
-        return
-    if getattr(src, "missing", None):
-        return  # libvirt starts without it (a device plugged in later)
-    where = usb_host(src)
-    if where is None:
-        if src.vendor is not None:
-            v.refuse(dev, f"host USB device {src.vendor.id:04x}:{src.product.id:04x} is not "
-                          "present")
-        return
-    node = hostdevices.usb_node(*where)
-    if not os.path.exists(node):
-        v.refuse(dev, f"host USB device {node} does not exist")
-
-
 def check_scsi(v: Validation, dev: Hostdev) -> None:
     src = dev.source
     assert src is not None
@@ -54,12 +29,11 @@ def check_scsi(v: Validation, dev: Hostdev) -> None:
         if src.auth is not None:
             v.refuse(src.auth, "iSCSI <auth> needs libvirt's secret store, which qemuwrap "
                                "does not have")
-        if not os.path.exists(ISCSI_MODULE):
-            v.refuse(dev, "this QEMU has no iSCSI block driver (Debian package "
-                          "qemu-block-extra)")
         return
     addr = src.address
     assert src.adapter is not None and addr is not None
+    # The /dev/sg node is part of the command (libvirt too looks it up when it builds
+    # one): without it there is nothing to translate to.
     if hostdevices.scsi_generic(src.adapter.name, addr.bus or 0, addr.target or 0,
                                 addr.unit or 0) is None:
         v.refuse(dev, f"host SCSI device {src.adapter.name} {addr.bus}:{addr.target}:"
@@ -82,17 +56,14 @@ def check_hostdev(v: Validation, dev: Hostdev) -> None:
         if src.writeFiltering is not None:
             v.refuse(src, "write filtering of PCI configuration space is not supported by "
                           "QEMU")
-        if not isinstance(dev.address, UnassignedAddress) and src.address is not None:
-            check_pci(v, dev, src.address.pci)
+        if not isinstance(dev.address, UnassignedAddress):
+            v.require_device("vfio-pci", dev)
     elif kind == HostdevType.USB:
-        check_usb(v, dev, src)
+        v.require_device("usb-host", dev)
     elif kind == HostdevType.SCSI:
         check_scsi(v, dev)
     elif kind == HostdevType.SCSI_HOST:
-        if v.require_device(model_device(dev), dev) and \
-                not os.path.exists(os.path.join(hostdevices.DEV, "vhost-scsi")):
-            v.refuse(dev, f"{hostdevices.DEV}/vhost-scsi does not exist on this host "
-                          "(modprobe vhost_scsi)")
+        v.require_device(model_device(dev), dev)
     elif kind == HostdevType.MDEV:
         if dev.model not in MODEL_DEVICES:
             v.refuse(dev, f"mediated device model '{dev.model}' is not supported for x86 "
@@ -100,29 +71,85 @@ def check_hostdev(v: Validation, dev: Hostdev) -> None:
             return
         if dev.display and not v.dom.devices.graphics:
             v.refuse(dev, "display='on' needs a <graphics> device")
-        if v.require_device("vfio-pci", dev):
-            assert src.address is not None and src.address.uuid is not None
-            path = hostdevices.mdev_path(src.address.uuid)
-            if not os.path.exists(path):
-                v.refuse(dev, f"mediated device {src.address.uuid} does not exist "
-                              f"({path})")
+        v.require_device("vfio-pci", dev)
 
 
 def check_hostdevs(v: Validation) -> None:
     for nic in v.dom.devices.interfaces:
         if nic.type != InterfaceType.HOSTDEV:
             continue
-        src = nic.source
         if nic.hostdev_type == HostdevType.USB:
-            check_usb(v, nic, src)
-        elif src is not None and src.host_address is not None and \
-                check_pci(v, nic, src.host_address.pci):
+            v.require_device("usb-host", nic)
+        elif v.require_device("vfio-pci", nic):
             # libvirt sets the VF's MAC (and VLAN, port profile) through its PF first.
+            src = nic.source
+            where = f" {src.host_address.pci}" if src is not None and \
+                src.host_address is not None else ""
             v.refuse(nic, f"interface type 'hostdev' is not supported: qemuwrap does not set "
-                          f"the MAC address {nic.mac} of host network device "
-                          f"{src.host_address.pci} (libvirt does it through its PF)")
+                          f"the MAC address {nic.mac} of host network device{where} "
+                          "(libvirt does it through its PF)")
     for dev in v.dom.devices.hostdevs:
         check_hostdev(v, dev)
 
 
 CHECKS = [check_hostdevs]
+
+
+# --------------------------------------------------------------------------- this host
+def usb_problem(src) -> str | None:
+    """Why the host USB device of ``src`` is not there (None: it is, or it may be
+    missing: ``<source missing='yes'>``, which libvirt starts without)."""
+    if getattr(src, "missing", None):
+        return None
+    where = usb_host(src)
+    if where is None:
+        if src.vendor is not None and src.product is not None:
+            return f"host USB device {src.vendor.id:04x}:{src.product.id:04x} is not present"
+        return None
+    node = hostdevices.usb_node(*where)
+    return None if os.path.exists(node) else f"host USB device {node} does not exist"
+
+
+def host_problem(dev: Hostdev) -> str | None:
+    """Why this host cannot give ``dev`` to a guest (None: it can)."""
+    src = dev.source
+    if src is None or dev.mode == HostdevMode.CAPABILITIES:
+        return None
+    kind = dev.type
+    if kind == HostdevType.PCI:
+        if isinstance(dev.address, UnassignedAddress) or src.address is None:
+            return None
+        return hostdevices.pci_problem(src.address.pci)
+    if kind == HostdevType.USB:
+        return usb_problem(src)
+    if kind == HostdevType.SCSI and src.protocol == "iscsi":
+        if not os.path.exists(ISCSI_MODULE):
+            return "this QEMU has no iSCSI block driver (Debian package qemu-block-extra)"
+    if kind == HostdevType.SCSI_HOST and \
+            not os.path.exists(os.path.join(hostdevices.DEV, "vhost-scsi")):
+        return f"{hostdevices.DEV}/vhost-scsi does not exist on this host (modprobe " \
+               "vhost_scsi)"
+    if kind == HostdevType.MDEV and src.address is not None and src.address.uuid:
+        path = hostdevices.mdev_path(src.address.uuid)
+        if not os.path.exists(path):
+            return f"mediated device {src.address.uuid} does not exist ({path})"
+    return None
+
+
+def host_hostdevs(h) -> None:
+    """What the host devices (and ``<interface type='hostdev'>``) lack on this host."""
+    for nic in h.dom.devices.interfaces:
+        if nic.type != InterfaceType.HOSTDEV or nic.source is None:
+            continue
+        if nic.hostdev_type == HostdevType.USB:
+            problem = usb_problem(nic.source)
+        elif nic.source.host_address is not None:
+            problem = hostdevices.pci_problem(nic.source.host_address.pci)
+        else:
+            problem = None
+        if problem:
+            h.refuse(nic, problem)
+    for dev in h.dom.devices.hostdevs:
+        problem = host_problem(dev)
+        if problem:
+            h.refuse(dev, problem)

@@ -128,8 +128,6 @@ def check_vsock(v: Validation) -> None:
     if vsock.guest_cid is None:
         v.refuse(vsock, "<vsock> needs <cid address=N/> (3 or more): qemuwrap does not pick "
                         "a free guest CID")
-    if not os.path.exists(VHOST_VSOCK):
-        v.refuse(vsock, f"{VHOST_VSOCK} does not exist on this host (modprobe vhost_vsock)")
 
 
 def check_shmems(v: Validation) -> None:
@@ -142,12 +140,22 @@ def check_shmems(v: Validation) -> None:
         v.require_device(str(model), shmem)
         if shmem.server is not None:
             path = shmem.server_path
-            if not os.path.exists(path):
-                v.refuse(shmem.server, f"ivshmem server socket {path} does not exist (start "
-                                       "ivshmem-server first)")
-            elif len(path.encode()) > 107:
+            if len(path.encode()) > 107:
                 v.refuse(shmem.server, f"socket path {path} is longer than a UNIX socket "
                                        "allows")
+
+
+def host_misc(h) -> None:
+    """What vsock and an ivshmem server need from this host (a host check:
+    ``validate/host.py``, not translation)."""
+    devs = h.dom.devices
+    if devs.vsock is not None and not os.path.exists(VHOST_VSOCK):
+        h.refuse(devs.vsock, f"{VHOST_VSOCK} does not exist on this host (modprobe "
+                             "vhost_vsock)")
+    for shmem in devs.shmems:
+        if shmem.server is not None and not os.path.exists(shmem.server_path):
+            h.refuse(shmem.server, f"ivshmem server socket {shmem.server_path} does not "
+                                   "exist (start ivshmem-server first)")
 
 
 CHECKS = [check_rngs, check_watchdogs, check_panics, check_memballoon, check_iommu,

@@ -79,13 +79,6 @@ def check_tap(v: Validation, nic: Interface) -> None:
         if src.portgroup is not None:
             v.refuse(src, "<source portgroup> is not supported: qemuwrap's networks have no "
                           "port groups")
-    if nic.type == InterfaceType.BRIDGE and src is not None and src.bridge and \
-            not os.path.isdir(f"/sys/class/net/{src.bridge}/bridge"):
-        v.refuse(src, f"bridge '{src.bridge}' does not exist on this host")
-    if nic.target is not None and nic.target.managed is False and \
-            not os.path.exists(f"/sys/class/net/{nic.target.dev}"):
-        v.refuse(nic.target, f"tap '{nic.target.dev}' (managed='no') does not exist: create "
-                             f"it first (ip tuntap add {nic.target.dev} mode tap)")
     if src is not None and (src.ips or src.routes):
         v.refuse(src, "host-side <ip>/<route> are not supported: qemuwrap sets no address "
                       "or route on the tap")
@@ -99,24 +92,14 @@ def check_types(v: Validation, nic: Interface) -> None:
     if kind in (InterfaceType.INTERNAL, InterfaceType.VDS, InterfaceType.NULL):
         v.refuse(nic, f"interface type '{kind}' is not supported by QEMU")
     elif kind == InterfaceType.DIRECT:
-        dev = src.dev if src is not None else None
-        if dev and not os.path.exists(f"/sys/class/net/{dev}"):
-            v.refuse(nic, f"host interface '{dev}' for type='direct' does not exist")
-        else:
-            v.refuse(nic, "interface type 'direct' (macvtap) is not supported: QEMU needs the "
-                          "macvtap's file descriptor, which qemuwrap does not pass")
+        v.refuse(nic, "interface type 'direct' (macvtap) is not supported: QEMU needs the "
+                      "macvtap's file descriptor, which qemuwrap does not pass")
     elif kind == InterfaceType.VDPA:
         if nic.model != NICModel.VIRTIO:
             v.refuse(nic, f"a vdpa interface needs model 'virtio', not '{nic.model_name}'")
-        if src is not None and src.dev and not os.path.exists(src.dev):
-            v.refuse(src, f"vDPA device {src.dev} does not exist on this host")
     elif kind == InterfaceType.VHOSTUSER:
         if nic.model not in VIRTIO_MODELS:
             v.refuse(nic, "a vhostuser interface needs a virtio model")
-        if src is not None and src.path and src.mode == "client" and \
-                not os.path.exists(src.path):
-            v.refuse(src, f"vhost-user socket {src.path} does not exist (mode='client' "
-                          "connects to a running vhost-user backend)")
         if src is not None and src.path and len(src.path.encode()) > 107:
             v.refuse(src, f"socket path {src.path} is longer than a UNIX socket allows")
     elif kind == InterfaceType.USER:
@@ -142,6 +125,32 @@ def _local(address: str) -> bool:
     return True
 
 
+def host_nics(h) -> None:
+    """What the interfaces' host ends lack on this host (a host check:
+    ``validate/host.py``, not translation)."""
+    for nic in h.dom.devices.interfaces:
+        src, kind = nic.source, nic.type
+        if kind in TAP_TYPES and nic.target is not None and nic.target.managed is False \
+                and not os.path.exists(f"/sys/class/net/{nic.target.dev}"):
+            h.refuse(nic.target, f"tap '{nic.target.dev}' (managed='no') does not exist: "
+                                 f"create it first (ip tuntap add {nic.target.dev} mode tap)")
+        if src is None:
+            continue
+        if kind == InterfaceType.BRIDGE and src.bridge and \
+                not os.path.isdir(f"/sys/class/net/{src.bridge}/bridge"):
+            h.refuse(src, f"bridge '{src.bridge}' does not exist on this host")
+        if kind == InterfaceType.VDPA and src.dev and not os.path.exists(src.dev):
+            h.refuse(src, f"vDPA device {src.dev} does not exist on this host")
+        if kind == InterfaceType.VHOSTUSER and src.path and src.mode == "client" and \
+                not os.path.exists(src.path):
+            h.refuse(src, f"vhost-user socket {src.path} does not exist (mode='client' "
+                          "connects to a running vhost-user backend)")
+        bind = src.address if kind == InterfaceType.SERVER else \
+            src.local.address if kind == InterfaceType.UDP and src.local else None
+        if bind and bind != "0.0.0.0" and not _local(bind):
+            h.refuse(src, f"QEMU cannot listen on {bind}: not an address of this host")
+
+
 def check_socket_addresses(v: Validation, nic: Interface) -> None:
     """What QEMU's socket netdev needs: a multicast group, addresses it can bind."""
     import ipaddress
@@ -155,10 +164,6 @@ def check_socket_addresses(v: Validation, nic: Interface) -> None:
         return
     if nic.type == InterfaceType.MCAST and not addr.is_multicast:
         v.refuse(src, f"'{addr}' is not a multicast address (224.0.0.0/4)")
-    bind = src.address if nic.type == InterfaceType.SERVER else \
-        src.local.address if nic.type == InterfaceType.UDP and src.local else None
-    if bind and bind != "0.0.0.0" and not _local(bind):
-        v.refuse(src, f"QEMU cannot listen on {bind}: not an address of this host")
 
 
 def check_user(v: Validation, nic: Interface) -> None:
