@@ -179,7 +179,7 @@ class HostdevSource(Element):
     writeFiltering: bool | None = attr(YES_NO)  # noqa: N815
     missing: bool | None = attr(YES_NO)
     protocol: HostdevProtocol | None = attr(HostdevProtocol)
-    name: str | None = attr(Token(r"[A-Za-z0-9_.:/\-]+", what="iSCSI target"))
+    name: str | None = attr(Token(r"[A-Za-z0-9_.:/,\-]+", what="iSCSI target"))
     wwpn: str | None = attr(Token(r"naa\.[0-9a-fA-F]{16}", what="WWPN"))
     vendor: Vendor | None = child(Vendor)
     product: Product | None = child(Product)
