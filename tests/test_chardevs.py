@@ -199,3 +199,16 @@ def test_qemu_sees_serial_port_models(tmp_path, request):
         qtree = guest.hmp("info qtree")
         for index, base in ((0, "0x3f8"), (1, "0x2f8"), (2, "0x3e8"), (3, "0x2e8")):
             assert f"index = {index}" in qtree and f"iobase = {int(base, 16)}" in qtree
+
+
+def test_serial_ids_follow_the_list_not_the_ports():
+    """libvirt names serial ports by their place among the <serial>s (serial0 may be
+    COM2); the serial console is that port's other name."""
+    d = dom("<serial type='pty'><target port='1'/></serial><serial type='null'><target "
+            "port='0'/></serial><console type='pty'><target type='serial' port='1'/>"
+            "</console>")
+    args = build_checked(d, CAPS, "/run/qemuwrap/c").argv
+    devices = values(args, "-device")
+    assert "isa-serial,chardev=charserial0,id=serial0,index=1" in devices
+    assert "isa-serial,chardev=charserial1,id=serial1,index=0" in devices
+    assert d.devices.consoles[0].alias_name == "serial0"

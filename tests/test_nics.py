@@ -191,3 +191,17 @@ def test_qemu_takes_virtio_net_tuning(tmp_path, request):
         assert prop("rx_queue_size") == 512 and prop("tx_queue_size") == 256
         assert prop("tx") == "bh" and prop("packed") is True
         assert prop("guest_tso4") is False and prop("mrg_rxbuf") is False
+
+
+def test_the_first_nic_takes_network_s_place_in_the_boot_list():
+    """<os><boot dev='network'/> is the first NIC's bootindex (libvirt's
+    qemuProcessPrepareDeviceBootorder); the other NICs get none."""
+    d = loads("<domain type='qemu'><name>n</name><memory unit='MiB'>64</memory><os><type "
+              "arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/><boot dev='network'/>"
+              "</os><devices><interface type='user'><model type='e1000'/></interface>"
+              "<interface type='user'><model type='e1000'/></interface></devices></domain>",
+              random=guid.counting_random)
+    devices = [a.value for a in build_checked(d, CAPS, "/run/qemuwrap/n").args
+               if a.option == "-device" and a.value.startswith("e1000")]
+    assert ",id=net0," in devices[0] and ",bootindex=2," in devices[0]
+    assert "bootindex" not in devices[1]

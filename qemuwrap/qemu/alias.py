@@ -80,16 +80,15 @@ def assign_aliases(dom: Domain) -> None:
         _name(nic, f"hostdev{n}" if nic.type == "hostdev" else f"net{n}")
     for n, card in enumerate(devs.smartcards):
         _name(card, f"smartcard{n}")
-    serial_ports = set()
-    for serial in devs.serials:
-        _name(serial, f"serial{serial.port}")
-        serial_ports.add(serial.port)
+    for n, serial in enumerate(devs.serials):  # by index, not port (qemuAssignDeviceChrAlias)
+        _name(serial, f"serial{n}")
     for n, par in enumerate(devs.parallels):
         _name(par, f"parallel{n}")
     for n, console in enumerate(devs.consoles):
-        # A console that is a serial port's alias names that port (libvirt: serial0).
-        if console.target_type == "serial" and console.port in serial_ports:
-            _name(console, f"serial{console.port}")
+        # The serial console (only the first console can be one) is the first serial
+        # port's other name: libvirt formats it from that serial, alias included.
+        if n == 0 and console.target_type == "serial" and devs.serials:
+            _name(console, devs.serials[0].alias_name or "serial0")
         else:
             _name(console, f"console{n}")
     for n, chan in enumerate(devs.channels):

@@ -20,7 +20,7 @@ from qemuwrap.conf.xmlreader import Node
 from qemuwrap.qemu import hostdevices
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.chardev import usb_address_props
-from qemuwrap.qemu.build.net import acpi_props, rom_props
+from qemuwrap.qemu.build.net import acpi_props, boot_index, rom_props
 from qemuwrap.qemu.build.props import exact_opts, on_off
 
 #: usb-host's reset properties for each guestReset (qemuBuildUSBHostdevDevProps).
@@ -40,8 +40,9 @@ def model_device(dev: Hostdev) -> str:
     return MODEL_DEVICES[dev.model or HostdevModel.VIRTIO]
 
 
-
-def _boot(dev: Hostdev | Interface) -> int | None:
+def _boot(ctx: BuildContext, dev: Hostdev | Interface) -> int | None:
+    if isinstance(dev, Interface):
+        return boot_index(ctx.dom, dev)  # the first NIC's place in <os><boot dev>
     return dev.boot.order if dev.boot is not None else None
 
 
@@ -52,7 +53,7 @@ def pci_device(ctx: BuildContext, dev: Hostdev | Interface, src: Any,
     failover = teaming.persistent if teaming is not None and \
         teaming.type == "transient" else None
     return exact_opts("vfio-pci", [
-        ("host", addr.pci), ("id", dev.alias_name), ("bootindex", _boot(dev)),
+        ("host", addr.pci), ("id", dev.alias_name), ("bootindex", _boot(ctx, dev)),
         ("failover_pair_id", failover), *ctx.pci_props(dev).items(), *acpi_props(dev),
         *rom_props(dev)])
 
@@ -79,7 +80,7 @@ def usb_device(ctx: BuildContext, dev: Hostdev | Interface, src: HostdevSource |
         ids = [("vendorid", f"{src.vendor.id:#06x}"), ("productid", f"{src.product.id:#06x}")]
     return exact_opts("usb-host", [
         ("hostdevice", hostdevices.usb_node(*where) if where else None), *ids,
-        ("id", dev.alias_name), ("bootindex", _boot(dev)),
+        ("id", dev.alias_name), ("bootindex", _boot(ctx, dev)),
         ("guest-reset", reset[0]), ("guest-resets-all", reset[1]),
         *usb_address_props(ctx, dev)])
 
@@ -106,7 +107,7 @@ def scsi_options(ctx: BuildContext, dev: Hostdev) -> tuple[str, str]:
         blockdev = exact_opts("host_device", [("filename", sg), ("node-name", node),
                                               ("read-only", readonly)])
     props: list[tuple[str, Any]] = [("drive", node), ("id", dev.alias_name),
-                                    ("bootindex", _boot(dev))]
+                                    ("bootindex", _boot(ctx, dev))]
     daddr = dev.address
     if daddr is not None and daddr.VARIANT == "drive":
         props += [("bus", f"scsi{daddr.controller}.0"),  # type: ignore[attr-defined]
@@ -123,7 +124,7 @@ def mdev_device(ctx: BuildContext, dev: Hostdev) -> str:
     return exact_opts(driver, [
         ("id", dev.alias_name), ("sysfsdev", hostdevices.mdev_path(src.address.uuid)),
         ("display", on_off(dev.display)), ("ramfb", "on" if dev.ramfb else None),
-        ("bootindex", _boot(dev)), *ctx.pci_props(dev).items(), *acpi_props(dev)])
+        ("bootindex", _boot(ctx, dev)), *ctx.pci_props(dev).items(), *acpi_props(dev)])
 
 
 def vhost_scsi_device(ctx: BuildContext, dev: Hostdev) -> str:

@@ -177,13 +177,27 @@ def virtio_net_props(nic: Interface) -> list[tuple[str, Any]]:
     return props
 
 
+def boot_index(dom, nic: Interface) -> int | None:
+    """A NIC's bootindex: its ``<boot order>``, or for the first NIC where ``<os><boot
+    dev='network'>`` stands in the boot list (libvirt's qemuProcessPrepareDeviceBootorder;
+    a first NIC of type hostdev passes it to its host device)."""
+    if nic.boot is not None:
+        return nic.boot.order
+    nets = dom.devices.interfaces
+    if nets and nets[0] is nic:
+        order = list(dom.os.boot)
+        if "network" in order:
+            return order.index("network") + 1
+    return None
+
+
 def nic_device_options(ctx: BuildContext, nic: Interface) -> str:
     """``-device`` of a NIC (qemuBuildNicDevProps)."""
     device = nic_device(nic)
     assert device is not None
     props = virtio_net_props(nic) if nic.model in VIRTIO_MODELS else []
     props += [("netdev", netdev_id(nic)), ("id", nic.alias_name), ("mac", nic.mac),
-              ("bootindex", nic.boot.order if nic.boot is not None else None)]
+              ("bootindex", boot_index(ctx.dom, nic))]
     if nic.model == NICModel.USB_NET:
         props += usb_address_props(ctx, nic)
     else:
