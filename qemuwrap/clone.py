@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable, Collection
+from typing import TypeVar
 
 from qemuwrap.conf import guid
 from qemuwrap.conf.domain import Domain, load
@@ -25,6 +27,8 @@ from qemuwrap.errors import QemuwrapError
 from qemuwrap.record import Factory, Record
 from qemuwrap.runtime.guestdir import GuestBusyError, GuestDir, all_guests
 from qemuwrap.statedir import check_name
+
+T = TypeVar("T")
 
 #: How often a random value that collides with one in use is drawn again.
 _DRAWS = 16
@@ -202,7 +206,7 @@ def _plan_disks(dom: Domain, new_name: str, copy: bool) -> list[ClonedDisk]:
     return plan
 
 
-def _fresh(draw, avoid) -> object:
+def _fresh(draw: Callable[[], T], avoid: Collection[object]) -> T:
     """A value from ``draw()`` not in ``avoid``: a clone must not share an identity."""
     for _ in range(_DRAWS):
         value = draw()
@@ -228,7 +232,7 @@ def _new_identity(dom: Domain, new_name: str, random, result: CloneResult,
     if nics:
         old = [nic.mac for nic in nics]
 
-        def draw():
+        def draw() -> tuple[str, ...] | None:
             raw = random(3 * len(nics))
             macs = tuple("52:54:00:" + ":".join(f"{b:02x}" for b in raw[i:i + 3])
                          for i in range(0, len(raw), 3))
@@ -236,6 +240,7 @@ def _new_identity(dom: Domain, new_name: str, random, result: CloneResult,
             return macs if unique else None
 
         new = _fresh(draw, {None})
+        assert new is not None  # _fresh never returns what it avoids
         for nic, mac in zip(nics, new, strict=True):
             nic.mac = mac
         result.macs = list(zip(old, new, strict=True))

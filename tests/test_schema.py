@@ -111,7 +111,7 @@ DOMAIN_LEVEL_VALID = {
     "resource": dom("<resource><partition>/machine</partition><fibrechannel "
                     "appid='app 1'/></resource>"),
     "sysinfo": dom("<sysinfo type='smbios'><bios><entry name='vendor'>v, x</entry>"
-                   "<entry name='date'>d</entry></bios><system><entry name='family'>f"
+                   "<entry name='date'>01/02/2023</entry></bios><system><entry name='family'>f"
                    "</entry></system><baseBoard><entry name='location'>l</entry>"
                    "</baseBoard><baseBoard><entry name='asset'>a</entry></baseBoard>"
                    "<chassis><entry name='sku'>s</entry></chassis><oemStrings><entry>o1"

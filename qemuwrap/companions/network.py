@@ -593,12 +593,12 @@ def create_tap(name: str, *, multi_queue: bool = False, vnet_hdr: bool = True,
     ifreq = struct.pack("16sH22x", name.encode("ascii"), flags)  # struct ifreq: 40 bytes
     fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
     try:
-        fcntl.ioctl(fd, TUNSETIFF, ifreq)  # type: ignore[arg-type]
+        fcntl.ioctl(fd, TUNSETIFF, ifreq)
         if owner is not None:
-            fcntl.ioctl(fd, TUNSETOWNER, owner)  # type: ignore[arg-type]
+            fcntl.ioctl(fd, TUNSETOWNER, owner)
         if group is not None:
-            fcntl.ioctl(fd, TUNSETGROUP, group)  # type: ignore[arg-type]
-        fcntl.ioctl(fd, TUNSETPERSIST, 1)  # type: ignore[arg-type]
+            fcntl.ioctl(fd, TUNSETGROUP, group)
+        fcntl.ioctl(fd, TUNSETPERSIST, 1)
     finally:
         os.close(fd)
 

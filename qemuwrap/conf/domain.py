@@ -311,6 +311,14 @@ class Domain(Element):
             raise _at(self.node_of("name"), self, "name can't contain newlines")
         if self.title is not None and "\n" in self.title:
             raise _at(self.node_of("title"), self, "title can't contain newlines")
+        models: set[str | None] = set()
+        for label in self.seclabels:  # libvirt's virSecurityLabelDefsParseXML
+            if len(self.seclabels) > 1 and label.model is None:
+                ctx.record(label.error("missing security model when using multiple labels"))
+            elif label.model in models:
+                ctx.record(label.error(f"seclabel for model {label.model} is already "
+                                       "provided"))
+            models.add(label.model)
         if not self.memory_kib and self.numa is None:
             raise self.error("Memory size must be specified via <memory> or in the <numa> "
                              "configuration")

@@ -47,7 +47,9 @@ def _focused_schema(tag: str):
         names = [d.get("name") for d in grammar.iterfind(f"{_RNG}define")
                  if len(d) == 1 and d[0].tag == f"{_RNG}element" and d[0].get("name") == tag]
         if len(names) == 1:
-            grammar.find(f"{_RNG}start")[0].set("name", names[0])
+            start = grammar.find(f"{_RNG}start")
+            assert start is not None and names[0] is not None  # the generated schema's shape
+            start[0].set("name", names[0])
             _focused[tag] = etree.RelaxNG(grammar)
         else:
             _focused[tag] = None

@@ -4,6 +4,7 @@ fw_cfg entries (type='fwcfg')."""
 from __future__ import annotations
 
 import enum
+import re
 
 from qemuwrap.conf.xmlmodel import (
     Element,
@@ -60,10 +61,19 @@ class ChassisEntryName(enum.StrEnum):
 VALUE = Str(strip=False)
 
 
+#: SMBIOS 2.3's BIOS release date: mm/dd/yy or mm/dd/yyyy (libvirt checks it so).
+_BIOS_DATE = re.compile(r"(0[1-9]|1[0-2])/(0[1-9]|[12][0-9]|3[01])/([0-9]{2}|[0-9]{4})")
+
+
 class BiosEntry(Element):
     TAG = "entry"
     name: BiosEntryName = attr(BiosEntryName, required=True)
     value: str = text(VALUE, required=True)
+
+    def check(self, ctx: ParseContext) -> None:
+        """libvirt's rule for the BIOS date: mm/dd/yy or mm/dd/yyyy (SMBIOS)."""
+        if self.name == BiosEntryName.DATE and not _BIOS_DATE.fullmatch(self.value):
+            raise self.error("Invalid BIOS 'date' format")
 
 
 class SystemEntry(Element):

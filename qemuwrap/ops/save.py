@@ -205,7 +205,7 @@ def restore(path: str, opts, xml: str | None = None) -> dict:
             # The stored definition, as saved: the new genid lives in the state
             # directory only (there is no file of ours to write it to).
             dom = saved_definition(save)
-            record = start(None, opts, restore=restore, dom=dom)  # type: ignore[arg-type]
+            record = start(None, opts, restore=restore, dom=dom)
     finally:
         save.close()
     return record

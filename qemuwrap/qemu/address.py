@@ -199,7 +199,7 @@ class PCIPass:
                                         f"must be 0000:00:01.{fn}")
             else:
                 ctrl.address = PCIAddress(slot=1, function=fn)
-            self.reserve(ctrl, ctrl.address, flags)  # type: ignore[arg-type]
+            self.reserve(ctrl, ctrl.address, flags)
         self.chipset_functions(1, (0, 3), flags, "PIIX3's ISA bridge and ACPI")
         self.primary_video(2, flags)
 

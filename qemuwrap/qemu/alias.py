@@ -47,7 +47,10 @@ def controller_alias(ctrl: Controller, q35: bool = False) -> str:
     return f"{ctrl.type}{ctrl.index}"
 
 
-def disk_alias(disk: Disk) -> str | None:
+def disk_alias(disk: Disk, scsi_models: dict[int, ControllerModel | None]) -> str | None:
+    """qemuAssignDeviceDiskAlias: a drive address names the disk, with the target
+    for every SCSI controller but the LSI one (``scsi0-0-0`` on lsilogic,
+    ``scsi0-0-0-0`` on virtio-scsi)."""
     addr = disk.address
     if disk.bus == DiskBus.VIRTIO:
         return f"virtio-disk{disk.index}"
@@ -56,7 +59,8 @@ def disk_alias(disk: Disk) -> str | None:
     prefix = _DISK_PREFIX.get(disk.bus)
     if prefix is None or not isinstance(addr, DriveAddress):
         return None
-    if disk.bus == DiskBus.SCSI and addr.target:
+    if disk.bus == DiskBus.SCSI \
+            and scsi_models.get(addr.controller) != ControllerModel.LSILOGIC:
         return f"{prefix}{addr.controller}-{addr.bus}-{addr.target}-{addr.unit}"
     return f"{prefix}{addr.controller}-{addr.bus}-{addr.unit}"
 
@@ -70,8 +74,10 @@ def assign_aliases(dom: Domain) -> None:
             ctrl.alias = Alias(name=controller_alias(ctrl, q35))
         else:
             _name(ctrl, controller_alias(ctrl, q35))
+    scsi_models = {c.index: c.model for c in devs.controllers
+                   if c.type == ControllerType.SCSI}
     for disk in devs.disks:
-        alias = disk_alias(disk)
+        alias = disk_alias(disk, scsi_models)
         if alias is not None:
             _name(disk, alias)
     for n, dev in enumerate(devs.filesystems):

@@ -119,8 +119,8 @@ class Command(Record):
     """Environment and argv of one QEMU process."""
 
     binary: str
-    env: dict[str, str] = Factory(dict)  # type: ignore[assignment]
-    args: list[Arg] = Factory(list)  # type: ignore[assignment]
+    env: dict[str, str] = Factory(dict)
+    args: list[Arg] = Factory(list)
 
     def add(self, option: str, value: str | None = None, source: Node | None = None,
             why: str | None = None) -> None:

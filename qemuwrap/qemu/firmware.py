@@ -352,17 +352,32 @@ def fill_domain(dom, machine: str) -> None:
         LoaderType,
         Nvram,
     )
+    from qemuwrap.qemu.validate import refusal
 
     os_el = dom.os
     loader = os_el.loader
     smm_el = dom.features.smm if dom.features is not None else None
+    if os_el.firmware is not None and (loader is None or loader.path is None):
+        # libvirt's refusals around autoselection (qemuFirmwareFillDomain)
+        if loader is not None and loader.secure is False:
+            raise refusal(loader, "loader attribute 'secure' cannot be specified when "
+                                  "firmware autoselection is enabled")
+        if os_el.firmware != FirmwareKind.EFI or (loader is not None and loader.stateless):
+            # No descriptor here offers a BIOS or a stateless (combined code+vars) EFI.
+            try:
+                select("bios" if os_el.firmware != FirmwareKind.EFI else "uefi-stateless",
+                       os_el.arch, machine)
+            except FirmwareError:
+                raise refusal(os_el, "Unable to find any firmware to satisfy "
+                                     f"'{os_el.firmware}'") from None
+            raise refusal(os_el, f"firmware autoselection of '{os_el.firmware}' "
+                                 f"{'(stateless) ' if loader is not None else ''}is not "
+                                 "supported by qemuwrap")
     if os_el.firmware == FirmwareKind.EFI and (loader is None or loader.path is None):
         wishes = os_el.firmware_el
         try:
             fw = _select_for(os_el, machine, wishes, loader, smm_el)
         except FirmwareError as exc:
-            from qemuwrap.qemu.validate import refusal
-
             raise refusal(os_el, str(exc)) from None
         os_el.loader = Loader(
 readonly=True, type=LoaderType(fw.loader_type),

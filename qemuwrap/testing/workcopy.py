@@ -140,7 +140,8 @@ def _rewrite_disk(disk: etree._Element, scratch: _Scratch, copy: WorkCopy) -> No
         return
     if kind == "block":
         disk.set("type", "file")
-    fmt = (disk.find("driver").get("type") if disk.find("driver") is not None else None)
+    driver = disk.find("driver")
+    fmt = driver.get("type") if driver is not None else None
     source = disk.find("source")
     if source is not None:
         _replace_disk_source(source, kind, fmt, device, scratch, copy)

@@ -43,10 +43,8 @@ class ShmemModelEl(Element):
 
 def _unit_bytes(unit: str) -> int | None:
     """Bytes in a libvirt memory unit (the domain model's table)."""
-    try:
-        from qemuwrap.conf.memory import memory_unit_bytes  # type: ignore[import-not-found]
-    except ImportError:
-        from qemuwrap.conf.domain import memory_unit_bytes
+    from qemuwrap.conf.memory import memory_unit_bytes
+
     return memory_unit_bytes(unit)
 
 

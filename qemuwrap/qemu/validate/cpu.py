@@ -61,6 +61,9 @@ def check_cpu(v: Validation) -> None:
     if mode == CPUMode.HOST_PASSTHROUGH and dom.type == "kvm" and \
             "kvm" not in v.caps.accelerators:
         v.refuse(cpu, "CPU mode 'host-passthrough' needs KVM")
+    if mode == CPUMode.HOST_PASSTHROUGH and dom.type == "qemu":  # libvirt's words
+        v.refuse(cpu, f"CPU mode 'host-passthrough' for {dom.os.arch} qemu domain is not "
+                      "supported by hypervisor (use mode='maximum' under TCG)")
 
 
 def check_numa(v: Validation) -> None:
