@@ -90,6 +90,10 @@ def cmd_dry_run(args) -> int:
             where = (f"line {c.source.line}: <{c.source.name}>" if c.source is not None
                      else "qemuwrap")
             print(f"# companion {c.kind} ({c.device})  # {where}: {c.why}")
+        from qemuwrap.qemu import afterstart
+
+        for line in afterstart.describe(afterstart.plan(dom)):  # what the supervisor sets
+            print(line)
     else:
         sys.stdout.write(cmd.to_args())
     return 0

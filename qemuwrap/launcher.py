@@ -128,6 +128,7 @@ def run(path: str | None, opts: Options, *, background: bool = False,
         from qemuwrap.supervisor import Guest, Plan
 
         marker = ("restore" if restore else f"revert to {loadvm}" if loadvm else "start")
+        from qemuwrap.qemu import afterstart
         from qemuwrap.qemu.build import Paths
         from qemuwrap.qemu.companions import plan as plan_companions
         from qemuwrap.runtime.companions import from_specs
@@ -138,7 +139,7 @@ def run(path: str | None, opts: Options, *, background: bool = False,
                     source=os.path.abspath(path) if path else None,
                     incoming_fd=restore.save.fd if restore else None, writeback=writeback,
                     previous_genid=previous if new_genid else None, marker=marker,
-                    companions=companions)
+                    companions=companions, after_start=afterstart.plan(dom))
         debug(f"QEMU: {' '.join(cmd.argv)}")
         conf = {"plan": plan.to_json(), "name": dom.name, "state_dir": opts.state_dir,
                 "guest_dir": gdir.path, "lock_fd": gdir.lock_fd,

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from qemuwrap import process
 from qemuwrap.errors import QemuwrapError, printable
-from qemuwrap.runtime import control, migrate, policy
+from qemuwrap.runtime import afterstart, control, migrate, policy
 from qemuwrap.runtime.companions import Companion, Planned, from_specs
 from qemuwrap.runtime.guestdir import GuestDir
 from qemuwrap.runtime.loop import Loop, Timer
@@ -100,12 +100,15 @@ class Plan:
 
     ``writeback``: for a restore or revert, the definition file's new bytes (with the new
     genid) to store once QEMU has loaded the state, if the file still holds ``old``.
+    ``after_start``: the pinning and QMP commands applied before the guest runs
+    (``qemu/afterstart.py`` makes it, ``runtime/afterstart.py`` applies it).
     """
 
     def __init__(self, guest: Guest, cmd: Exe, *, restart_cmd: Exe | None = None,
                  source: str | None = None, incoming_fd: int | None = None,
                  writeback: dict | None = None, previous_genid: str | None = None,
-                 companions: list[Companion] | None = None, marker: str = "start"):
+                 companions: list[Companion] | None = None, marker: str = "start",
+                 after_start: dict | None = None):
         self.guest = guest
         self.cmd = cmd
         # A restore or revert starts once from saved state; a restart boots afresh.
@@ -116,12 +119,14 @@ class Plan:
         self.previous_genid = previous_genid
         self.companions = companions or []
         self.marker = marker
+        self.after_start = after_start
 
     def to_json(self) -> dict:
         return {"guest": vars(self.guest), "cmd": vars(self.cmd),
                 "restart_cmd": vars(self.restart_cmd), "source": self.source,
                 "incoming_fd": self.incoming_fd, "writeback": self.writeback,
                 "previous_genid": self.previous_genid, "marker": self.marker,
+                "after_start": self.after_start,
                 "companions": [c.spec for c in self.companions
                                if isinstance(c, Planned)]}
 
@@ -136,7 +141,8 @@ class Plan:
         return cls(guest, Exe(**raw["cmd"]), restart_cmd=Exe(**raw["restart_cmd"]),
                    source=raw["source"], incoming_fd=raw["incoming_fd"],
                    writeback=raw["writeback"], previous_genid=raw["previous_genid"],
-                   companions=from_specs(raw.get("companions", [])), marker=raw["marker"])
+                   companions=from_specs(raw.get("companions", [])), marker=raw["marker"],
+                   after_start=raw.get("after_start"))
 
 
 class Supervisor:
@@ -205,6 +211,7 @@ class Supervisor:
             raise LaunchError(exc.message, exitcode=exc.exitcode, argv=exc.argv,
                               output=exc.output) from None
         try:
+            self._after_start()
             if incoming_fd is not None:
                 self._load_state(incoming_fd)
             self._check_genid()
@@ -242,6 +249,15 @@ class Supervisor:
                 from None
         self.log(f"running, QEMU pid {self.machine.pid}, genid "
                  f"{self.dom.genid_str or 'none'}")
+
+    def _after_start(self) -> None:
+        """The definition's pinning and QMP settings, before the guest runs (and before
+        a restore's state loads, as libvirt does)."""
+        assert self.machine is not None
+        try:
+            afterstart.run(self.machine, self.plan.after_start, self.log)
+        except afterstart.AfterStartError as exc:
+            raise LaunchError(str(exc)) from None
 
     def _after_failed_launch(self) -> None:
         """Runtime files go; the logs (qemu.log, supervisor.log) stay."""

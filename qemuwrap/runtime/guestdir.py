@@ -162,11 +162,13 @@ class GuestDir:
         """Open log ``name`` for appending (rotated first if it grew too large), with a
         start marker line."""
         self.rotate(name)
-        fd = self.open(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        fd = self.open(name, os.O_RDWR | os.O_CREAT | os.O_APPEND)  # read: its last byte
         if marker:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             try:
-                os.write(fd, f"---- {stamp} {marker} ----\n".encode())
+                size = os.fstat(fd).st_size  # a line cut short by the last run ends here
+                lead = "\n" if size and os.pread(fd, 1, size - 1) != b"\n" else ""
+                os.write(fd, f"{lead}---- {stamp} {marker} ----\n".encode())
             except OSError:
                 os.close(fd)
                 raise

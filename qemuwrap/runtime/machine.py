@@ -12,6 +12,7 @@ a launch that fails leaves no QEMU and no companion running.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -73,6 +74,18 @@ def tail(path: str, lines: int = 3) -> str:
     return " | ".join(rows[-lines:])
 
 
+def chardev_logs(argv: Sequence[str], directory: str) -> list[str]:
+    """The names of the files in ``directory`` that QEMU's command line has it log
+    character devices to (``logfile=PATH``, commas doubled as QEMU escapes them)."""
+    out = []
+    for word in argv:
+        for found in re.finditer(r"(?:^|,)logfile=((?:[^,]|,,)*)", word):
+            path = found.group(1).replace(",,", ",")
+            if os.path.dirname(path) == directory and os.path.basename(path) not in out:
+                out.append(os.path.basename(path))
+    return out
+
+
 class Machine:
     """A QEMU process: spawned by us (``launch``) or found running (``attach``)."""
 
@@ -125,10 +138,10 @@ class Machine:
             companion.wait_ready(deadline)
 
     def _launch(self) -> None:
-        # QEMU writes the serial logs itself (its chardev logfile): rotated here by size.
-        for name in os.listdir(self.gdir.dirfd()):
-            if name.startswith("serial") and name.endswith(".log"):
-                self.gdir.rotate(name)
+        # QEMU appends to the serial logs itself (chardev logfile, logappend=on): each is
+        # rotated by size and given this start's marker first, as qemu.log is.
+        for name in chardev_logs(self.cmd.argv, self.gdir.path):
+            os.close(self.gdir.open_log(name, marker=self.marker))
         log = self.gdir.open_log("qemu.log", marker=self.marker)
         # QEMU's sockets and logs: the owner's only (the directory is 0700 as well).
         umask = os.umask(0o077)

@@ -95,8 +95,8 @@ def chardev_value(chr_id: str, spec: ChrSpec, *, parallel: bool = False, wait: b
         props += [("name", "vdagent"), ("clipboard", on_off(spec.clipboard)),
                   ("mouse", mouse)]
     log, append = spec.log_file, spec.log_append
-    if log is None and default_log is not None:
-        log, append = default_log, False
+    if log is None and default_log is not None:  # kept across starts, marked by the supervisor
+        log, append = default_log, True
     if log is not None:
         props += [("logfile", log), ("logappend", on_off(append))]
     return exact_opts(backend, props)
