@@ -106,24 +106,30 @@ def process_threads(pid: int) -> list[int]:
 
 
 def apply(items: Iterable[ThreadTuning]) -> list[str]:
-    """Pin and schedule each thread; the failures (no permission for a real-time
-    policy, CPUs outside what this process may use), one line each.  An emulator
-    thread that ended meanwhile (QEMU's worker threads come and go) is no failure."""
+    """Pin and schedule each thread; the failures (a real-time priority out of the
+    host's range, as libvirt's virProcessSetScheduler says it; no permission; CPUs
+    outside what this process may use), one line each.  An emulator thread that ended
+    meanwhile (QEMU's worker threads come and go) is no failure."""
     problems = []
     for t in items:
         steps = [("pin", t.cpus_from)] if t.cpus is not None else []
         steps += [("schedule", t.scheduler_from)] if t.scheduler is not None else []
         for verb, source in steps:
+            where = f"{source}: " if source else ""
             try:
                 if verb == "pin":
                     os.sched_setaffinity(t.thread_id, t.cpus or ())
-                else:
-                    os.sched_setscheduler(t.thread_id, POLICIES[t.scheduler or ""],
-                                          os.sched_param(t.priority))
+                    continue
+                policy = POLICIES[t.scheduler or ""]
+                low, high = os.sched_get_priority_min(policy), os.sched_get_priority_max(policy)
+                if not low <= t.priority <= high:
+                    problems.append(f"{where}scheduler priority {t.priority} is out of range "
+                                    f"[{low}, {high}]")
+                    continue
+                os.sched_setscheduler(t.thread_id, policy, os.sched_param(t.priority))
             except OSError as exc:
                 if exc.errno == errno.ESRCH and t.role == EMULATOR:
                     break  # ended meanwhile: nothing left to tune
-                where = f"{source}: " if source else ""
                 problems.append(f"{where}cannot {verb} {t.role} (thread {t.thread_id}): "
                                 f"{exc.strerror}")
     return problems
