@@ -234,8 +234,10 @@ def test_serial_logs_are_found_in_qemus_command():
 
 
 # --------------------------------------------------------------------------- real QEMU
-TUNED = ("<vcpu cpuset='0'>2</vcpu><cputune><vcpupin vcpu='1' cpuset='1'/>"
-         "<emulatorpin cpuset='1'/><vcpusched vcpus='0' scheduler='batch'/></cputune>")
+TUNED = ("<vcpu cpuset='0'>2</vcpu><iothreads>2</iothreads><cputune>"
+         "<vcpupin vcpu='1' cpuset='1'/><emulatorpin cpuset='1'/><iothreadpin iothread='2' "
+         "cpuset='1'/><vcpusched vcpus='0' scheduler='batch'/><iothreadsched iothreads='1' "
+         "scheduler='idle'/></cputune>")
 
 
 @pytest.fixture
@@ -275,6 +277,8 @@ def assert_tuned(env: Env, pid: int) -> None:
     got = threads(pid)
     assert got.pop("CPU 0/TCG") == ("0", os.SCHED_BATCH)  # <vcpu cpuset>, <vcpusched>
     assert got.pop("CPU 1/TCG") == ("1", os.SCHED_OTHER)  # <vcpupin>
+    assert got.pop("IO iothread1") == ("0", os.SCHED_IDLE)  # <vcpu cpuset>, <iothreadsched>
+    assert got.pop("IO iothread2") == ("1", os.SCHED_OTHER)  # <iothreadpin>
     assert got.pop("main") == ("1", os.SCHED_OTHER)  # <emulatorpin>
     assert got and all(cpus == "1" for cpus, _ in got.values()), got  # the other threads
     # The vCPU threads are the ones QMP reports.
