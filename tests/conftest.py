@@ -85,12 +85,14 @@ def missing_needs(name: str, suffix: str = "needs") -> str | None:
     """A golden case may depend on host files from an optional package: ``NAME.needs``
     lists what its translation reads (OVMF's firmware descriptors), ``NAME.qemu-needs``
     what QEMU needs to run it (an audio module of qemu-system-gui); one per line, each
-    ``PATH PACKAGE``.  The reason to skip, or None."""
+    ``PATH PACKAGE`` (or ``PATH (WHAT)`` for what no package gives: a SCSI disk).  The
+    reason to skip, or None."""
     needs = XML2ARGV / f"{name}.{suffix}"
     if not needs.exists():
         return None
     for line in needs.read_text().splitlines():
         path, _, package = line.partition(" ")
         if path and not os.path.exists(path):
-            return f"needs {path} (Debian package {package or '?'})"
+            what = package if package.startswith("(") else f"(Debian package {package or '?'})"
+            return f"needs {path} {what}"
     return None

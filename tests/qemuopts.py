@@ -242,7 +242,7 @@ OPTIONS: dict[str, tuple[str, str | None, bool]] = {
     "-smbios": ("qemuopts", "type", False),
 }
 NO_VALUE = frozenset({"-S", "-no-user-config", "-nodefaults", "-no-shutdown",
-                      "-full-screen", "-no-hpet"})
+                      "-full-screen", "-no-hpet", "-no-acpi"})
 _GLOBAL = re.compile(r"([^.=]{1,63})\.([^=]{1,63})=(.*)", re.S)
 
 

@@ -588,3 +588,27 @@ if __name__ == "__main__":
         record()
     else:
         print("usage: python tests/test_differential.py --record", file=sys.stderr)
+
+
+def test_a_disk_is_its_image_under_throttle_filters_and_transient_overlays():
+    """qemuwrap puts I/O limits in a throttle node and lets QEMU make a transient
+    disk's overlay; libvirt does both over QMP after start: the same disk."""
+    throttled = ('json:{"throttle-group": "g0", "driver": "throttle", "file": {"driver": '
+                 '"qcow2", "file": {"driver": "file", "filename": "/s/disk1.qcow2"}}}')
+    assert facts._unfiltered(throttled, "throttle") == ("/s/disk1.qcow2", "qcow2")
+    overlay = ('json:{"backing": {"driver": "qcow2", "file": {"driver": "file", "filename":'
+               ' "/s/disk2.qcow2"}}, "driver": "qcow2", "file": {"driver": "file", '
+               '"filename": "/var/tmp/vl.ABC"}}')
+    assert facts._unfiltered(overlay, "qcow2") == ("/s/disk2.qcow2", "qcow2")
+    assert facts._unfiltered("/s/plain.img", "raw") == ("/s/plain.img", "raw")
+
+
+def test_variable_stores_compare_by_name():
+    assert facts._nvram_name("/tmp/x/lv0/lib/qemu/nvram/f_VARS.fd") == "nvram/f_VARS.fd"
+    assert facts._nvram_name("/tmp/x/0001/d/nvram/f_VARS.fd") == "nvram/f_VARS.fd"
+
+
+def test_a_silenced_audiodev_keeps_numbers_numbers():
+    value = "pa,id=audio1,timer-period=50,in.frequency=44100,in.name=x"
+    assert json.loads(bootargv._silent_audiodev(value)) == {
+        "id": "audio1", "driver": "none", "timer-period": 50, "in": {"frequency": 44100}}

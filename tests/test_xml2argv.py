@@ -1,6 +1,9 @@
 """Golden argv tests (libvirt's qemuxml2argvtest): data/xml2argv/NAME.xml gives NAME.args,
 or NAME.err with the refusals (one line each). NAME.caps, if present, names the capabilities
-file in data/caps to use instead of the default QEMU 7.2 one."""
+file in data/caps to use instead of the default QEMU 7.2 one.  NAME.host-err, beside
+NAME.args, holds what the host check (``qemu/validate/host.py``: dry-run, validate and
+start run it after translation) refuses for a case that names host files no machine has:
+translation is the same on every host, the host check says what this one lacks."""
 
 from __future__ import annotations
 
@@ -61,3 +64,10 @@ def test_xml2argv(name):
     if err.exists():
         pytest.fail(f"expected the refusal in {err.name}, got a command")
     check_golden(args, cmd.to_args())
+    host_err = XML2ARGV / f"{name}.host-err"
+    if host_err.exists():
+        from qemuwrap.qemu.validate.devhost import check_host_devices
+
+        problems = check_host_devices(_dom)
+        assert problems, f"{host_err.name}: the host check refused nothing"
+        check_golden(host_err, "".join(f"{p}\n" for p in problems))

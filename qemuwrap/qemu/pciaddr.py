@@ -12,10 +12,9 @@ decides which controllers to add.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from qemuwrap.conf.devices.address import PCIAddress
 from qemuwrap.conf.devices.controller import PCIModel
+from qemuwrap.record import Factory, Record
 
 
 class Conn:
@@ -92,16 +91,23 @@ class AddressError(Exception):
     """An address that cannot be had; the text is the reason (one line)."""
 
 
-@dataclass
-class Bus:
+def _slots_free() -> list[int]:
+    return [0] * (SLOT_LAST + 1)
+
+
+def _slots_whole() -> list[bool]:
+    return [False] * (SLOT_LAST + 1)
+
+
+class Bus(Record):
     """One PCI bus: what plugs into it, its slots, and each slot's used functions."""
 
     model: PCIModel
     flags: int
     min_slot: int
     max_slot: int
-    functions: list[int] = field(default_factory=lambda: [0] * (SLOT_LAST + 1))
-    aggregate: list[bool] = field(default_factory=lambda: [False] * (SLOT_LAST + 1))
+    functions: list[int] = Factory(_slots_free)
+    aggregate: list[bool] = Factory(_slots_whole)
 
     @classmethod
     def of(cls, model: PCIModel, hotplug: bool = True) -> Bus:

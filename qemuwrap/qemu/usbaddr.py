@@ -6,12 +6,11 @@ devices outnumber the ports.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from qemuwrap.conf.devices.address import Device, USBAddress
 from qemuwrap.conf.devices.controller import Controller, ControllerModel, ControllerType
 from qemuwrap.conf.devices.hub import Hub, HubType
 from qemuwrap.conf.domain import Domain
+from qemuwrap.record import Factory, Record
 
 HUB_PORTS = 8
 MAX_DEPTH = 4
@@ -63,14 +62,13 @@ def _path(addr: USBAddress) -> list[int]:
     return [int(p) for p in addr.port.split(".")] if addr.port else []
 
 
-@dataclass
-class HubPorts:
+class HubPorts(Record):
     """One controller's root hub or one usb-hub: which ports are taken, and the hubs
     plugged into them."""
 
     ports: int
-    taken: set[int] = field(default_factory=set)
-    hubs: dict[int, HubPorts] = field(default_factory=dict)
+    taken: set[int] = Factory(set)
+    hubs: dict[int, HubPorts] = Factory(dict)
 
     def find_free(self, depth: int = 0) -> list[int] | None:
         for port in range(1, self.ports + 1):

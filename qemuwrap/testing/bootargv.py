@@ -144,7 +144,7 @@ def _silent_audiodev(value: str) -> str:
     props = option_props(value)
     out: dict[str, object] = {"id": props.get("id", "audio1"), "driver": "none"}
     if "timer-period" in props:
-        out["timer-period"] = props["timer-period"]
+        out["timer-period"] = _json_scalar(props["timer-period"])
     for direction in ("in", "out"):
         settings = props.get(direction)
         if not isinstance(settings, dict):  # key=value form: in.frequency=44100

@@ -108,7 +108,7 @@ class Harness:
         root = await self.roots.get()
         try:
             lv = await translate.libvirt(copy.path, root, self.opts.virsh)
-            qw = await translate.qemuwrap(copy.path, work / "s", src)
+            qw = await translate.qemuwrap(copy.path, work / "s", src, work / "d")
             result["libvirt"], result["qemuwrap"] = lv.to_json(), qw.to_json()
             result["refusal_groups"] = [translate.refusal_group(m, src) for m in qw.messages]
             result["outcome"] = classify(lv.ok, qw.ok)
@@ -129,7 +129,8 @@ class Harness:
         ctx = facts.Context(macs=copy.macs, has_uuid=copy.has_uuid, genid=copy.genid,
                             scratch=str(work))
         reports = {}
-        for side, trans, dirs in (("libvirt", lv, [root]), ("qemuwrap", qw, [work / "s"])):
+        for side, trans, dirs in (("libvirt", lv, [root]),
+                                  ("qemuwrap", qw, [work / "s", work / "d"])):
             monitor = work / f"{side[0]}.qmp"
             argv = bootargv.bootable(trans.argv, tool_dirs=dirs, scratch=work,
                                      monitor=monitor, nvram_template=copy.nvram_template)

@@ -14,6 +14,7 @@ Facts are plain data: ``scalars`` maps ``"category: subject"`` to a value;
 from __future__ import annotations
 
 import calendar
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,6 +167,40 @@ def _relative(path: str, scratch: str) -> str:
     return path
 
 
+def _unfiltered(image: str, fmt: str | None) -> tuple[str, str | None]:
+    """The image and format under a throttle filter or a transient disk's overlay:
+    qemuwrap throttles with a ``throttle`` node in the command and lets QEMU make a
+    transient disk's overlay (``snapshot=on``: a temporary file with the image as
+    backing), libvirt does both over QMP once QEMU runs (absent from a dry
+    translation); the guest's disk is the same."""
+    while image.startswith("json:"):
+        try:
+            spec = json.loads(image[len("json:"):])
+        except ValueError:
+            break
+        if fmt != "throttle":
+            backing = spec.get("backing")
+            leaf = backing.get("file") if isinstance(backing, dict) else None
+            if isinstance(leaf, dict) and "filename" in leaf:
+                return leaf["filename"], backing.get("driver", fmt)
+            break
+        inner = spec.get("file")
+        if not isinstance(inner, dict):
+            break
+        fmt = inner.get("driver")
+        leaf = inner.get("file")
+        image = leaf.get("filename", image) if isinstance(leaf, dict) else \
+            inner.get("filename", image)
+    return image, fmt
+
+
+def _nvram_name(image: str) -> str:
+    """A UEFI variable store lives in each tool's own directory (libvirt's
+    ``…/qemu/nvram/NAME_VARS.fd``, qemuwrap's ``…/nvram/NAME_VARS.fd``): compared by
+    name, as both make it from the same template."""
+    return "nvram/" + image.rsplit("/", 1)[-1] if "/nvram/" in image else image
+
+
 def _block(raw: dict[str, Any], ctx: Context, located: dict[str, qtree.Device],
            where: dict[int, str], out: dict[str, Any]) -> None:
     """Each disk or cdrom by its image (the same placeholder for both tools), or by
@@ -193,6 +228,9 @@ def _block(raw: dict[str, Any], ctx: Context, located: dict[str, qtree.Device],
                 "format": inserted.get("drv"), "read-only": inserted.get("ro"),
                 "removable": entry.get("removable")}
         image = inserted.get("file")
+        if image:
+            image, fact["format"] = _unfiltered(image, fact["format"])
+            image = _nvram_name(image)
         subject = _relative(image, ctx.scratch) if image else f"empty at {path}"
         out[f"block: {subject}"] = fact
 

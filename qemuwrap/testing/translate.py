@@ -98,11 +98,16 @@ def qemuwrap_lines(stderr: str, copy: Path, original: Path) -> list[str]:
             if line.strip() and ": note: " not in line]
 
 
-async def qemuwrap(path: Path, state_dir: Path, original: Path) -> Outcome:
-    """``qemuwrap dry-run --json`` of the definition at ``path``."""
+async def qemuwrap(path: Path, state_dir: Path, original: Path,
+                   data_dir: Path | None = None) -> Outcome:
+    """``qemuwrap dry-run --json`` of the definition at ``path``; ``data_dir``: its
+    persistent directory (``$QEMUWRAP_DATA_DIR``: NVRAM, TPM state), a scratch one for
+    the harness as libvirt's embed root is."""
     start = time.monotonic()
+    env = None if data_dir is None else {**os.environ, "QEMUWRAP_DATA_DIR": str(data_dir)}
     rc, out, err = await _run([sys.executable, "-m", "qemuwrap", "dry-run", "--json",
-                               "--state-dir", str(state_dir), str(path)], DRY_RUN_TIMEOUT)
+                               "--state-dir", str(state_dir), str(path)], DRY_RUN_TIMEOUT,
+                              env)
     seconds = time.monotonic() - start
     lines = qemuwrap_lines(err, path, original)
     if rc == 0:

@@ -10,7 +10,9 @@ from qemuwrap.conf.devices.filesystem import AccessMode, Filesystem, FSDriverTyp
 from qemuwrap.conf.devices.tpm import TPMBackendType
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.argv import escape, optstr
+from qemuwrap.qemu.bootorder import boot_index
 from qemuwrap.qemu.build import BuildContext
+from qemuwrap.qemu.build.props import on_off
 
 #: libvirt's 9p security models (qemuBuildFSStr).
 SECURITY_MODELS = table(AccessMode, {AccessMode.PASSTHROUGH: "passthrough",
@@ -19,7 +21,6 @@ SECURITY_MODELS = table(AccessMode, {AccessMode.PASSTHROUGH: "passthrough",
 NINEP_DEVICES = table(FSModel, {FSModel.VIRTIO: "virtio-9p-pci",
                                 FSModel.VIRTIO_TRANSITIONAL: "virtio-9p-pci-transitional",
                                 FSModel.VIRTIO_NON_TRANSITIONAL: "virtio-9p-pci-non-transitional"})
-VIRTIOFS_QUEUE_SIZE = 1024  # libvirt's default
 #: The socket of a virtiofsd qemuwrap starts, in the state directory (libvirt's name).
 VIRTIOFS_SOCKET_NAME = "{alias}-fs.sock"
 TPM_SOCKET_NAME = "swtpm.sock"
@@ -40,12 +41,14 @@ def build_filesystems(ctx: BuildContext) -> None:
     for fs in ctx.dom.devices.filesystems:
         if fs.virtiofs:
             chardev = f"chr-vu-{fs.alias_name}"
-            queue = fs.driver.queue if fs.driver and fs.driver.queue else VIRTIOFS_QUEUE_SIZE
+            queue = fs.driver.queue if fs.driver else None  # else QEMU's own (128)
             ctx.cmd.add("-chardev", optstr("socket", id=chardev,
                                            path=virtiofs_socket(ctx, fs)), fs.node)
             ctx.cmd.add("-device", optstr("vhost-user-fs-pci", id=fs.alias_name,
                                           chardev=chardev, queue_size=queue,
-                                          tag=fs.target.dir, **ctx.pci_props(fs)), fs.node)
+                                          tag=fs.target.dir,
+                                          bootindex=boot_index(ctx.dom, fs),
+                                          **ctx.pci_props(fs)), fs.node)
             continue
         fsdev = f"fsdev-{fs.alias_name}"
         driver = fs.driver
@@ -58,8 +61,11 @@ def build_filesystems(ctx: BuildContext) -> None:
                  ("multidevs", fs.multidevs if fs.multidevs not in (None, "default") else None),
                  ("readonly", "on" if fs.readonly else None)]
         ctx.cmd.add("-fsdev", _verbatim("local", props), fs.node)
-        device = [("id", fs.alias_name), ("fsdev", fsdev), ("mount_tag", fs.target.dir),
-                  *ctx.pci_props(fs).items()]
+        virtio = [] if driver is None else [  # qemuBuildVirtioDevProps, right after driver
+            ("iommu_platform", on_off(driver.iommu)), ("ats", on_off(driver.ats)),
+            ("packed", on_off(driver.packed))]
+        device = [*virtio, ("id", fs.alias_name), ("fsdev", fsdev),
+                  ("mount_tag", fs.target.dir), *ctx.pci_props(fs).items()]
         ctx.cmd.add("-device", _verbatim(NINEP_DEVICES[fs.model or FSModel.VIRTIO], device),
                     fs.node)
 

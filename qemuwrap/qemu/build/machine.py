@@ -80,7 +80,6 @@ def build_machine(ctx: BuildContext) -> None:
         props["hmat"] = "on"
     if dom.os.bios is not None and dom.os.bios.useserial:
         props["graphics"] = "off"
-    props["acpi"] = _switch(dom.acpi)
     notes = domain_notes(ctx)
     ctx.cmd.add("-machine", optstr(ctx.machine.name, **props), dom.nodes.get("os/type"),
                 why="; ".join(notes) if notes else None)
@@ -249,6 +248,10 @@ def build_actions(ctx: BuildContext) -> None:
     nodes = dom.nodes
     source = nodes.get("on_poweroff") or nodes.get("on_reboot") or nodes.get("on_crash")
     ctx.cmd.add("-action", value, source, why="libvirt's default lifecycle actions")
+    if not dom.acpi:  # libvirt 9.0's qemuBuildPMCommandLine: here, not in -machine
+        features = nodes.get("features")
+        ctx.cmd.add("-no-acpi", None, features,
+                    why="no <acpi/> in <features>" if features is not None else "no <features>")
 
 
 def build_pm(ctx: BuildContext) -> None:

@@ -3,7 +3,6 @@ and ...Sound, virDomainAudioDefValidate, virDomainEnsureAudioID)."""
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.audio import AudioType, find_audio
@@ -53,13 +52,6 @@ def check_audios(v: Validation) -> None:
         elif audio.type == AudioType.DBUS and not _has_display(v, "dbus"):
             v.refuse(audio, "D-Bus audio is not supported with this QEMU "
                             f"({v.caps.emulator} has no '-display dbus')")
-        elif audio.type == AudioType.OSS:
-            for io in (audio.input, audio.output):
-                dev = (io.dev if io is not None else None) or OSS_DEFAULT_DEVICE
-                if not os.path.exists(dev):
-                    v.refuse(io or audio, f"audio type 'oss' needs the host's sound device "
-                                          f"{dev}, which does not exist")
-                    break
 
 
 def _has_display(v: Validation, name: str) -> bool:

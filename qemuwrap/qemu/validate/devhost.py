@@ -1,5 +1,6 @@
 """What the network interfaces, character devices, host devices, vsock and ivshmem
-servers of a definition need from this host: devices, sockets, bridges and taps that
+servers (and, through ``uihost.py``, displays, inputs, sound and smartcards) of a
+definition need from this host: devices, sockets, bridges and taps that
 exist.  A host check (:func:`qemuwrap.qemu.validate.host.check_host` runs it in dry-run,
 validate and start; ``--no-host-check`` skips it), not part of translation, so a golden
 command is the same on every machine."""
@@ -29,8 +30,9 @@ def check_host_devices(dom: Domain) -> list[UnsupportedError]:
     from qemuwrap.qemu.validate.hostdev import host_hostdevs
     from qemuwrap.qemu.validate.misc import host_misc
     from qemuwrap.qemu.validate.net import host_nics
+    from qemuwrap.qemu.validate.uihost import host_ui
 
     h = HostCheck(dom)
-    for check in (host_nics, host_chardevs, host_hostdevs, host_misc):
+    for check in (host_nics, host_chardevs, host_hostdevs, host_misc, host_ui):
         check(h)
     return sorted(h.errors, key=lambda e: getattr(e, "line", 0))

@@ -259,6 +259,9 @@ def _storage_problems(v: Validation, disk: Disk) -> Iterator[str]:
               "qemuwrap does not do"
     if disk.shareable and not disk.readonly and disk.image_format != DiskFormat.RAW:
         yield "a shareable writable disk must be raw (QEMU cannot share other formats)"
+    if disk.src is not None and disk.src.reservations is not None \
+            and disk.device != DiskDevice.LUN:
+        yield "<reservations/> allowed only for lun devices (device='lun')"
     for kind, fmt, src in disk.chain():
         yield from _format_problems(kind, fmt)
         if src.fdgroup is not None:

@@ -1,6 +1,7 @@
 """Checks of graphics (libvirt's qemuValidateDomainDeviceDefGraphics and the refusals
-its builder makes), and of what the host must have for them: TLS certificates, a DRM
-render node, the network a listen names."""
+its builder makes), and the network a listen names.  What the host must have for them
+(TLS certificates, a named render node, socket directories, a D-Bus bus) is a host
+check: ``validate/uihost.py``."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from qemuwrap.conf.devices.graphics import (
     _Listening,
 )
 from qemuwrap.errors import QemuwrapError
-from qemuwrap.qemu.build.graphics import SPICE_TLS_DIR, VNC_PORT_MIN, network_address
+from qemuwrap.qemu.build.graphics import VNC_PORT_MIN, network_address
 from qemuwrap.qemu.validate.audio import check_audio_ref, displays
 
 if TYPE_CHECKING:
@@ -43,23 +44,16 @@ def render_nodes() -> list[str]:
 
 
 def check_render_node(v: Validation, gl: GL) -> None:
-    if gl.rendernode is not None:
-        if not os.path.exists(gl.rendernode):
-            v.refuse(gl, f"render node {gl.rendernode} does not exist")
-    elif not render_nodes():
+    if gl.rendernode is None and not render_nodes():  # the builder picks one
         v.refuse(gl, "OpenGL needs a DRM render node, and this host has none (/dev/dri)")
 
 
 def check_socket(v: Validation, where, path: str | None) -> None:
-    """A server socket QEMU creates: short enough, in a directory that exists (one left
-    out is in the state directory, which the launcher makes)."""
-    if path is None:
-        return
-    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+    """A server socket QEMU creates must fit a UNIX socket address (that its directory
+    exists is a host check: ``validate/uihost.py``)."""
+    if path is not None and len(os.fsencode(path)) > MAX_SOCKET_PATH:
         v.refuse(where, f"socket path '{path}' is longer than {MAX_SOCKET_PATH} bytes, "
                         "too long for a UNIX socket")
-    elif not os.path.isdir(os.path.dirname(path) or "/"):
-        v.refuse(where, f"the directory of socket {path} does not exist")
 
 
 def check_listen(v: Validation, gfx: _Listening) -> None:
@@ -95,12 +89,6 @@ def check_spice(v: Validation, gfx: GraphicsSpice) -> None:
     tcp = listen is not None and listen.type in (ListenType.ADDRESS, ListenType.NETWORK)
     secure = tcp and bool(gfx.tls_port and gfx.tls_port > 0)
     insecure = not tcp or bool(gfx.autoport or (gfx.port and gfx.port > 0))
-    if secure:
-        missing = [f for f in SPICE_TLS_FILES
-                   if not os.path.exists(os.path.join(SPICE_TLS_DIR, f))]
-        if missing:
-            v.refuse(gfx, "spice TLS port set in XML configuration, but TLS is not set up "
-                          f"on this host ({SPICE_TLS_DIR}/{missing[0]} does not exist)")
     for port in (gfx.port, gfx.tls_port):
         if tcp and port is not None and port > 65535:
             v.refuse(gfx, f"spice port {port} is not a TCP port")
@@ -130,9 +118,6 @@ def check_dbus(v: Validation, gfx: GraphicsDBus) -> None:
     if not gfx.p2p and gfx.address is None:
         v.refuse(gfx, "a D-Bus display without address='...' or p2p='yes' needs a private "
                       "bus: libvirt starts a dbus-daemon for it, qemuwrap does not")
-    bus = dbus_socket(gfx.address)
-    if bus is not None and not os.path.exists(bus):
-        v.refuse(gfx, f"no D-Bus bus listens at {bus} (address '{gfx.address}')")
     if gfx.audio is not None:
         audio = find_audio(v.dom.devices.audios, gfx.audio.id)
         if audio is None:

@@ -1,9 +1,8 @@
-"""Checks of input devices (libvirt's qemuValidateDomainDeviceDefInput), and of the host
-device a passthrough or evdev input grabs."""
+"""Checks of input devices (libvirt's qemuValidateDomainDeviceDefInput); the host device
+a passthrough or evdev input grabs is a host check (``validate/uihost.py``)."""
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.input import InputBus, InputModel, InputType
@@ -16,10 +15,7 @@ if TYPE_CHECKING:
 
 def check_inputs(v: Validation) -> None:
     for inp in v.dom.devices.inputs:
-        if inp.type == InputType.EVDEV:
-            path = inp.evdev
-            if path is not None and not os.path.exists(path):
-                v.refuse(inp, f"host input device {path} does not exist")
+        if inp.type == InputType.EVDEV:  # the host device: validate/uihost.py
             continue
         if inp.bus in (InputBus.XEN, InputBus.PARALLELS, InputBus.NONE):
             v.refuse(inp, f"unsupported input bus {inp.bus}")
@@ -43,8 +39,6 @@ def check_inputs(v: Validation) -> None:
         if inp.type == InputType.PASSTHROUGH:
             if inp.evdev is None:
                 v.refuse(inp, "a passthrough input needs <source evdev='/dev/input/...'/>")
-            elif not os.path.exists(inp.evdev):
-                v.refuse(inp, f"host input device {inp.evdev} does not exist")
 
 
 CHECKS = [check_inputs]

@@ -70,12 +70,6 @@ def check_tap(v: Validation, nic: Interface) -> None:
         v.refuse(nic, line)
     src = nic.source
     if nic.type == InterfaceType.NETWORK and src is not None and src.network:
-        from qemuwrap import networks
-
-        if not os.path.exists(networks.definition_path(src.network)):
-            v.refuse(src, f"network '{src.network}' is not defined: define it with "
-                          f"'qemuwrap net-define FILE.xml' and start it with "
-                          f"'qemuwrap net-start {src.network}'")
         if src.portgroup is not None:
             v.refuse(src, "<source portgroup> is not supported: qemuwrap's networks have no "
                           "port groups")
@@ -136,6 +130,13 @@ def host_nics(h) -> None:
                                  f"create it first (ip tuntap add {nic.target.dev} mode tap)")
         if src is None:
             continue
+        if kind == InterfaceType.NETWORK and src.network:
+            from qemuwrap import networks
+
+            if not os.path.exists(networks.definition_path(src.network)):
+                h.refuse(src, f"network '{src.network}' is not defined: define it with "
+                              f"'qemuwrap net-define FILE.xml' and start it with "
+                              f"'qemuwrap net-start {src.network}'")
         if kind == InterfaceType.BRIDGE and src.bridge and \
                 not os.path.isdir(f"/sys/class/net/{src.bridge}/bridge"):
             h.refuse(src, f"bridge '{src.bridge}' does not exist on this host")

@@ -3,14 +3,13 @@ qemuValidateDomainDeviceDefHub, ...RedirdevDef, ...SmartcardDef)."""
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.address import CCIDAddress
 from qemuwrap.conf.devices.chardev import CharType
 from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
 from qemuwrap.conf.devices.graphics import GraphicsType
-from qemuwrap.conf.devices.smartcard import DEFAULT_DATABASE, SmartcardMode
+from qemuwrap.conf.devices.smartcard import SmartcardMode
 from qemuwrap.qemu.build.smartcard import SMARTCARD_DEVICES
 
 if TYPE_CHECKING:
@@ -67,11 +66,6 @@ def check_smartcards(v: Validation) -> None:
             continue
         if card.mode == SmartcardMode.PASSTHROUGH:
             _chardev_needs_display(v, card, card.type)
-            continue
-        database = card.database or DEFAULT_DATABASE
-        if not os.path.isdir(database):
-            v.refuse(card, f"smartcard mode '{card.mode}' needs the host's NSS database "
-                           f"{database}, which does not exist")
 
 
 CHECKS = [check_hubs, check_redirdevs, check_smartcards]
