@@ -207,6 +207,8 @@ def cmd_snapshot(args) -> int:
     from qemuwrap.ops import snapshots
 
     opts = _options(args)
+    if args.quiesce and args.action != "create":
+        raise UsageError("--quiesce is for snapshot create")
     if args.action == "list":
         snaps = snapshots.snapshot_list(args.name, opts)
         _emit(args, snaps, [s["name"] for s in snaps])
@@ -214,8 +216,6 @@ def cmd_snapshot(args) -> int:
     if not args.snap:
         raise UsageError(f"snapshot {args.action} needs a snapshot name")
     name, snap = printable(args.name), printable(args.snap)
-    if args.quiesce and args.action != "create":
-        raise UsageError("--quiesce is for snapshot create")
     if args.action == "create":
         info = snapshots.snapshot_create(args.name, args.snap, opts, quiesce=args.quiesce)
         genid = info["genid"] or "none"

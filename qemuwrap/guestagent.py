@@ -184,15 +184,18 @@ class GuestAgent:
             return None
         return reply.get("return")
 
-    def execute_json(self, text: str | dict, *, timeout: float | None = None) -> dict | None:
+    def execute_json(self, text: str | dict, *, timeout: float | None = None,
+                     deadline: float | None = None) -> dict | None:
         """Send a command given as JSON text (or its object); the whole reply
         (``{"return": ...}``), or None for a command that does not answer on success. An
         ``error`` reply raises AgentCommandError. ``timeout`` (default: the connection's)
-        bounds the handshake and the command together."""
+        bounds the handshake and the command together; or ``deadline`` (a
+        ``time.monotonic()``), for a request that started its ``timeout`` earlier."""
         request = parse_command(text)
         command = request["execute"]
         self._budget = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + self._budget
+        if deadline is None:
+            deadline = time.monotonic() + self._budget
         if not self._synced:
             self.sync(deadline)
         self._synced = False  # the next command handshakes again: a timeout leaves stale bytes

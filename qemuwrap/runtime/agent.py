@@ -22,7 +22,7 @@ from typing import Any
 
 from qemuwrap.errors import QemuwrapError
 from qemuwrap.guestagent import AgentError, GuestAgent
-from qemuwrap.runtime.loop import Loop
+from qemuwrap.runtime.loop import Loop, Timer
 
 #: How a request ends: the reply (``{"return": ...}``, or None for a command that does
 #: not answer on success) or the error.
@@ -51,7 +51,7 @@ def check_timeout(value: Any) -> float:
 
 
 class _Job:
-    __slots__ = ("request", "deadline", "timeout", "done", "reply", "error")
+    __slots__ = ("request", "deadline", "timeout", "done", "reply", "error", "timer")
 
     def __init__(self, request: dict, timeout: float, done: Done):
         self.request = request
@@ -60,6 +60,11 @@ class _Job:
         self.done = done
         self.reply: dict | None = None
         self.error: QemuwrapError | None = None
+        self.timer: Timer | None = None
+
+    def busy(self) -> AgentError:
+        return AgentError(f"guest agent: {self.request['execute']}: not sent within "
+                          f"{self.timeout:g} s: the agent was busy with an earlier command")
 
 
 class AgentWorker:
@@ -92,15 +97,20 @@ class AgentWorker:
             if self._closed:
                 raise QemuwrapError("the guest is shutting down")
             self._queue.append(job)
-            if self._busy:
+            if self._busy:  # its deadline runs while it waits its turn
+                job.timer = self._loop.call_later(timeout, lambda: self._expire(job))
                 return
             self._busy = True
         threading.Thread(target=self._work, name="qemuwrap-agent", daemon=True).start()
 
-    @property
-    def busy(self) -> bool:
+    def _expire(self, job: _Job) -> None:
+        """A queued request whose deadline passed before its turn came."""
         with self._lock:
-            return self._busy
+            if job not in self._queue:
+                return  # it runs (its exchange has the same deadline), or ran
+            self._queue.remove(job)
+        job.error = job.busy()
+        self._call(job)
 
     def _work(self) -> None:
         while True:
@@ -124,13 +134,13 @@ class AgentWorker:
         command = job.request["execute"]
         remaining = job.deadline - time.monotonic()
         if remaining <= 0:
-            job.error = AgentError(f"guest agent: {command}: not sent within {job.timeout:g} s: "
-                                   "the agent was busy with an earlier command")
+            job.error = job.busy()
             return
         assert self.path is not None
         try:
             with GuestAgent(self.path, remaining) as agent:
-                job.reply = agent.execute_json(job.request)
+                job.reply = agent.execute_json(job.request, timeout=job.timeout,
+                                               deadline=job.deadline)
         except QemuwrapError as exc:
             job.error = exc
         except Exception as exc:  # a bug here must not leave the requester waiting
@@ -147,11 +157,16 @@ class AgentWorker:
                 if not self._finished:
                     return
                 job = self._finished.popleft()
-            try:
-                job.done(job.reply, job.error)
-            except Exception as exc:  # a bug in a callback must not end the guest
-                self._log(f"guest agent: {job.request['execute']}: after the reply: "
-                          f"{type(exc).__name__}: {exc}")
+            if job.timer is not None:
+                job.timer.cancel()
+            self._call(job)
+
+    def _call(self, job: _Job) -> None:
+        try:
+            job.done(job.reply, job.error)
+        except Exception as exc:  # a bug in a callback must not end the guest
+            self._log(f"guest agent: {job.request['execute']}: after the reply: "
+                      f"{type(exc).__name__}: {exc}")
 
     def close(self) -> None:
         """Stop delivering; a command still running ends at its deadline, unheard (its
