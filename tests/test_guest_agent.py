@@ -298,7 +298,10 @@ def wait_thawed(env: Env, timeout: float = 30) -> None:
 
 @pytest.mark.slow
 def test_agent_command_status_and_shutdown_through_the_supervisor(env, demo_image):
-    info = boot(env)
+    """Under ``run`` (a supervisor in the foreground, as systemd runs it)."""
+    run = env.popen("run", str(env.xml(genid=GENID, extra_devices=CHANNEL)))
+    env.wait_serial("demo", f"genid: {GENID}", timeout=60)
+    info = env.record("demo")
     assert "agent: running on /dev/vport" in env.serial("demo")
     res = agent(env, PING, "--timeout", "30")  # qemu-ga may still be starting
     assert res.returncode == 0, res.stderr
@@ -337,8 +340,9 @@ def test_agent_command_status_and_shutdown_through_the_supervisor(env, demo_imag
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == {"name": "demo", "outcome": "agent", "exit_status": 0}
     assert "demo: powering off" in env.serial("demo")
+    assert run.wait(30) == 0  # the guest powered off
     assert gone(info["qemu_pid"])
-    log = (env.gdir("demo") / "supervisor.log").read_text()
+    log = run.stderr.read()
     assert "the guest agent was asked to power off the guest" in log
     assert "guest powered off" in log and "by force" not in log
 
