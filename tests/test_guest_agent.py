@@ -478,3 +478,24 @@ def test_without_a_supervisor_the_tools_use_the_socket(env):
     assert json.loads(res.stdout) == {"name": "demo", "outcome": "agent", "exit_status": 0}
     assert gone(info["qemu_pid"]) and "demo: powering off" in env.serial("demo")
     assert not (env.gdir("demo") / "state.json").exists()
+
+
+@pytest.mark.slow
+def test_an_adopted_guests_agent_is_its_new_supervisors(env):
+    """``adopt`` works the agent's socket out from the live definition, as ``start`` did."""
+    info = boot(env)
+    assert agent(env, PING, "--timeout", "30").returncode == 0
+    os.kill(info["supervisor_pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not gone(info["supervisor_pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    adopter = env.popen("adopt", "demo")
+    deadline = time.monotonic() + 30
+    while not env.status("demo")["supervised"]:
+        assert time.monotonic() < deadline and adopter.poll() is None, adopter.stderr
+        time.sleep(0.1)
+    st = env.status("demo")
+    assert st["agent"] == "answers" and st["agent_socket"] == str(env.gdir("demo") / SOCKET)
+    res = env.qw("shutdown", "demo", "--mode", "agent", "--json")
+    assert json.loads(res.stdout)["outcome"] == "agent", res.stderr
+    assert adopter.wait(30) == 0
