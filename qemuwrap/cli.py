@@ -22,7 +22,7 @@ from qemuwrap.errors import QemuwrapError, UsageError, debug, printable, set_deb
 #: Commands whose --json output is documented (README, "--json shapes").
 JSON_COMMANDS = frozenset({"dry-run", "validate", "start", "save", "restore", "clone",
                            "snapshot", "status", "list", "shutdown", "destroy", "suspend",
-                           "resume",
+                           "resume", "agent",
                            "net-define", "net-undefine", "net-start", "net-stop", "net-list",
                            "net-info"})
 
@@ -211,6 +211,8 @@ def cmd_snapshot(args) -> int:
     from qemuwrap.ops import snapshots
 
     opts = _options(args)
+    if args.quiesce and args.action != "create":
+        raise UsageError("--quiesce is for snapshot create")
     if args.action == "list":
         snaps = snapshots.snapshot_list(args.name, opts)
         _emit(args, snaps, [s["name"] for s in snaps])
@@ -219,9 +221,11 @@ def cmd_snapshot(args) -> int:
         raise UsageError(f"snapshot {args.action} needs a snapshot name")
     name, snap = printable(args.name), printable(args.snap)
     if args.action == "create":
-        info = snapshots.snapshot_create(args.name, args.snap, opts)
+        info = snapshots.snapshot_create(args.name, args.snap, opts, quiesce=args.quiesce)
         genid = info["genid"] or "none"
-        _emit(args, info, [f"snapshot '{snap}' of guest '{name}' created",
+        quiesced = (f" (guest file systems frozen meanwhile: {info['quiesced']})"
+                    if args.quiesce else "")
+        _emit(args, info, [f"snapshot '{snap}' of guest '{name}' created{quiesced}",
                            f"genid: {genid} -> {genid} (unchanged; a revert gives the guest "
                            "a new one)"])
     elif args.action == "delete":
@@ -247,6 +251,7 @@ def cmd_shutdown(args) -> int:
     info = guests.shutdown(args.name, args.state_dir, args.shutdown_timeout, args.mode)
     name = printable(args.name)
     text = {"acpi": f"guest '{name}' is shut down (it powered off)",
+            "agent": f"guest '{name}' is shut down (it powered off, asked by its guest agent)",
             "forced": f"guest '{name}' did not power off within {args.shutdown_timeout:g} s; "
                       "forced off",
             "crashed": f"guest '{name}' ended by crashing"}[info["outcome"]]
@@ -282,6 +287,9 @@ def cmd_status(args) -> int:
     for key, value in st.items():
         if key == "companions":
             value = ", ".join(f"{c['kind']} {c['id']} (pid {c['pid']})" for c in value)
+        elif key == "addresses" and value is not None:
+            value = "; ".join(f"{iface} {' '.join(found) or '-'}"
+                              for iface, found in value.items()) or "-"
         lines.append(f"{key + ':':18}{'' if value is None else printable(str(value))}")
     _emit(args, st, lines)
     return 0
@@ -295,6 +303,19 @@ def cmd_list(args) -> int:
     lines += [f"{printable(g['name']):20} {g['state']:12} {g['qemu_pid']:>8}  "
               f"{g['genid'] or '-'}" for g in found]
     _emit(args, found, lines)
+    return 0
+
+
+def cmd_agent(args) -> int:
+    from qemuwrap.ops import agent
+
+    info = agent.command(args.name, args.state_dir, args.command_json, args.timeout)
+    if args.json:
+        _emit(args, info, [])
+    elif info["reply"] is not None:  # as virsh prints it; nothing for a silent success
+        import json
+
+        print(json.dumps(info["reply"]))
     return 0
 
 
@@ -477,8 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "timeout; exit status 4 when it had to be forced")
     by_name(p)
     timeout(p)
-    p.add_argument("--mode", choices=("acpi",), default="acpi",
-                   help="how to ask the guest (default acpi: the power button)")
+    p.add_argument("--mode", choices=("acpi", "agent"), default="acpi",
+                   help="how to ask the guest: acpi (the power button, default) or agent "
+                        "(guest-shutdown through the guest agent)")
 
     p = command("destroy", cmd_destroy, "stop the guest's QEMU now")
     by_name(p)
@@ -508,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("create", "list", "revert", "delete"))
     by_name(p)
     p.add_argument("snap", metavar="SNAP", nargs="?", help="snapshot name")
+    p.add_argument("--quiesce", action="store_true",
+                   help="create: freeze the guest's file systems (guest agent) while the "
+                        "snapshot is taken")
     launch(p)
 
     p = command("clone", cmd_clone, "copy a guest: new name, uuid, genid and MACs, disks as "
@@ -523,6 +548,14 @@ def build_parser() -> argparse.ArgumentParser:
                 "unknown here)")
     by_name(p)
     command("list", cmd_list, "list running guests")
+
+    p = command("agent", cmd_agent, "send one command to the guest agent and print its "
+                "reply (as virsh qemu-agent-command)")
+    by_name(p)
+    p.add_argument("command_json", metavar="JSON", help="the command, e.g. "
+                   "'{\"execute\":\"guest-ping\"}'")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="how long the agent gets to answer (default 5)")
 
     p = command("console", cmd_console, "attach to the guest's serial console (Ctrl-] "
                 "leaves)")

@@ -34,6 +34,8 @@
 #   net: eth0 static ADDR/PREFIX router GW
 #   net: ping ADDR ok | net: ping ADDR failed  (the router first, then each qemuwrap.ping)
 #   agent: running on /dev/vportNpM | agent: no port | agent: not in this image
+#   agent: fsfreeze freeze | agent: fsfreeze thaw  (qemu-ga's fsfreeze hook: before it freezes
+#                                          the file systems, after it thawed them; any time)
 #   genid: GUID | genid: none
 #   tpm: ...                              (again after every later genid line: a restore)
 #   demo: powering off | demo: rebooting
@@ -271,6 +273,14 @@ report_net() {
     done
 }
 
+# qemu-ga runs its fsfreeze hook with "freeze" before it freezes the file systems and with
+# "thaw" once they are thawed: the console shows both.
+cat >/etc/qemu-ga-fsfreeze-hook <<'EOF'
+#!/bin/sh
+echo "agent: fsfreeze $1" >/dev/console
+EOF
+chmod 0755 /etc/qemu-ga-fsfreeze-hook
+
 start_agent() {
     if [ ! -x /sbin/qemu-ga ]; then
         echo "agent: not in this image"
@@ -283,7 +293,7 @@ start_agent() {
             [ "$(cat "$port/name" 2>/dev/null)" = "org.qemu.guest_agent.0" ] || continue
             dev=/dev/${port##*/}
             /sbin/qemu-ga -m virtio-serial -p "$dev" -f /run/qemu-ga.pid -t /run \
-                -l /tmp/qemu-ga.log &
+                -l /tmp/qemu-ga.log -F/etc/qemu-ga-fsfreeze-hook &
             echo "agent: running on $dev"
             return
         done
@@ -295,6 +305,8 @@ start_agent() {
     echo "agent: no port"
 }
 
+# The loopback interface is up on any Linux system (127.0.0.1, what qemu-ga reports of lo).
+ip link set lo up
 report_efi
 report_tpm
 [ -n "$disk" ] && report_mount "$disk"

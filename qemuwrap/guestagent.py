@@ -44,10 +44,26 @@ class AgentCommandError(AgentError):
         super().__init__(f"guest agent: {command}: {self.desc}")
 
 
+def parse_command(command: Any) -> dict:
+    """A command as ``virsh qemu-agent-command`` takes it (JSON text, or the object
+    itself), checked: an object with a string ``execute``; AgentError (one line) if not."""
+    request: Any = command
+    if isinstance(command, str):
+        try:
+            request = json.loads(command)
+        except (ValueError, RecursionError) as exc:
+            raise AgentError(f"guest agent: not a JSON command: {exc}") from None
+    if not isinstance(request, dict) or not isinstance(request.get("execute"), str):
+        raise AgentError("guest agent: the command must be a JSON object with 'execute'")
+    if "arguments" in request and not isinstance(request["arguments"], dict):
+        raise AgentError("guest agent: the command's 'arguments' must be a JSON object")
+    return request
+
+
 class GuestAgent:
     """One connection to the agent socket; ``with GuestAgent(path) as agent: agent.execute(...)``.
 
-    ``timeout`` bounds each exchange (handshake and command each get their own)."""
+    ``timeout`` bounds each command, its handshake included: one deadline for both."""
 
     def __init__(self, path: str, timeout: float = DEFAULT_TIMEOUT):
         self.path = path
@@ -55,6 +71,7 @@ class GuestAgent:
         self._sock: socket.socket | None = None
         self._buf = b""
         self._synced = False
+        self._budget = timeout  # the running exchange's timeout, for its message
 
     def __enter__(self) -> GuestAgent:
         self.connect()
@@ -100,7 +117,7 @@ class GuestAgent:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise AgentError(f"guest agent: no answer to {waiting_for} within "
-                             f"{self.timeout:g} s (is qemu-ga running in the guest?)")
+                             f"{self._budget:g} s (is qemu-ga running in the guest?)")
         sock.settimeout(remaining)
         try:
             chunk = sock.recv(65536)
@@ -131,14 +148,16 @@ class GuestAgent:
                 continue
             try:
                 return json.loads(line)
-            except ValueError:
-                continue  # a garbled line (a reset mid-reply): not ours
+            except (ValueError, RecursionError):
+                continue  # a garbled line (a reset mid-reply), or a guest's trick: not ours
 
     # --- protocol -------------------------------------------------------------------------------
 
-    def sync(self) -> None:
+    def sync(self, deadline: float | None = None) -> None:
         """libvirt's handshake: drop everything before the agent's delimiter and our id."""
-        deadline = time.monotonic() + self.timeout
+        if deadline is None:
+            self._budget = self.timeout
+            deadline = time.monotonic() + self.timeout
         ident = int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF
         request = {"execute": "guest-sync-delimited", "arguments": {"id": ident}}
         self._buf = b""
@@ -165,20 +184,21 @@ class GuestAgent:
             return None
         return reply.get("return")
 
-    def execute_json(self, text: str, *, timeout: float | None = None) -> dict | None:
-        """Send a command given as JSON text; the whole reply (``{"return": ...}``), or None
-        for a command that does not answer on success. An ``error`` reply raises."""
-        try:
-            request = json.loads(text)
-        except ValueError as exc:
-            raise AgentError(f"guest agent: not a JSON command: {exc}") from None
-        command = request.get("execute") if isinstance(request, dict) else None
-        if not isinstance(command, str):
-            raise AgentError("guest agent: the command must be a JSON object with 'execute'")
+    def execute_json(self, text: str | dict, *, timeout: float | None = None,
+                     deadline: float | None = None) -> dict | None:
+        """Send a command given as JSON text (or its object); the whole reply
+        (``{"return": ...}``), or None for a command that does not answer on success. An
+        ``error`` reply raises AgentCommandError. ``timeout`` (default: the connection's)
+        bounds the handshake and the command together; or ``deadline`` (a
+        ``time.monotonic()``), for a request that started its ``timeout`` earlier."""
+        request = parse_command(text)
+        command = request["execute"]
+        self._budget = self.timeout if timeout is None else timeout
+        if deadline is None:
+            deadline = time.monotonic() + self._budget
         if not self._synced:
-            self.sync()
+            self.sync(deadline)
         self._synced = False  # the next command handshakes again: a timeout leaves stale bytes
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         self._send(json.dumps(request).encode() + b"\n", deadline)
         if command in NO_REPLY:
             # Success is silence; a refusal still answers at once. Wait a little for it.
@@ -205,7 +225,7 @@ class GuestAgent:
 # --- one-shot helpers (one connection each) -------------------------------------------------
 
 
-def command(path: str, text: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+def command(path: str, text: str | dict, timeout: float = DEFAULT_TIMEOUT) -> str:
     """Like ``virsh qemu-agent-command``: JSON text in, the reply's JSON text out
     (``{"return": ...}``); an empty string for a command that does not answer."""
     with GuestAgent(path, timeout) as agent:
@@ -235,15 +255,24 @@ def network_interfaces(path: str, timeout: float = DEFAULT_TIMEOUT) -> list[dict
 
 
 def addresses(path: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, list[str]]:
-    """The guest's addresses by interface (``ADDR/PREFIX``), loopback left out: what
-    ``status`` shows."""
+    """The guest's addresses by interface (``ADDR/PREFIX``), loopback left out."""
+    return addresses_of(network_interfaces(path, timeout), loopback=False)
+
+
+def addresses_of(interfaces: Any, *, loopback: bool = True) -> dict[str, list[str]]:
+    """``ADDR/PREFIX`` by interface name from a ``guest-network-get-interfaces`` reply
+    (what ``status`` shows); whatever in it is not of that shape is left out."""
     out: dict[str, list[str]] = {}
-    for iface in network_interfaces(path, timeout):
-        if iface.get("name") == "lo":
+    for iface in interfaces if isinstance(interfaces, list) else []:
+        if not isinstance(iface, dict) or not isinstance(iface.get("name"), str):
             continue
-        out[iface.get("name", "?")] = [
-            f"{a['ip-address']}/{a['prefix']}" for a in iface.get("ip-addresses", [])
-            if "ip-address" in a and "prefix" in a]
+        if iface["name"] == "lo" and not loopback:
+            continue
+        found = iface.get("ip-addresses")
+        out[iface["name"]] = [
+            f"{a['ip-address']}/{a['prefix']}" for a in (found if isinstance(found, list) else [])
+            if isinstance(a, dict) and isinstance(a.get("ip-address"), str)
+            and isinstance(a.get("prefix"), int)]
     return out
 
 

@@ -135,7 +135,7 @@ def run(path: str | None, opts: Options, *, background: bool = False,
 
         companions = from_specs([c.to_json() for c in
                                  plan_companions(dom, Paths(gdir.path))])
-        plan = Plan(Guest.of(dom), Exe.of(cmd), restart_cmd=Exe.of(restart_cmd),
+        plan = Plan(Guest.of(dom, gdir.path), Exe.of(cmd), restart_cmd=Exe.of(restart_cmd),
                     source=os.path.abspath(path) if path else None,
                     incoming_fd=restore.save.fd if restore else None, writeback=writeback,
                     previous_genid=previous if new_genid else None, marker=marker,
@@ -370,7 +370,8 @@ def adopt(name: str, opts: Options) -> int:
         if cmd.argv != _without_start_state(record.qemu.argv):
             raise QemuwrapError(f"guest '{printable(name)}': the running QEMU's command "
                                 "differs from its live definition; not adopting it")
-        plan = Plan(Guest.of(dom), Exe.of(cmd), source=record.source, marker="adopt")
+        plan = Plan(Guest.of(dom, gdir.path), Exe.of(cmd), source=record.source,
+                    marker="adopt")
         _exec_supervisor({"plan": plan.to_json(), "name": name, "state_dir": opts.state_dir,
                           "guest_dir": gdir.path, "lock_fd": gdir.lock_fd,
                           "shutdown_timeout": opts.shutdown_timeout, "console": False,

@@ -18,6 +18,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from qemuwrap import process
 from qemuwrap.errors import QemuwrapError, printable
@@ -29,6 +30,9 @@ from qemuwrap.runtime.machine import Exe, Machine, MachineError, tail
 from qemuwrap.runtime.policy import Action, Ending
 from qemuwrap.runtime.qmp import MonitorError
 from qemuwrap.runtime.record import GuestRecord, Proc
+
+if TYPE_CHECKING:
+    from qemuwrap.runtime.agent import AgentWorker
 
 EXIT_POWEROFF = policy.EXIT_POWEROFF
 EXIT_ERROR = policy.EXIT_ERROR
@@ -67,7 +71,8 @@ class Guest:
 
     def __init__(self, *, name: str, uuid: str, genid: str | None, genid_requested: bool,
                  on_poweroff: str, on_crash: str, memory_kib: int,
-                 current_memory_kib: int | None, graphics: bool, xml: str):
+                 current_memory_kib: int | None, graphics: bool, xml: str,
+                 agent_socket: str | None = None):
         self.name = name
         self.uuid_str = uuid
         self.genid_str = genid
@@ -78,15 +83,19 @@ class Guest:
         self.current_memory_kib = current_memory_kib
         self.graphics = graphics
         self.xml = xml  # the inactive definition, as Domain.format writes it
+        self.agent_socket = agent_socket  # the guest agent channel's (ops/agent.py)
 
     @classmethod
-    def of(cls, dom) -> Guest:
-        """From a conf.domain.Domain."""
+    def of(cls, dom, state_dir: str | None = None) -> Guest:
+        """From a conf.domain.Domain (whose files are in ``state_dir``)."""
+        from qemuwrap.ops.agent import socket_path
+
         return cls(name=dom.name, uuid=dom.uuid_str, genid=dom.genid_str,
                    genid_requested=dom.genid_requested, on_poweroff=dom.on_poweroff,
                    on_crash=dom.on_crash, memory_kib=dom.memory_kib,
                    current_memory_kib=dom.current_memory_kib,
-                   graphics=bool(dom.devices.graphics), xml=dom.format(inactive=True))
+                   graphics=bool(dom.devices.graphics), xml=dom.format(inactive=True),
+                   agent_socket=socket_path(dom, state_dir) if state_dir else None)
 
     def live_xml(self, pid: int | None) -> bytes:
         """The live definition: the inactive one with the runtime ``id``."""
@@ -137,7 +146,7 @@ class Plan:
                       genid_requested=g["genid_requested"], on_poweroff=g["on_poweroff"],
                       on_crash=g["on_crash"], memory_kib=g["memory_kib"],
                       current_memory_kib=g["current_memory_kib"], graphics=g["graphics"],
-                      xml=g["xml"])
+                      xml=g["xml"], agent_socket=g.get("agent_socket"))
         return cls(guest, Exe(**raw["cmd"]), restart_cmd=Exe(**raw["restart_cmd"]),
                    source=raw["source"], incoming_fd=raw["incoming_fd"],
                    writeback=raw["writeback"], previous_genid=raw["previous_genid"],
@@ -171,6 +180,7 @@ class Supervisor:
         self._force_timer: Timer | None = None
         self._waiters: list[control.Connection] = []  # replied to when the guest ended
         self.run_state = "starting"
+        self._agent_worker: AgentWorker | None = None
 
     # -- the record ---------------------------------------------------------------------
     def _new_record(self) -> GuestRecord:
@@ -362,6 +372,10 @@ class Supervisor:
             sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=running")
             for sig in self.early_signals:  # arrived while QEMU was starting
                 loop.deliver(sig)
+            if self.plan.marker.startswith("revert") and self.dom.agent_socket:
+                from qemuwrap.runtime.agent import thaw_if_frozen
+
+                thaw_if_frozen(self._agent(), self.log)
             while True:
                 loop.run_until(lambda: self._ended)
                 result, why = policy.verdict(self.ending, self.dom.on_crash)
@@ -384,6 +398,8 @@ class Supervisor:
 
     def _finish(self, status: int) -> None:
         self._unwatch()
+        if self._agent_worker is not None:
+            self._agent_worker.close()
         if self.machine is not None:
             if not self.machine.exited():
                 self.machine.quit()  # only on an internal error: never leave it running
@@ -504,6 +520,7 @@ class Supervisor:
                 return
             self._force_timer.cancel()
         self.ending.stopping = True
+        self.ending.asked = "acpi"
         sd_notify("STOPPING=1")
         self.log(f"asking the guest to power off (ACPI), {timeout:g} s before forcing")
         try:
@@ -511,8 +528,45 @@ class Supervisor:
             self.machine.execute("system_powerdown", timeout=min(timeout, 5.0) or 0.1)
         except QemuwrapError as exc:
             self.log(f"system_powerdown: {exc}")
+        self._force_after(timeout)
+
+    def _force_after(self, timeout: float) -> None:
+        if self._ended:
+            return
+        if self._force_timer is not None:  # the shorter deadline wins
+            if time.monotonic() + timeout >= self._force_timer.when:
+                return
+            self._force_timer.cancel()
         assert self.loop is not None
         self._force_timer = self.loop.call_later(timeout, lambda: self._timed_out(timeout))
+
+    def _agent_shutdown(self, timeout: float, conn: control.Connection) -> None:
+        """``guest-shutdown`` through the guest agent, forced after ``timeout`` as the
+        ACPI path. Marked as stopping before it is sent: a guest that powers off at once
+        is not restarted by its on_poweroff."""
+        from qemuwrap.runtime.agent import SHUTDOWN
+
+        was = (self.ending.stopping, self.ending.asked)
+        self.ending.stopping, self.ending.asked = True, "agent"
+        self._waiters.append(conn)
+
+        def asked(_reply: dict | None, error: QemuwrapError | None) -> None:
+            if error is None:
+                self.log(f"the guest agent was asked to power off the guest, {timeout:g} s "
+                         "before forcing")
+                sd_notify("STOPPING=1")
+                self._force_after(timeout)
+                return
+            if conn in self._waiters:
+                self._waiters.remove(conn)
+            if self._force_timer is None and not self._ended:
+                self.ending.stopping, self.ending.asked = was
+            conn.send({"error": f"{error}; the guest was not asked to power off"})
+
+        try:
+            self._agent().submit(SHUTDOWN, max(min(timeout, 5.0), 1.0), asked)
+        except QemuwrapError as exc:
+            asked(None, exc)
 
     def _timed_out(self, timeout: float) -> None:
         self._force_timer = None
@@ -557,17 +611,20 @@ class Supervisor:
             state = ("stopped (QEMU process is stopped: SIGSTOP)" if letter in ("T", "t")
                      else "not responding")
         return {"state": {"prelaunch": "starting", "inmigrate": "restoring"}.get(state, state),
-                "stopping": self.ending.stopping}
+                "stopping": self.ending.stopping, "agent_socket": self.dom.agent_socket}
 
     def _req_shutdown(self, conn: control.Connection, msg: dict) -> None:
         timeout = msg.get("timeout", self.shutdown_timeout)
         mode = msg.get("mode", "acpi")
-        if mode != "acpi":
+        if mode not in ("acpi", "agent"):
             raise QemuwrapError(f"unsupported shutdown mode '{printable(str(mode))}' "
-                                "(supported: 'acpi')")
+                                "(supported: 'acpi', 'agent')")
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
             raise QemuwrapError("the shutdown timeout must be a number of seconds")
-        self.shutdown(float(timeout), conn)
+        if mode == "agent":
+            self._agent_shutdown(float(timeout), conn)
+        else:
+            self.shutdown(float(timeout), conn)
 
     def _req_destroy(self, conn: control.Connection, _msg: dict) -> None:
         self.destroy(conn)
@@ -588,21 +645,53 @@ class Supervisor:
         conn.send({"ok": True, "state": "running"})
 
     def _req_snapshot_create(self, conn: control.Connection, msg: dict) -> None:
-        self._hmp(conn, "savevm", msg)
+        if not msg.get("quiesce"):
+            self._hmp(conn, "savevm", msg)
+            return
+        # The guest's file systems frozen around it (runtime/agent.py), thawed whatever
+        # happens; refused at once without an agent channel.
+        from qemuwrap.runtime.agent import quiesced
+
+        name = _snapshot_name(msg)
+
+        def done(result: dict | None, error: QemuwrapError | None) -> None:
+            conn.send({"error": str(error)} if error is not None
+                      else {"ok": True, **(result or {})})
+
+        quiesced(self._agent(), lambda: self._run_hmp("savevm", name), done, self.log)
 
     def _req_snapshot_delete(self, conn: control.Connection, msg: dict) -> None:
         self._hmp(conn, "delvm", msg)
 
     def _hmp(self, conn: control.Connection, verb: str, msg: dict) -> None:
-        name = msg.get("name")
-        if not isinstance(name, str) or not name or not name.isprintable() or " " in name:
-            raise QemuwrapError("a snapshot name must be printable text without spaces")
+        conn.send({"ok": True, **self._run_hmp(verb, _snapshot_name(msg))})
+
+    def _run_hmp(self, verb: str, name: str) -> dict:
         assert self.machine is not None
         out = self.machine.execute("human-monitor-command",
                                    {"command-line": f"{verb} {name}"}, timeout=SNAPSHOT_TIMEOUT)
         if out and out.strip():
             raise QemuwrapError(out.strip().splitlines()[-1])
-        conn.send({"ok": True})
+        return {}
+
+    # -- the guest agent: one exchange at a time, off the loop (runtime/agent.py) ------
+    def _agent(self) -> AgentWorker:
+        if self._agent_worker is None:  # loaded by the first request: most never need it
+            from qemuwrap.runtime.agent import AgentWorker
+
+            assert self.loop is not None
+            self._agent_worker = AgentWorker(self.loop, self.dom.agent_socket, self.log)
+        return self._agent_worker
+
+    def _req_agent(self, conn: control.Connection, msg: dict) -> None:
+        """``agent {command, timeout}``: one agent command, its reply as it came."""
+        from qemuwrap.guestagent import DEFAULT_TIMEOUT, parse_command
+        from qemuwrap.runtime.agent import check_timeout
+
+        request = parse_command(msg.get("command"))
+        timeout = check_timeout(msg.get("timeout", DEFAULT_TIMEOUT))
+        self._agent().submit(request, timeout, lambda reply, error: conn.send(
+            {"error": str(error)} if error is not None else {"ok": True, "reply": reply}))
 
     def _req_save(self, conn: control.Connection, msg: dict) -> None:
         """Write the guest's state into the fd the client passed; on the client's commit
@@ -674,6 +763,13 @@ class Supervisor:
                 pass
 
         self.loop.add_reader(fd, copy)
+
+
+def _snapshot_name(msg: dict) -> str:
+    name = msg.get("name")
+    if not isinstance(name, str) or not name or not name.isprintable() or " " in name:
+        raise QemuwrapError("a snapshot name must be printable text without spaces")
+    return name
 
 
 # -- the supervisor process ---------------------------------------------------------------

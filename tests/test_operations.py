@@ -55,7 +55,8 @@ def test_start_and_status_json_shapes(env):
     st = env.status("demo")
     assert set(st) == {"name", "state", "qemu_pid", "supervisor_pid", "supervised", "genid",
                        "uuid", "state_dir", "source", "console", "vnc", "qmp_socket",
-                       "control_socket", "supervisor_socket", "uptime", "companions"}
+                       "control_socket", "supervisor_socket", "uptime", "companions",
+                       "agent_socket", "agent", "addresses"}
     assert st["state"] == "running" and st["console"] == info["console"]
     assert st["qemu_pid"] == info["qemu_pid"] and st["supervised"]
     listed = json.loads(env.qw("list", "--json").stdout)

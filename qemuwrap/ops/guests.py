@@ -52,9 +52,10 @@ def ask(gdir: GuestDir, msg: dict, timeout: float) -> dict:
     return control.request(gdir.file(control.SOCKET), msg, timeout=timeout)
 
 
-def status(name: str, state_dir: str | None) -> dict:
+def status(name: str, state_dir: str | None, *, ask_agent: bool = True) -> dict:
     """What is known of a guest: its record, checked against the kernel, and the state
-    its supervisor (or QEMU) reports."""
+    its supervisor (or QEMU) reports; with ``ask_agent``, whether its guest agent
+    answers and the addresses it reports (``list`` does not ask: seconds per guest)."""
     gdir = guest(name, state_dir)
     record = gdir.read_record()
     out: dict = {
@@ -64,6 +65,7 @@ def status(name: str, state_dir: str | None) -> dict:
         "source": record.source if record else None, "console": None, "vnc": None,
         "qmp_socket": None, "control_socket": None, "supervisor_socket": None,
         "uptime": None, "companions": [],
+        "agent_socket": None, "agent": None, "addresses": None,
     }
     if record is None or gdir.running(record) is None:
         return out
@@ -79,26 +81,33 @@ def status(name: str, state_dir: str | None) -> dict:
                companions=[{"kind": c.kind, "id": c.id,
                             "pid": c.proc.pid if c.proc else None}
                            for c in record.companions])
-    out["state"] = _live_state(gdir, record, supervised)
+    out["state"], live = _live_state(gdir, record, supervised)
+    if ask_agent:
+        from qemuwrap.ops import agent
+
+        out.update(agent.status(gdir, record, supervised, live))
     return out
 
 
-def _live_state(gdir: GuestDir, record: GuestRecord, supervised: bool) -> str:
+def _live_state(gdir: GuestDir, record: GuestRecord,
+                supervised: bool) -> tuple[str, dict | None]:
+    """The state, and the supervisor's status reply (None: it gave none)."""
     if supervised:
         try:
-            return ask(gdir, {"request": "status"}, 5.0)["state"]
+            reply = ask(gdir, {"request": "status"}, 5.0)
+            return reply["state"], reply
         except control.ControlError:
             pass  # starting, or going away: ask QEMU itself
     assert record.qemu is not None
     if process.state_letter(record.qemu.pid) in ("T", "t"):
-        return "stopped (QEMU process is stopped: SIGSTOP)"
+        return "stopped (QEMU process is stopped: SIGSTOP)", None
     try:
         from qemuwrap.runtime import qmp
 
         state = qmp.command(gdir.file("control.sock"), "query-status", timeout=2)["status"]
     except QemuwrapError:
-        return "not responding"
-    return {"prelaunch": "starting", "inmigrate": "restoring"}.get(state, state)
+        return "not responding", None
+    return {"prelaunch": "starting", "inmigrate": "restoring"}.get(state, state), None
 
 
 def list_guests(state_dir: str | None) -> list[dict]:
@@ -106,7 +115,7 @@ def list_guests(state_dir: str | None) -> list[dict]:
     for gdir in all_guests(state_dir):
         try:
             if gdir.running() is not None:
-                out.append(status(gdir.name, state_dir))
+                out.append(status(gdir.name, state_dir, ask_agent=False))
         except QemuwrapError:
             continue
     return out
@@ -119,8 +128,9 @@ def wait_supervisor_gone(gdir: GuestDir, record: GuestRecord, timeout: float) ->
 
 
 def shutdown(name: str, state_dir: str | None, timeout: float, mode: str = "acpi") -> dict:
-    """ACPI power-off; forced after ``timeout``. The result says which it was:
-    ``{"name", "outcome": "acpi"|"forced"|"crashed", "exit_status"}``."""
+    """Power-off asked by ACPI (``mode`` acpi) or the guest agent (agent); forced after
+    ``timeout``. The result says which it was:
+    ``{"name", "outcome": "acpi"|"agent"|"forced"|"crashed", "exit_status"}``."""
     gdir, record = running(name, state_dir)
     if supervisor_alive(gdir, record):
         try:
@@ -132,19 +142,25 @@ def shutdown(name: str, state_dir: str | None, timeout: float, mode: str = "acpi
             wait_supervisor_gone(gdir, record, SUPERVISOR_EXIT_TIMEOUT)
             return {"name": name, "outcome": reply["outcome"],
                     "exit_status": _outcome_status(reply["outcome"])}
-    if mode != "acpi":
+    if mode not in ("acpi", "agent"):
         raise QemuwrapError(f"unsupported shutdown mode '{printable(mode)}' "
-                            "(supported: 'acpi')")
+                            "(supported: 'acpi', 'agent')")
     assert record.qemu is not None
     q = record.qemu
-    try:
-        from qemuwrap.runtime import qmp
+    if mode == "agent":
+        from qemuwrap.ops import agent
 
-        qmp.command(gdir.file("control.sock"), "system_powerdown", timeout=min(timeout, 5) or 1)
-    except QemuwrapError:
-        pass
+        agent.ask_shutdown(gdir, timeout)
+    else:
+        try:
+            from qemuwrap.runtime import qmp
+
+            qmp.command(gdir.file("control.sock"), "system_powerdown",
+                        timeout=min(timeout, 5) or 1)
+        except QemuwrapError:
+            pass
     if process.wait_gone(q.pid, q.create_time, timeout):
-        outcome = "acpi"
+        outcome = mode
     else:
         _force_off(gdir, record)
         outcome = "forced"
@@ -153,7 +169,7 @@ def shutdown(name: str, state_dir: str | None, timeout: float, mode: str = "acpi
 
 
 def _outcome_status(outcome: str) -> int:
-    return {"acpi": 0, "saved": 0, "forced": policy.EXIT_DESTROYED,
+    return {"acpi": 0, "agent": 0, "saved": 0, "forced": policy.EXIT_DESTROYED,
             "destroyed": 0}.get(outcome, policy.EXIT_CRASHED)
 
 

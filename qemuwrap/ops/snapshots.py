@@ -79,17 +79,28 @@ def snapshot_list(name: str, opts: Options) -> list[dict]:
     return sorted(snaps.values(), key=lambda s: s["date"])
 
 
-def _running_request(name: str, opts: Options, request: str, hmp: str, snap: str) -> None:
+def _running_request(name: str, opts: Options, request: str, hmp: str, snap: str,
+                     quiesce: bool = False) -> dict:
+    """The request to the supervisor (its reply), or with none the HMP command over
+    QEMU's second monitor (``quiesce``: between guest agent freeze and thaw)."""
     gdir, record = guests.running(name, opts.state_dir)
     if guests.supervisor_alive(gdir, record):
-        guests.ask(gdir, {"request": request, "name": snap}, QEMU_IMG_TIMEOUT)
-        return
+        msg = {"request": request, "name": snap, **({"quiesce": True} if quiesce else {})}
+        return guests.ask(gdir, msg, QEMU_IMG_TIMEOUT)
     from qemuwrap.runtime import qmp
 
-    out = qmp.command(gdir.file("control.sock"), "human-monitor-command",
-                      {"command-line": f"{hmp} {snap}"}, timeout=QEMU_IMG_TIMEOUT)
-    if out and out.strip():
-        raise QemuwrapError(out.strip().splitlines()[-1])
+    def run() -> None:
+        out = qmp.command(gdir.file("control.sock"), "human-monitor-command",
+                          {"command-line": f"{hmp} {snap}"}, timeout=QEMU_IMG_TIMEOUT)
+        if out and out.strip():
+            raise QemuwrapError(out.strip().splitlines()[-1])
+
+    if not quiesce:
+        run()
+        return {}
+    from qemuwrap.ops import agent
+
+    return {"quiesced": agent.quiesced(gdir, run)}
 
 
 def _check_name(snap: str) -> None:
@@ -98,8 +109,10 @@ def _check_name(snap: str) -> None:
                             "without spaces")
 
 
-def snapshot_create(name: str, snap: str, opts: Options) -> dict:
-    """An internal snapshot of a running guest: disks and memory, in its qcow2 disks."""
+def snapshot_create(name: str, snap: str, opts: Options, *, quiesce: bool = False) -> dict:
+    """An internal snapshot of a running guest: disks and memory, in its qcow2 disks;
+    ``quiesce``: its file systems frozen by its guest agent meanwhile (``"quiesced"``:
+    how many)."""
     _check_name(snap)
     _path, dom = _definition(name, opts)
     _qcow2_disks(dom)
@@ -107,8 +120,11 @@ def snapshot_create(name: str, snap: str, opts: Options) -> dict:
     if any(s["name"] == snap for s in snapshot_list(name, opts)):
         raise QemuwrapError(f"guest '{printable(name)}' already has a snapshot "
                             f"'{printable(snap)}'")
-    _running_request(name, opts, "snapshot-create", "savevm", snap)
-    return {"name": name, "snapshot": snap, "genid": _genid(name, opts)}
+    reply = _running_request(name, opts, "snapshot-create", "savevm", snap, quiesce)
+    out = {"name": name, "snapshot": snap, "genid": _genid(name, opts)}
+    if quiesce:
+        out["quiesced"] = reply.get("quiesced")
+    return out
 
 
 def _genid(name: str, opts: Options) -> str | None:

@@ -5,9 +5,10 @@ SCM_RIGHTS. The socket is created with mode 0600 in the guest's 0700 directory, 
 each connection's peer credentials are checked (our uid, or root): nobody else can
 ask a supervisor for anything.
 
-Requests: ``{"request": "status"}``, ``shutdown {timeout, mode}``, ``destroy``,
-``save`` (with the fd QEMU writes to), ``snapshot-create {name}``, ``snapshot-delete
-{name}``, ``suspend``, ``resume``. Replies carry ``"ok": true`` and what happened, or
+Requests: ``{"request": "status"}``, ``shutdown {timeout, mode}`` (mode ``acpi`` or
+``agent``), ``destroy``, ``save`` (with the fd QEMU writes to), ``snapshot-create {name,
+quiesce}``, ``snapshot-delete {name}``, ``suspend``, ``resume``, ``agent {command,
+timeout}`` (one guest agent command). Replies carry ``"ok": true`` and what happened, or
 ``"error": "one line"``; a request that takes time may send progress objects
 (``"event": ...``) before its reply.
 """

@@ -50,10 +50,11 @@ class Ending:
 
     def __init__(self, *, returncode: int | None = None, reason: str | None = None,
                  stopping: bool = False, forced: bool = False, saved: bool = False,
-                 panicked: bool = False):
+                 panicked: bool = False, asked: str = "acpi"):
         self.returncode = returncode  # our child's exit code (negative: signal)
         self.reason = reason  # the last SHUTDOWN reason
-        self.stopping = stopping  # we asked the guest to power off (ACPI)
+        self.stopping = stopping  # we asked the guest to power off
+        self.asked = asked  # how: "acpi" (the power button) or "agent" (guest-shutdown)
         self.forced = forced  # we ended QEMU by force (destroy, shutdown timeout)
         self.saved = saved  # QEMU ended because its state was saved to a file
         self.panicked = panicked
@@ -92,9 +93,10 @@ def verdict(end: Ending, on_crash: str) -> tuple[int | None, str]:
 
 
 def shutdown_outcome(end: Ending) -> str:
-    """What a ``shutdown`` request reports: ``acpi`` (the guest powered itself off),
-    ``forced`` (it did not within the timeout, or the host ended QEMU) or ``crashed``."""
+    """What a ``shutdown`` request reports: ``acpi`` or ``agent`` (the guest powered
+    itself off, asked by the power button or by its guest agent), ``forced`` (it did not
+    within the timeout, or the host ended QEMU) or ``crashed``."""
     status, _why = verdict(end, "destroy")
     if status == EXIT_POWEROFF and not end.saved:
-        return "acpi"
+        return end.asked
     return "crashed" if status == EXIT_CRASHED else "forced"

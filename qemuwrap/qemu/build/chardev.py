@@ -180,16 +180,17 @@ def serial_device(ctx: BuildContext, serial: Serial) -> str:
     return exact_opts(SERIAL_DEVICES[model], props)
 
 
-def channel_socket(ctx: BuildContext, chan: Channel) -> str:
+def channel_socket(state_dir: str, chan: Channel) -> str:
     """Where a virtio channel's unix socket goes when the XML names none: the guest's
     state directory (libvirt: its channel directory), ``channel.NAME`` for a named one
     (the guest agent's is ``channel.org.qemu.guest_agent.0``), else
-    ``vioser-CC-BB-PP.sock`` by its virtio-serial address (qemuDomainPrepareChannel)."""
+    ``vioser-CC-BB-PP.sock`` by its virtio-serial address (qemuDomainPrepareChannel).
+    Also how ``ops/agent.py`` finds the agent's socket: one rule for both."""
     if chan.target.name:
-        return os.path.join(ctx.paths.state_dir, f"channel.{chan.target.name}")
+        return os.path.join(state_dir, f"channel.{chan.target.name}")
     addr = chan.virtio_address
     c, b, p = (addr.controller, addr.bus, addr.port or 0) if addr else (0, 0, 0)
-    return os.path.join(ctx.paths.state_dir, f"vioser-{c:02d}-{b:02d}-{p:02d}.sock")
+    return os.path.join(state_dir, f"vioser-{c:02d}-{b:02d}-{p:02d}.sock")
 
 
 def build_serials(ctx: BuildContext) -> None:
@@ -211,7 +212,8 @@ def build_parallels(ctx: BuildContext) -> None:
 def build_channels(ctx: BuildContext) -> None:
     for chan in ctx.dom.devices.channels:
         chr_id = f"char{chan.alias_name}"
-        path = channel_socket(ctx, chan) if chan.type == CharType.UNIX else None
+        path = channel_socket(ctx.paths.state_dir, chan) if chan.type == CharType.UNIX \
+            else None
         chardev(ctx, chr_id, chan, chan.node, path=path)
         if chan.target_type == ChannelTargetType.GUESTFWD:
             target = chan.target
