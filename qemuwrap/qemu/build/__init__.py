@@ -83,7 +83,8 @@ class BuildContext:
         return {}
 
     def pci_props(self, device: Device) -> dict[str, str]:
-        """``bus=...[,multifunction=on|off],addr=...`` for a device's PCI address."""
+        """``bus=...[,multifunction=on|off],addr=...[,acpi-index=N]`` for a device's PCI
+        address (qemuBuildDeviceAddressProps: the ACPI index goes with the address)."""
         addr = device.address
         if not isinstance(addr, PCIAddress):
             return {}
@@ -93,6 +94,9 @@ class BuildContext:
         if addr.multifunction is not None:
             props["multifunction"] = "on" if addr.multifunction else "off"
         props["addr"] = value
+        acpi = getattr(device, "acpi", None)
+        if acpi is not None and acpi.index:
+            props["acpi-index"] = str(acpi.index)
         return props
 
     def usb_props(self, device: Device) -> dict[str, str]:

@@ -515,10 +515,7 @@ def address_props(ctx: BuildContext, disk: Disk) -> dict[str, Any]:
     addr = disk.address
     bus = disk.bus
     if bus == DiskBus.VIRTIO:
-        props: dict[str, Any] = dict(ctx.pci_props(disk))
-        if disk.acpi is not None:
-            props["acpi-index"] = disk.acpi.index
-        return props
+        return dict(ctx.pci_props(disk))
     if bus == DiskBus.USB:
         usb = addr if isinstance(addr, USBAddress) else None
         ctrl = _controller_alias(ctx, ControllerType.USB, usb.bus if usb else 0, "usb")

@@ -20,7 +20,7 @@ from qemuwrap.conf.xmlreader import Node
 from qemuwrap.qemu import hostdevices
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.chardev import usb_address_props
-from qemuwrap.qemu.build.net import acpi_props, boot_index, rom_props
+from qemuwrap.qemu.build.net import boot_index, rom_props
 from qemuwrap.qemu.build.props import exact_opts, on_off
 
 #: usb-host's reset properties for each guestReset (qemuBuildUSBHostdevDevProps).
@@ -54,7 +54,7 @@ def pci_device(ctx: BuildContext, dev: Hostdev | Interface, src: Any,
         teaming.type == "transient" else None
     return exact_opts("vfio-pci", [
         ("host", addr.pci), ("id", dev.alias_name), ("bootindex", _boot(ctx, dev)),
-        ("failover_pair_id", failover), *ctx.pci_props(dev).items(), *acpi_props(dev),
+        ("failover_pair_id", failover), *ctx.pci_props(dev).items(),
         *rom_props(dev)])
 
 
@@ -124,15 +124,14 @@ def mdev_device(ctx: BuildContext, dev: Hostdev) -> str:
     return exact_opts(driver, [
         ("id", dev.alias_name), ("sysfsdev", hostdevices.mdev_path(src.address.uuid)),
         ("display", on_off(dev.display)), ("ramfb", "on" if dev.ramfb else None),
-        ("bootindex", _boot(ctx, dev)), *ctx.pci_props(dev).items(), *acpi_props(dev)])
+        ("bootindex", _boot(ctx, dev)), *ctx.pci_props(dev).items()])
 
 
 def vhost_scsi_device(ctx: BuildContext, dev: Hostdev) -> str:
     src = dev.source
     assert src is not None
     return exact_opts(model_device(dev), [
-        ("wwpn", src.wwpn), ("id", dev.alias_name), *ctx.pci_props(dev).items(),
-        *acpi_props(dev)])
+        ("wwpn", src.wwpn), ("id", dev.alias_name), *ctx.pci_props(dev).items()])
 
 
 def _add(ctx: BuildContext, option: str, value: str, node: Node | None) -> None:

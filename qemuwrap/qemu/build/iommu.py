@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from qemuwrap.conf.devices.iommu import IOMMUModel
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.build.net import acpi_props
 from qemuwrap.qemu.build.props import exact_opts, on_off
 
 
@@ -24,5 +23,5 @@ def build_iommu(ctx: BuildContext) -> None:
         ctx.cmd.add("-device", exact_opts("intel-iommu", props), iommu.node)
     elif iommu.model == IOMMUModel.VIRTIO:
         ctx.cmd.add("-device", exact_opts("virtio-iommu", [
-            ("id", iommu.alias_name), *ctx.pci_props(iommu).items(), *acpi_props(iommu)]),
+            ("id", iommu.alias_name), *ctx.pci_props(iommu).items()]),
             iommu.node)

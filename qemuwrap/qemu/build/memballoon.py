@@ -5,7 +5,6 @@ from __future__ import annotations
 from qemuwrap.conf.devices.memballoon import BalloonModel
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.build.net import acpi_props
 from qemuwrap.qemu.build.props import exact_opts, on_off, virtio_props
 
 BALLOON_DEVICES = table(BalloonModel, {
@@ -26,7 +25,7 @@ def build_memballoon(ctx: BuildContext) -> None:
         *virtio_props(balloon.driver).items(), ("id", balloon.alias_name),
         ("deflate-on-oom", on_off(balloon.autodeflate)),
         ("free-page-reporting", on_off(balloon.freePageReporting)),
-        *ctx.pci_props(balloon).items(), *acpi_props(balloon)]), balloon.node, why)
+        *ctx.pci_props(balloon).items()]), balloon.node, why)
 
 
 def balloon_qmp_after_start(dom) -> list[tuple[str, dict]]:

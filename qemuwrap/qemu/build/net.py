@@ -142,11 +142,6 @@ def rom_props(dev: PCIDevice) -> list[tuple[str, Any]]:
     return [("rombar", bar), ("romfile", rom.file)]
 
 
-def acpi_props(dev: PCIDevice) -> list[tuple[str, Any]]:
-    """``acpi-index`` of a PCI device (libvirt adds it with the PCI address)."""
-    return [("acpi-index", dev.acpi.index if dev.acpi is not None else None)]
-
-
 def virtio_net_props(nic: Interface) -> list[tuple[str, Any]]:
     """virtio-net's own properties, in libvirt's order (qemuBuildNicDevProps)."""
     drv = nic.driver
@@ -201,7 +196,7 @@ def nic_device_options(ctx: BuildContext, nic: Interface) -> str:
     if nic.model == NICModel.USB_NET:
         props += usb_address_props(ctx, nic)
     else:
-        props += [*ctx.pci_props(nic).items(), *acpi_props(nic), *rom_props(nic)]
+        props += [*ctx.pci_props(nic).items(), *rom_props(nic)]
     return exact_opts(device, props)
 
 

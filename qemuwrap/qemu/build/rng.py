@@ -9,7 +9,6 @@ from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.chardev import chardev
-from qemuwrap.qemu.build.net import acpi_props
 from qemuwrap.qemu.build.props import exact_opts, virtio_props
 
 RNG_DEVICES = table(RNGModel, {
@@ -27,7 +26,7 @@ def rng_device(ctx: BuildContext, rng: RNG) -> str:
         *virtio_props(rng.driver).items(), ("rng", f"obj{rng.alias_name}"),
         ("id", rng.alias_name), ("max-bytes", rate.bytes if rate else None),
         ("period", (rate.period or 1000) if rate else None),
-        *ctx.pci_props(rng).items(), *acpi_props(rng)])
+        *ctx.pci_props(rng).items()])
 
 
 def build_rngs(ctx: BuildContext) -> None:

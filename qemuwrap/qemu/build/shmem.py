@@ -7,7 +7,6 @@ from __future__ import annotations
 from qemuwrap.conf.devices.shmem import Shmem, ShmemModel, ShmemRole
 from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.build.net import acpi_props
 from qemuwrap.qemu.build.props import exact_opts, on_off
 
 
@@ -22,7 +21,7 @@ def shmem_device(ctx: BuildContext, shmem: Shmem) -> str:
         ("memdev", None if server else f"shmmem-{shmem.alias_name}"), ("master", master),
         ("vectors", msi.vectors if msi else None),
         ("ioeventfd", on_off(msi.ioeventfd) if msi else None),
-        *ctx.pci_props(shmem).items(), *acpi_props(shmem)])
+        *ctx.pci_props(shmem).items()])
 
 
 def build_shmems(ctx: BuildContext) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from qemuwrap.conf.devices.vsock import VsockModel
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.build.net import acpi_props
 from qemuwrap.qemu.build.props import exact_opts, virtio_props
 
 VSOCK_DEVICES = table(VsockModel, {
@@ -22,5 +21,5 @@ def build_vsock(ctx: BuildContext) -> None:
     assert vsock.model is not None
     ctx.cmd.add("-device", exact_opts(VSOCK_DEVICES[vsock.model], [
         *virtio_props(vsock.driver).items(), ("id", vsock.alias_name),
-        ("guest-cid", vsock.guest_cid), *ctx.pci_props(vsock).items(), *acpi_props(vsock)]),
+        ("guest-cid", vsock.guest_cid), *ctx.pci_props(vsock).items()]),
         vsock.node)
