@@ -172,6 +172,10 @@ def test_restore_refuses_truncated_and_foreign_files(env, saved):
 
 
 def test_restore_with_a_missing_disk_fails_cleanly(env, tmp_path):
+    """A missing disk is refused before QEMU runs; a disk only QEMU finds unusable (an
+    empty file where the qcow2 image was) fails the launch: one line each, the save
+    file and the definition untouched, nothing left running, and the state restores
+    once the disk is back."""
     path = env.xml(genid=GENID, extra_devices=qcow2_disk(env))
     assert env.qw("start", str(path)).returncode == 0
     env.wait_serial("demo", f"genid: {GENID}")
@@ -180,11 +184,20 @@ def test_restore_with_a_missing_disk_fails_cleanly(env, tmp_path):
     path_sha, save_sha = sha(path), sha(save)
     disk = env.tmp / "disk.qcow2"
     disk.rename(env.tmp / "moved.qcow2")
+    qemu_log = env.gdir("demo") / "qemu.log"
+    starts = qemu_log.read_text().count(" start ----")
     res = env.qw("restore", str(save), "--xml", str(path))
-    assert res.returncode == 1 and res.stderr.count("\n") == 1
-    assert "QEMU failed to start" in res.stderr and str(disk) in res.stderr
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert f"disk source {disk} cannot be used: No such file or directory" in res.stderr
+    assert qemu_log.read_text().count(" start ----") == starts  # QEMU never spawned
+    disk.write_bytes(b"")  # there, but not a qcow2 image: only QEMU sees it
+    res = env.qw("restore", str(save), "--xml", str(path))
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert "QEMU failed to start" in res.stderr
+    assert "Image is not in qcow2 format" in res.stderr
     assert_untouched(path, save, path_sha, save_sha)
     assert not env.gdir("demo").joinpath("state.json").exists()
+    assert env.qemus() == []
     (env.tmp / "moved.qcow2").rename(disk)
     res = env.qw("restore", str(save), "--xml", str(path))  # the saved state was not lost
     assert res.returncode == 0, res.stderr

@@ -264,12 +264,18 @@ def test_logs_are_kept_appended_and_shown(env):
     assert env.qw("run", str(path)).returncode == 0
     assert (env.gdir("demo") / "qemu.log.1").stat().st_size == 5 << 20
     assert (env.gdir("demo") / "qemu.log").stat().st_size < 1 << 20
-    # A failed start keeps them too.
-    bad = env.xml(genid=GENID, extra_devices="<disk type='file' device='disk'><source "
-                  "file='/nonexistent.img'/><target dev='vda' bus='virtio'/></disk>")
-    assert env.qw("start", str(bad)).returncode == 1
-    assert "/nonexistent.img" in (env.gdir("demo") / "qemu.log").read_text()
-    assert (env.gdir("demo") / "serial0.log").exists()
+    # A start that QEMU fails (an empty file declared qcow2) keeps them too, appended.
+    empty = env.tmp / "empty.qcow2"
+    empty.write_bytes(b"")
+    bad = env.xml(genid=GENID, extra_devices="<disk type='file' device='disk'><driver "
+                  f"name='qemu' type='qcow2'/><source file='{empty}'/><target dev='vda' "
+                  "bus='virtio'/></disk>")
+    res = env.qw("start", str(bad))
+    assert res.returncode == 1 and "Image is not in qcow2 format" in res.stderr
+    qemu_log = (env.gdir("demo") / "qemu.log").read_text()
+    assert "Image is not in qcow2 format" in qemu_log
+    assert qemu_log.count(" start ----") == 2  # the rotated start's marker is in .1
+    assert (env.gdir("demo") / "serial0.log").exists()  # (QEMU itself truncates it)
 
 
 def test_logs_follow(env):
