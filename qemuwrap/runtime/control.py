@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import socket
 import struct
 import time
@@ -97,19 +96,6 @@ class Connection:
                 continue
             out.append(msg)
         return out
-
-    def wait_message(self, timeout: float) -> dict | None:
-        """Block up to ``timeout`` for the next request on this connection (a save's
-        commit); None if the client went away or the time passed."""
-        deadline = time.monotonic() + timeout
-        while not self.closed:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]:
-                return None
-            msgs = self.receive()
-            if msgs:
-                return msgs[0]
-        return None
 
     def take_fds(self) -> list[int]:
         fds, self.fds = self.fds, []
