@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import demo_xml, needs_qemu
+from conftest import QEMU, demo_xml, needs_qemu
 
 pytestmark = [needs_qemu, pytest.mark.slow]
 GENID = "e9392370-2917-565e-692b-d057f46512d6"
@@ -229,6 +229,26 @@ def test_missing_disk_is_refused_before_qemu_runs(env):
             "No such file or directory" in res.stderr
         assert not (env.gdir("demo") / "qemu.log").exists()
         assert env.qemus() == []
+
+
+def test_a_removed_qemu_binary_is_one_line(env, tmp_path):
+    """A trusted emulator (listed in $QEMUWRAP_CONFIG_DIR/emulators) that was removed:
+    one line naming it, and nothing started."""
+    binary = tmp_path / "bin" / "qemu-system-x86_64"
+    binary.parent.mkdir()
+    shutil.copy2(QEMU, binary)
+    config = tmp_path / "config"
+    config.mkdir(mode=0o755)
+    (config / "emulators").write_text(f"{binary}\n")
+    (config / "emulators").chmod(0o644)
+    path = env.xml(genid=GENID)
+    path.write_text(path.read_text().replace("/usr/bin/qemu-system-x86_64", str(binary)))
+    binary.unlink()
+    res = subprocess.run(env.argv("start", str(path)), capture_output=True, text=True,
+                         timeout=90, env={**os.environ, "QEMUWRAP_CONFIG_DIR": str(config)})
+    assert res.returncode == 1
+    assert res.stderr == f"qemuwrap: {path}: QEMU binary {binary} not found\n"
+    assert not (env.gdir("demo") / "qemu.log").exists() and env.qemus() == []
 
 
 def test_sigterm_asks_the_guest_then_exits_0(env):

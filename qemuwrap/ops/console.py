@@ -24,10 +24,14 @@ def _endpoint(name: str, state_dir: str | None) -> tuple[str, str]:
         return "pty", record.console
     xml = gdir.read("domain.xml")
     if xml is not None:
+        from qemuwrap.conf.devices.chardev import CharType, SourceMode
+
         dom = parse_domain(parse_bytes(xml))
-        for serial in list(dom.devices.serials) + list(dom.devices.consoles):
-            src = serial.source
-            if src.type == "unix" and src.path and src.mode == "bind":
+        ports = [s for s in dom.devices.serials if s.port == 0] or dom.devices.consoles[:1]
+        for port in ports:
+            src = port.source
+            if port.type == CharType.UNIX and src is not None and src.path \
+                    and src.mode == SourceMode.BIND:
                 return "unix", src.path
     raise QemuwrapError(f"guest '{printable(name)}' has no interactive serial console "
                         "(a pty or a unix socket QEMU listens on)")
