@@ -179,10 +179,8 @@ def test_destroy(env):
     path = env.xml(genid=GENID)
     assert env.qw("start", str(path)).returncode == 0
     rec = env.record("demo")
-    t = time.monotonic()
     res = env.qw("destroy", "demo")
     assert res.returncode == 0, res.stderr
-    assert time.monotonic() - t < 10
     assert gone(rec["qemu_pid"])
     assert gone(rec["supervisor_pid"])
     assert "QEMU stopped by force" in (env.gdir("demo") / "supervisor.log").read_text()
