@@ -157,6 +157,43 @@ def test_restore_refuses_a_definition_without_genid(env, saved):
     assert sha(save) == save_sha and env.qemus() == []
 
 
+def test_a_stored_qemu_commandline_restores_only_with_the_users_own_definition(env):
+    """A guest with <qemu:commandline>: its save file restores only with --xml, a
+    definition of the user's, whose verbatim QEMU arguments and environment must be
+    the stored ones."""
+    path = env.xml(genid=GENID)
+    text = path.read_text().replace(
+        "<domain type='qemu'>",
+        "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>")
+    path.write_text(text.replace("</domain>", "<qemu:commandline><qemu:arg value='-msg'/>"
+                                 "<qemu:arg value='timestamp=on'/><qemu:env "
+                                 "name='QEMUWRAP_TEST' value='1'/></qemu:commandline>\n"
+                                 "</domain>"))
+    assert env.qw("start", str(path)).returncode == 0, path.read_text()
+    env.wait_serial("demo", f"genid: {GENID}")
+    save = env.tmp / "demo.save"
+    assert env.qw("save", "demo", str(save)).returncode == 0
+    res = env.qw("restore", str(save))
+    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    assert "(<qemu:commandline>); restore it with --xml FILE.xml" in res.stderr
+    original = path.read_text()
+    for old, new, what in (("timestamp=on", "timestamp=off", "arguments"),
+                           ("value='1'", "value='2'", "environment")):
+        path.write_text(original.replace(old, new))
+        res = env.qw("restore", str(save), "--xml", str(path))
+        assert res.returncode == 1, res.stderr
+        assert f"Target domain qemu:commandline {what}" in res.stderr
+    assert env.qemus() == []
+    path.write_text(original)
+    res = env.qw("restore", str(save), "--xml", str(path))
+    assert_running_guest_sees_a_new_genid(env, path, res)
+    qemu = env.record("demo")["qemu_pid"]
+    with open(f"/proc/{qemu}/environ", "rb") as f:  # QEMU runs with what was stored
+        assert b"QEMUWRAP_TEST=1" in f.read().split(b"\0")
+    assert env.record("demo")["argv"][-2:] == ["-msg", "timestamp=on"]
+    assert env.qw("destroy", "demo").returncode == 0
+
+
 def test_restore_refuses_truncated_and_foreign_files(env, saved):
     path, save, path_sha, save_sha = saved
     cut = env.tmp / "cut.save"

@@ -12,7 +12,8 @@ Restore: the save file is checked (magic, header types, size) before QEMU starts
 checksum is verified while QEMU starts (the two take about as long, on two cores), and
 QEMU is given the state only once it matched: the very descriptor that was checked,
 no path reopened. The definition is the one stored in the file, or ``--xml``; no path
-from the file's header is followed.
+from the file's header is followed. A stored definition with ``<qemu:commandline>``
+(QEMU arguments passed verbatim) is only restored with ``--xml``.
 """
 
 from __future__ import annotations
@@ -191,6 +192,20 @@ def _save_unsupervised(gdir: GuestDir, record, writer: savefile.Writer,
     return checksum
 
 
+def refuse_verbatim_qemu(saved) -> None:
+    """A save file is not the user's own definition: anyone can write one with a
+    matching checksum. What it says QEMU runs with is checked like any definition's,
+    except ``<qemu:commandline>``, which passes arguments and environment to QEMU
+    verbatim (``-netdev tap,script=PROG`` runs PROG, as root): only from a definition the
+    user gives (``--xml``, checked against the stored one)."""
+    cmdline = saved.qemu_commandline
+    if cmdline is not None and (cmdline.args or cmdline.envs):
+        raise QemuwrapError("the definition stored in this save file passes QEMU arguments "
+                            "or environment of its own, unchecked (<qemu:commandline>); "
+                            "restore it with --xml FILE.xml, your own definition of guest "
+                            f"'{printable(saved.name)}' (checked against the stored one)")
+
+
 def restore(path: str, opts, xml: str | None = None) -> dict:
     """Start a saved guest again, with a new genid; the new guest's record (JSON)."""
     from qemuwrap.launcher import Restore, saved_definition, start
@@ -198,6 +213,8 @@ def restore(path: str, opts, xml: str | None = None) -> dict:
     save = savefile.open_checked(path, verify=False)  # the checksum: while QEMU starts
     try:
         saved = saved_definition(save)
+        if xml is None:
+            refuse_verbatim_qemu(saved)
         restore = Restore(save, saved)
         if xml is not None:
             record = start(xml, opts, restore=restore)
