@@ -809,8 +809,14 @@ def serve(plan: Plan, gdir: GuestDir, conf: dict, ready_fd: int | None) -> int:
                      console=conf["console"], early_signals=early)
     sup.verify_fd = conf.get("verify_fd")
     dom = plan.guest
-    if plan.writeback is not None:  # loaded now, while QEMU starts, not after the load
-        import qemuwrap.definition  # noqa: F401
+    if plan.writeback is not None:
+        # The write-back needs the model (~70 ms to import, measured): imported in a
+        # thread while QEMU starts and loads its state, which is waiting, not work;
+        # _write_back's own import waits for it if it has not finished.
+        import threading
+
+        threading.Thread(target=__import__, args=("qemuwrap.definition",), daemon=True,
+                         name="import-definition").start()
     if conf.get("adopt"):
         sup.adopt(GuestRecord.loads(conf["adopt"].encode(), gdir.file("state.json")))
     else:

@@ -177,7 +177,7 @@ def test_save_suspend_and_snapshot_without_a_supervisor(env, tmp_path):
     out = json.loads(res.stdout)
     checked = savefile.open_checked(str(save))  # whole, checksum verified
     checked.close()
-    assert out["checksum"] == f"sha256:{checked.meta['checksum']}"
+    assert out["checksum"] == f"blake3:{checked.meta['checksum']}"
     assert gone(info["qemu_pid"])  # the guest stopped once its state was stored
     assert not (env.gdir("demo") / "state.json").exists()  # cleaned up as a supervisor
     res = env.qw("restore", str(save), "--xml", str(path), "--json")

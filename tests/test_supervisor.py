@@ -52,3 +52,28 @@ def test_sd_notify_sends_to_systemds_socket(tmp_path, monkeypatch):
         assert s.recv(100) == b"READY=1\nSTATUS=running"
     monkeypatch.delenv("NOTIFY_SOCKET")
     sd_notify("READY=1")  # no systemd: nothing happens
+
+
+def test_the_restart_command_is_the_start_command_less_its_start_state():
+    """A restore or revert restarts (on_crash=restart) with its own command less
+    -incoming/-loadvm, not a second build: the same words a plain start would have, for
+    every golden definition."""
+    from qemuwrap.launcher import _without_start_state
+    from qemuwrap.qemu import capabilities
+    from qemuwrap.qemu.command import build_command
+
+    from conftest import DEFAULT_CAPS
+
+    checked = 0
+    for path in sorted(XML2ARGV.glob("*.xml")):
+        if not path.with_suffix(".args").exists() or path.with_suffix(".caps").exists():
+            continue
+        _data, dom = load(str(path))
+        caps = capabilities.for_domain(dom.devices.emulator, str(DEFAULT_CAPS))
+        plain = build_command(dom, caps, "/run/qemuwrap/x")
+        for start_state in ({"incoming": True}, {"loadvm": "s1"}):
+            cmd = build_command(dom, caps, "/run/qemuwrap/x", **start_state)
+            assert _without_start_state(cmd.argv) == plain.argv, path.name
+            assert cmd.env == plain.env
+        checked += 1
+    assert checked > 100

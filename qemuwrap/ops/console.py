@@ -9,8 +9,6 @@ import socket
 import sys
 import time
 
-from qemuwrap.conf.domain import parse_domain
-from qemuwrap.conf.xmlreader import parse_bytes
 from qemuwrap.errors import QemuwrapError, printable
 from qemuwrap.ops import guests
 
@@ -25,6 +23,8 @@ def _endpoint(name: str, state_dir: str | None) -> tuple[str, str]:
     xml = gdir.read("domain.xml")
     if xml is not None:
         from qemuwrap.conf.devices.chardev import CharType, SourceMode
+        from qemuwrap.conf.domain import parse_domain
+        from qemuwrap.conf.xmlreader import parse_bytes
 
         dom = parse_domain(parse_bytes(xml))
         ports = [s for s in dom.devices.serials if s.port == 0] or dom.devices.consoles[:1]

@@ -3,7 +3,8 @@
 Save: the target is checked before the guest is paused (its directory exists and is
 writable, the target is not a directory, the filesystem has room for the guest's RAM).
 QEMU writes its stream straight into the (temporary) file, unthrottled; this command
-hashes it behind QEMU as it grows, showing progress on a terminal. Only when the file
+hashes it behind QEMU as it grows (and has the disk take it meanwhile), showing
+progress on a terminal. Only when the file
 is whole, checksummed, synced and renamed into place is the supervisor told to commit
 (QEMU ends). Any failure, Ctrl-C included, closes the connection: the supervisor
 cancels the migration and lets a running guest run on; the temp file is removed.
@@ -32,6 +33,8 @@ from qemuwrap.runtime.qmp import QMP
 
 #: No byte from QEMU for this long: it is stopped or hung, the save is abandoned.
 STALL_TIMEOUT = 30.0
+#: While QEMU writes, the disk is given what it wrote once this much more came.
+FLUSH_EVERY = 32 << 20
 
 
 def check_target(path: str, memory_bytes: int) -> str:
@@ -91,18 +94,21 @@ def save(name: str, path: str, opts, *, progress: bool | None = None) -> dict:
         raise
     genid = record.genid
     return {"name": name, "file": path, "size": os.path.getsize(path),
-            "checksum": f"sha256:{checksum}", "genid": genid}
+            "checksum": f"blake3:{checksum}", "genid": genid}
 
 
 def _follow(writer: savefile.Writer, wait, progress: bool) -> dict:
-    """Hash what QEMU writes while it writes; ``wait(timeout)`` returns the message
-    that ends the stream (or None when there is none yet). A stream that stops
-    growing for STALL_TIMEOUT seconds (a stopped QEMU) is abandoned."""
+    """Hash what QEMU writes while it writes, and have the disk take it meanwhile
+    (``flush_behind``); ``wait(timeout)`` returns the message that ends the stream (or
+    None when there is none yet). A stream that stops growing for STALL_TIMEOUT seconds
+    (a stopped QEMU) is abandoned."""
     start = last_growth = shown = time.monotonic()
     size = 0
     while True:
         msg = wait(0.005)
         if msg is not None:
+            if msg.get("event") == "completed":
+                writer.flush_behind()  # the rest, while the hash catches up
             if progress:
                 writer.hash_written()
                 writer.show(start)
@@ -111,6 +117,7 @@ def _follow(writer: savefile.Writer, wait, progress: bool) -> dict:
         if writer.hash_written() != size:
             size = writer.size
             last_growth = time.monotonic()
+            writer.flush_behind(every=FLUSH_EVERY)
         elif time.monotonic() - last_growth > STALL_TIMEOUT:
             raise QemuwrapError(f"QEMU wrote nothing for {STALL_TIMEOUT:g} s; save "
                                 "abandoned")
