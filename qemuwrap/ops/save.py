@@ -4,13 +4,13 @@ Save: the target is checked before the guest is paused (its directory exists and
 writable, the target is not a directory, the filesystem has room for the guest's RAM).
 QEMU writes its stream straight into the (temporary) file, unthrottled; this command
 hashes it behind QEMU as it grows (and has the disk take it meanwhile), showing
-progress on a terminal. Only when the file
-is whole, checksummed, synced and renamed into place is the supervisor told to commit
-(QEMU ends). Any failure, Ctrl-C included, closes the connection: the supervisor
-cancels the migration and lets a running guest run on; the temp file is removed.
+progress on a terminal. Only when the file is whole, checksummed, synced and renamed
+into place is the supervisor told to commit (QEMU ends). Any failure, Ctrl-C included,
+closes the connection: the supervisor cancels the migration and lets a running guest
+run on; the temp file is removed.
 
 Restore: the save file is checked (magic, header types, size) before QEMU starts; its
-checksum is verified while QEMU starts (the two take about as long, on two cores), and
+checksum is verified while the supervisor and QEMU start (on the other core), and
 QEMU is given the state only once it matched: the very descriptor that was checked,
 no path reopened. The definition is the one stored in the file, or ``--xml``; no path
 from the file's header is followed. A stored definition with ``<qemu:commandline>``

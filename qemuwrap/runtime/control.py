@@ -6,8 +6,9 @@ each connection's peer credentials are checked (our uid, or root): nobody else c
 ask a supervisor for anything.
 
 Requests: ``{"request": "status"}``, ``shutdown {timeout, mode}``, ``destroy``,
-``save`` (with the fd QEMU writes to), ``snapshot-create {name}``, ``snapshot-delete
-{name}``, ``suspend``, ``resume``. Replies carry ``"ok": true`` and what happened, or
+``save`` (with the fd QEMU writes to; ``commit {path}`` on the same connection once the
+client's file is whole), ``snapshot-create {name}``, ``snapshot-delete {name}``,
+``suspend``, ``resume``. Replies carry ``"ok": true`` and what happened, or
 ``"error": "one line"``; a request that takes time may send progress objects
 (``"event": ...``) before its reply.
 """
