@@ -6,7 +6,8 @@ Figures only, nothing passes or fails. Needs qemu-system-x86_64 and the demo gue
 - bare save: a QEMU with the guest's own argv, driven over QMP by this script (already
   connected): stop, unlimited bandwidth, migrate into an open file (fd:), until
   "completed", then fsync. qemuwrap save: the command's wall time (exec to return:
-  pre-checks, pipe, SHA-256 on the way, fsync, rename, QEMU stopped).
+  pre-checks, the supervisor's QMP steps, BLAKE3 on the way, fsync, rename, QEMU
+  stopped).
 - bare restore: exec QEMU with ``-incoming defer`` until the guest runs (QMP up,
   migrate-incoming from the file, completed, cont). qemuwrap restore: the command's
   wall time (checksum checked first, then the same, plus genid check and records).

@@ -111,7 +111,7 @@ def cmd_validate(args) -> int:
 
 
 def _options(args):
-    from qemuwrap.launcher import Options
+    from qemuwrap.options import Options
 
     return Options(state_dir=args.state_dir,
                    shutdown_timeout=getattr(args, "shutdown_timeout", 30.0),

@@ -20,24 +20,10 @@ from qemuwrap.conf.domain import Domain, load, loads, parse_domain
 from qemuwrap.conf.xmlreader import parse_bytes
 from qemuwrap.definition import DefinitionWriteError, save_identity
 from qemuwrap.errors import QemuwrapError, debug, printable
+from qemuwrap.options import Options
 from qemuwrap.qemu import capabilities
 from qemuwrap.qemu.command import build_command, complete_definition
 from qemuwrap.runtime.guestdir import GuestBusyError, GuestDir, duplicate_genid
-
-
-class Options:
-    """What the CLI passes down (a plain bag: argparse's namespace fits)."""
-
-    def __init__(self, state_dir: str | None = None, shutdown_timeout: float = 30.0,
-                 transient: bool = False, console: bool = False, caps: str | None = None,
-                 allow_duplicate_genid: bool = False, verbose: bool = False):
-        self.state_dir = state_dir
-        self.shutdown_timeout = shutdown_timeout
-        self.transient = transient
-        self.console = console
-        self.caps = caps
-        self.allow_duplicate_genid = allow_duplicate_genid
-        self.verbose = verbose
 
 
 class Restore:
@@ -117,7 +103,6 @@ def run(path: str | None, opts: Options, *, background: bool = False,
         require_host(dom, cmd, gdir.path)
         _prepare_nvram(dom)
         _write_graphics_secrets(dom, gdir)
-        restart_cmd = build_command(dom, caps, gdir.path) if (restore or loadvm) else cmd
         writeback = None
         if path is not None and data is not None:
             if new_genid:  # stored by the supervisor once QEMU has loaded the state
@@ -135,7 +120,10 @@ def run(path: str | None, opts: Options, *, background: bool = False,
 
         companions = from_specs([c.to_json() for c in
                                  plan_companions(dom, Paths(gdir.path))])
-        plan = Plan(Guest.of(dom, gdir.path), Exe.of(cmd), restart_cmd=Exe.of(restart_cmd),
+        # A restart boots afresh: the same command less -incoming/-loadvm (as adopt
+        # compares them), not a second build.
+        restart_cmd = Exe(cmd.binary, _without_start_state(cmd.argv), cmd.env)
+        plan = Plan(Guest.of(dom, gdir.path), Exe.of(cmd), restart_cmd=restart_cmd,
                     source=os.path.abspath(path) if path else None,
                     incoming_fd=restore.save.fd if restore else None, writeback=writeback,
                     previous_genid=previous if new_genid else None, marker=marker,

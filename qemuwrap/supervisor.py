@@ -26,7 +26,7 @@ from qemuwrap.runtime import afterstart, control, migrate, policy
 from qemuwrap.runtime.companions import Companion, Planned, from_specs
 from qemuwrap.runtime.guestdir import GuestDir
 from qemuwrap.runtime.loop import Loop, Timer
-from qemuwrap.runtime.machine import Exe, Machine, MachineError, tail
+from qemuwrap.runtime.machine import QUIT_TIMEOUT, Exe, Machine, MachineError, tail
 from qemuwrap.runtime.policy import Action, Ending
 from qemuwrap.runtime.qmp import MonitorError
 from qemuwrap.runtime.record import GuestRecord, Proc
@@ -45,10 +45,37 @@ LOAD_TIMEOUT = 600.0
 SNAPSHOT_TIMEOUT = 600.0
 #: After a save's stream completed, how long the client has to store it safely.
 COMMIT_TIMEOUT = 300.0
+#: How long QEMU gets to answer ``query-status`` for ``status``.
+STATUS_TIMEOUT = 1.0
+#: Each other QMP exchange a request makes (stop, cont, system_powerdown).
+REQUEST_TIMEOUT = 5.0
+
+
+#: QEMU's run states as ``status`` names them.
+STATES = {"prelaunch": "starting", "inmigrate": "restoring"}
 
 
 class LaunchError(MachineError):
     """The guest could not be started; nothing of it runs."""
+
+
+class SnapshotJob:
+    """An HMP ``savevm``/``delvm`` in flight: QEMU answers when it is done (its main
+    loop is busy meanwhile, so ``status`` reports the job instead of asking)."""
+
+    kind = "snapshot"
+
+    def __init__(self, conn: control.Connection):
+        self.conn = conn
+        self.over = False
+
+    def end(self, reply: dict) -> None:
+        if not self.over:
+            self.over = True
+            self.conn.send(reply)
+
+    def qemu_ended(self) -> None:
+        self.end({"error": "QEMU ended during the snapshot"})
 
 
 def sd_notify(message: str) -> None:
@@ -178,6 +205,10 @@ class Supervisor:
         self._ended = False
         self._watched: list[int] = []
         self._force_timer: Timer | None = None
+        self._kill_timer: Timer | None = None
+        #: The long request in flight (a save, a snapshot): one at a time.
+        self._job: migrate.SaveJob | SnapshotJob | None = None
+        self._job_conn: control.Connection | None = None
         self._waiters: list[control.Connection] = []  # replied to when the guest ended
         self.run_state = "starting"
         self._agent_worker: AgentWorker | None = None
@@ -433,12 +464,18 @@ class Supervisor:
 
     def _qemu_ended(self) -> None:
         assert self.machine is not None
+        if self._ended:
+            return
         self._drain_events()  # the SHUTDOWN event tells why
         self._unwatch()
         self.ending.returncode = self.machine.reap()
-        if self._force_timer is not None:
-            self._force_timer.cancel()
-            self._force_timer = None
+        for timer in (self._force_timer, self._kill_timer):
+            if timer is not None:
+                timer.cancel()
+        self._force_timer = self._kill_timer = None
+        if self._job is not None:
+            job, self._job, self._job_conn = self._job, None, None
+            job.qemu_ended()
         self._ended = True
 
     def _qmp_readable(self) -> None:
@@ -491,6 +528,8 @@ class Supervisor:
                 self.run_state = "paused"
         elif name == "RESUME":
             self.run_state = "running"
+        elif name == "MIGRATION" and isinstance(self._job, migrate.SaveJob):
+            self._job.on_migration(data.get("status"))
 
     def _send(self, command: str) -> None:
         """A command whose reply we need not wait for (the loop stays responsive)."""
@@ -501,6 +540,17 @@ class Supervisor:
             m.qmp.send(command, callback=lambda _msg: None)
         except QemuwrapError as exc:
             self.log(f"'{command}' failed: {exc}")
+
+    def _call(self, command: str, args: dict | None = None, *, done: Callable,
+              timeout: float = REQUEST_TIMEOUT) -> None:
+        """A QMP exchange from the loop: ``done(result, error)`` on QEMU's reply or when
+        ``timeout`` passed. Nothing waits, so status, destroy and signals are served
+        meanwhile."""
+        m = self.machine
+        if m is None or m.qmp is None or m.qmp.closed or self.loop is None:
+            done(None, MonitorError("QEMU's monitor is not connected"))
+            return
+        m.qmp.call(command, args, later=self.loop.call_later, timeout=timeout, done=done)
 
     def _on_signal(self, _sig: int) -> None:
         if self.ending.stopping:
@@ -523,11 +573,12 @@ class Supervisor:
         self.ending.asked = "acpi"
         sd_notify("STOPPING=1")
         self.log(f"asking the guest to power off (ACPI), {timeout:g} s before forcing")
-        try:
-            assert self.machine is not None
-            self.machine.execute("system_powerdown", timeout=min(timeout, 5.0) or 0.1)
-        except QemuwrapError as exc:
-            self.log(f"system_powerdown: {exc}")
+
+        def done(_result, error: QemuwrapError | None) -> None:
+            if error is not None:
+                self.log(f"system_powerdown: {error}")
+
+        self._call("system_powerdown", done=done)
         self._force_after(timeout)
 
     def _force_after(self, timeout: float) -> None:
@@ -574,16 +625,36 @@ class Supervisor:
         self.destroy()
 
     def destroy(self, conn: control.Connection | None = None) -> None:
-        """Stop QEMU now: QMP quit, SIGKILL if it does not end at once (a stopped or
-        hung QEMU included)."""
+        """Stop QEMU now: QMP quit, SIGKILL if it has not ended within QUIT_TIMEOUT (at
+        once if it is stopped: a SIGSTOPped QEMU answers nothing). From the loop this
+        waits for nothing: QEMU's end (its pidfd) finishes the run."""
         if conn is not None:
             self._waiters.append(conn)
-        if self._ended or self.machine is None:
+        if self._ended or self.machine is None or self.machine.proc is None:
             return
         self.ending.forced = True
+        if self.loop is None:  # before supervision began (the launch's own checks)
+            self._unwatch()
+            self.machine.quit()
+            self._qemu_ended()
+            return
+        if self._kill_timer is not None:
+            return  # on its way already
+        if process.state_letter(self.machine.proc.pid) in ("T", "t"):
+            self._kill()
+            return
+        self._send("quit")
+        self._kill_timer = self.loop.call_later(QUIT_TIMEOUT, self._kill)
+
+    def _kill(self) -> None:
+        """SIGKILL: QEMU did not end after ``quit`` (or cannot answer)."""
+        self._kill_timer = None
+        if self._ended or self.machine is None:
+            return
+        self.log("QEMU did not quit; killing it")
         self._drain_events()
         self._unwatch()
-        self.machine.quit()
+        self.machine.kill()
         self._qemu_ended()
 
     # -- requests -------------------------------------------------------------------------
@@ -599,19 +670,21 @@ class Supervisor:
         handler(conn, msg)
 
     def _req_status(self, conn: control.Connection, _msg: dict) -> None:
-        conn.send({"ok": True, **self.status()})
+        """QEMU's run state, asked without waiting; during a save or a snapshot, the
+        job (QEMU may be too busy to answer while it writes)."""
+        def answer(state: str) -> None:
+            conn.send({"ok": True, "state": STATES.get(state, state),
+                       "stopping": self.ending.stopping, "agent_socket": self.dom.agent_socket})
 
-    def status(self) -> dict:
         assert self.machine is not None and self.machine.proc is not None
-        state = self.run_state
-        try:
-            state = self.machine.execute("query-status", timeout=1.0)["status"]
-        except QemuwrapError:
-            letter = process.state_letter(self.machine.proc.pid)
-            state = ("stopped (QEMU process is stopped: SIGSTOP)" if letter in ("T", "t")
-                     else "not responding")
-        return {"state": {"prelaunch": "starting", "inmigrate": "restoring"}.get(state, state),
-                "stopping": self.ending.stopping, "agent_socket": self.dom.agent_socket}
+        pid = self.machine.proc.pid
+        if process.state_letter(pid) in ("T", "t"):
+            answer("stopped (QEMU process is stopped: SIGSTOP)")
+        elif self._job is not None:
+            answer(f"paused ({self._job.kind})")
+        else:
+            self._call("query-status", timeout=STATUS_TIMEOUT, done=lambda result, error:
+                       answer(result["status"] if error is None else "not responding"))
 
     def _req_shutdown(self, conn: control.Connection, msg: dict) -> None:
         timeout = msg.get("timeout", self.shutdown_timeout)
@@ -629,20 +702,43 @@ class Supervisor:
     def _req_destroy(self, conn: control.Connection, _msg: dict) -> None:
         self.destroy(conn)
 
+    def _refuse_if_busy(self) -> None:
+        if self._job is not None:
+            raise QemuwrapError(f"the guest is busy ({self._job.kind}); try again once "
+                                "that is done")
+
     def _req_suspend(self, conn: control.Connection, _msg: dict) -> None:
-        assert self.machine is not None
-        self.machine.execute("stop")
-        self.run_state = "paused"
-        conn.send({"ok": True, "state": "paused"})
+        self._refuse_if_busy()
+
+        def done(_result, error: QemuwrapError | None) -> None:
+            if error is not None:
+                conn.send({"error": str(error)})
+                return
+            self.run_state = "paused"
+            conn.send({"ok": True, "state": "paused"})
+
+        self._call("stop", done=done)
 
     def _req_resume(self, conn: control.Connection, _msg: dict) -> None:
-        assert self.machine is not None
-        status = self.machine.execute("query-status")["status"]
-        if status not in ("paused", "running"):
-            raise QemuwrapError(f"the guest is {status}; only a paused guest can be resumed")
-        self.machine.execute("cont")
-        self.run_state = "running"
-        conn.send({"ok": True, "state": "running"})
+        self._refuse_if_busy()
+
+        def resumed(_result, error: QemuwrapError | None) -> None:
+            if error is not None:
+                conn.send({"error": str(error)})
+                return
+            self.run_state = "running"
+            conn.send({"ok": True, "state": "running"})
+
+        def have_status(result, error: QemuwrapError | None) -> None:
+            if error is not None:
+                conn.send({"error": str(error)})
+            elif result["status"] not in ("paused", "running"):
+                conn.send({"error": f"the guest is {result['status']}; only a paused guest "
+                                    "can be resumed"})
+            else:
+                self._call("cont", done=resumed)
+
+        self._call("query-status", done=have_status)
 
     def _req_snapshot_create(self, conn: control.Connection, msg: dict) -> None:
         if not msg.get("quiesce"):
@@ -653,26 +749,47 @@ class Supervisor:
         from qemuwrap.runtime.agent import quiesced
 
         name = _snapshot_name(msg)
-
-        def done(result: dict | None, error: QemuwrapError | None) -> None:
-            conn.send({"error": str(error)} if error is not None
-                      else {"ok": True, **(result or {})})
-
-        quiesced(self._agent(), lambda: self._run_hmp("savevm", name), done, self.log)
+        self._refuse_if_busy()
+        agent = self._agent()
+        job = SnapshotJob(conn)
+        self._job, self._job_conn = job, conn
+        try:
+            quiesced(agent, lambda then: self._run_hmp("savevm", name, then),
+                     lambda result, error: self._end_job(job, result, error), self.log)
+        except QemuwrapError:
+            self._job = self._job_conn = None
+            raise
 
     def _req_snapshot_delete(self, conn: control.Connection, msg: dict) -> None:
         self._hmp(conn, "delvm", msg)
 
     def _hmp(self, conn: control.Connection, verb: str, msg: dict) -> None:
-        conn.send({"ok": True, **self._run_hmp(verb, _snapshot_name(msg))})
+        """HMP savevm/delvm, answered when QEMU is done; the loop serves others
+        meanwhile (SNAPSHOT_TIMEOUT bounds the wait)."""
+        name = _snapshot_name(msg)
+        self._refuse_if_busy()
+        job = SnapshotJob(conn)
+        self._job, self._job_conn = job, conn
+        self._run_hmp(verb, name, lambda result, error: self._end_job(job, result, error))
 
-    def _run_hmp(self, verb: str, name: str) -> dict:
-        assert self.machine is not None
-        out = self.machine.execute("human-monitor-command",
-                                   {"command-line": f"{verb} {name}"}, timeout=SNAPSHOT_TIMEOUT)
-        if out and out.strip():
-            raise QemuwrapError(out.strip().splitlines()[-1])
-        return {}
+    def _end_job(self, job: SnapshotJob, result: dict | None,
+                 error: QemuwrapError | None) -> None:
+        if self._job is job:
+            self._job = self._job_conn = None
+        job.end({"error": str(error)} if error is not None else {"ok": True, **(result or {})})
+
+    def _run_hmp(self, verb: str, name: str, done: Callable) -> None:
+        """``done({}, None)`` when QEMU did it, ``done(None, error)`` with HMP's complaint."""
+        def answered(out, error: QemuwrapError | None) -> None:
+            if error is not None:
+                done(None, error)
+            elif out and out.strip():
+                done(None, QemuwrapError(out.strip().splitlines()[-1]))
+            else:
+                done({}, None)
+
+        self._call("human-monitor-command", {"command-line": f"{verb} {name}"},
+                   timeout=SNAPSHOT_TIMEOUT, done=answered)
 
     # -- the guest agent: one exchange at a time, off the loop (runtime/agent.py) ------
     def _agent(self) -> AgentWorker:
@@ -694,42 +811,46 @@ class Supervisor:
             {"error": str(error)} if error is not None else {"ok": True, "reply": reply}))
 
     def _req_save(self, conn: control.Connection, msg: dict) -> None:
-        """Write the guest's state into the fd the client passed; on the client's commit
-        (its file is complete and synced) QEMU ends, the run's status is "saved". On
-        failure, abort or a vanished client the guest runs on as it was."""
+        """Write the guest's state into the fd the client passed (a SaveJob, driven by
+        the loop); on the client's commit (its file is complete and synced) QEMU ends
+        and the run's status is "saved". On a failure, or a client that goes away, the
+        save is undone and a guest that was running runs on."""
         fds = conn.take_fds()
-        m = self.machine
-        assert m is not None and m.qmp is not None
         if len(fds) != 1:
             for fd in fds:
                 os.close(fd)
             raise QemuwrapError("a save needs exactly one file descriptor")
         timeout = msg.get("timeout", 3600)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            os.close(fds[0])
+            raise QemuwrapError("the save timeout must be a number of seconds")
         try:
-            try:
-                was_running = migrate.begin(m.qmp, fds[0])
-            finally:
-                os.close(fds[0])  # QEMU holds its own copy
-            conn.send({"event": "started"})
-            try:
-                migrate.wait(m.qmp, float(timeout),
-                             [fd for fd in (m.pidfd, conn.fileno()) if fd is not None])
-            except QemuwrapError as exc:
-                migrate.undo(m.qmp, was_running)
-                self.log(f"{exc}; the guest runs on")
-                raise
-            conn.send({"event": "completed"})
-            reply = conn.wait_message(COMMIT_TIMEOUT)
-            if reply is None or reply.get("request") != "commit":
-                migrate.undo(m.qmp, was_running)
-                self.log("save abandoned by its client; the guest runs on")
-                conn.send({"error": "save abandoned; the guest runs on"})
-                return
-        finally:
-            self._drain_events()
-        path = reply.get("path")
+            self._refuse_if_busy()
+        except QemuwrapError:
+            os.close(fds[0])
+            raise
+        m = self.machine
+        assert m is not None and m.qmp is not None and self.loop is not None
+
+        def finished() -> None:
+            if self._job is job:
+                self._job = self._job_conn = None
+
+        job = migrate.SaveJob(m.qmp, self.loop.call_later, fds[0], timeout=float(timeout),
+                              commit_timeout=COMMIT_TIMEOUT, report=conn.send,
+                              finished=finished, log=self.log)
+        self._job, self._job_conn = job, conn
+        conn.on_close.append(lambda: job.abandon("save abandoned by its client"))
+        job.start()
+
+    def _req_commit(self, conn: control.Connection, msg: dict) -> None:
+        """The save's client has stored the state: QEMU ends, the guest is saved."""
+        job = self._job
+        if not isinstance(job, migrate.SaveJob) or self._job_conn is not conn \
+                or not job.commit():
+            raise QemuwrapError("no completed save to commit")
         self.ending.saved = True
-        self.log(f"guest saved to {printable(str(path))}")
+        self.log(f"guest saved to {printable(str(msg.get('path')))}")
         self.destroy(conn)
 
     # -- console ------------------------------------------------------------------------
@@ -809,8 +930,14 @@ def serve(plan: Plan, gdir: GuestDir, conf: dict, ready_fd: int | None) -> int:
                      console=conf["console"], early_signals=early)
     sup.verify_fd = conf.get("verify_fd")
     dom = plan.guest
-    if plan.writeback is not None:  # loaded now, while QEMU starts, not after the load
-        import qemuwrap.definition  # noqa: F401
+    if plan.writeback is not None:
+        # The write-back needs the model (~70 ms to import, measured): imported in a
+        # thread while QEMU starts and loads its state, which is waiting, not work;
+        # _write_back's own import waits for it if it has not finished.
+        import threading
+
+        threading.Thread(target=__import__, args=("qemuwrap.definition",), daemon=True,
+                         name="import-definition").start()
     if conf.get("adopt"):
         sup.adopt(GuestRecord.loads(conf["adopt"].encode(), gdir.file("state.json")))
     else:

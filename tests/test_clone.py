@@ -181,6 +181,31 @@ def test_copy_is_independent(source, tmp_path):
 
 
 @needs_qemu_img
+def test_clone_json_shape(source, tmp_path):
+    """``clone --json``: the documented shape, with the values the clone has."""
+    dst = tmp_path / "new.xml"
+    res = subprocess.run([sys.executable, "-m", "qemuwrap", "clone", str(source.xml),
+                          str(dst), "--name", "new", "--json", "--state-dir",
+                          str(tmp_path / "state")], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert set(out) == {"file", "name", "uuid", "genid", "macs", "disks", "warnings"}
+    _, new = load(str(dst))
+    assert out["file"] == str(dst)
+    assert out["name"] == {"old": "src", "new": "new"}
+    assert out["uuid"] == {"old": UUID, "new": new.uuid_str}
+    assert out["genid"] == {"old": GENID, "new": new.genid_str}
+    assert out["macs"] == [{"old": o, "new": nic.mac}
+                           for o, nic in zip(MACS, new.devices.interfaces, strict=True)]
+    overlay = str(source.dir / "new-vda.qcow2")
+    assert out["disks"] == [{"target": "vda", "old": str(source.qcow2), "new": overlay,
+                             "format": "qcow2", "overlay": True}]
+    assert isinstance(out["warnings"], list)
+    assert res.stderr == ""  # notes go into "warnings", stdout is one JSON value
+
+
+@needs_qemu_img
 def test_copy_keeps_a_raw_disk_raw(tmp_path):
     src = Source(tmp_path, extra_disks=f"""<disk type='file' device='disk'>
       <source file='{tmp_path / "images" / "seed.raw"}'/>

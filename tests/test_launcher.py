@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import demo_xml, needs_qemu
+from conftest import QEMU, demo_xml, needs_qemu
 
 pytestmark = [needs_qemu, pytest.mark.slow]
 GENID = "e9392370-2917-565e-692b-d057f46512d6"
@@ -186,10 +186,8 @@ def test_destroy(env):
     path = env.xml(genid=GENID)
     assert env.qw("start", str(path)).returncode == 0
     rec = env.record("demo")
-    t = time.monotonic()
     res = env.qw("destroy", "demo")
     assert res.returncode == 0, res.stderr
-    assert time.monotonic() - t < 10
     assert gone(rec["qemu_pid"])
     assert gone(rec["supervisor_pid"])
     assert "QEMU stopped by force" in (env.gdir("demo") / "supervisor.log").read_text()
@@ -197,8 +195,13 @@ def test_destroy(env):
 
 
 def test_failed_start_is_one_line_and_keeps_only_the_logs(env):
-    path = env.xml(genid=GENID, extra_devices="""<disk type='file' device='disk'>
-      <source file='/nonexistent/disk.img'/>
+    """A failure only QEMU sees (an empty file declared qcow2: it exists, so the host
+    checks pass): one line with QEMU's reason; runtime files go, logs stay."""
+    empty = env.tmp / "empty.qcow2"
+    empty.write_bytes(b"")
+    path = env.xml(genid=GENID, extra_devices=f"""<disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{empty}'/>
       <target dev='vda' bus='virtio'/>
     </disk>
     """)
@@ -207,11 +210,50 @@ def test_failed_start_is_one_line_and_keeps_only_the_logs(env):
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
     assert res.stderr.startswith(f"qemuwrap: {path}: QEMU failed to start: QEMU exited with "
                                  "status 1")
-    assert "/nonexistent/disk.img" in res.stderr and "No such file or directory" in res.stderr
+    assert "Image is not in qcow2 format" in res.stderr
     left = sorted(p.name for p in env.gdir("demo").iterdir())
     assert "state.json" not in left and "qmp.sock" not in left  # runtime files go
-    assert "/nonexistent/disk.img" in (env.gdir("demo") / "qemu.log").read_text()  # logs stay
+    assert "Image is not in qcow2 format" in (env.gdir("demo") / "qemu.log").read_text()
     assert env.qemus() == []
+
+
+def test_missing_disk_is_refused_before_qemu_runs(env):
+    """A missing image is a host check: one line naming the element, and no QEMU (no
+    qemu.log: QEMU was never spawned)."""
+    path = env.xml(genid=GENID, extra_devices="""<disk type='file' device='disk'>
+      <source file='/nonexistent/disk.img'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    """)
+    for command in ("run", "start"):
+        res = env.qw(command, str(path))
+        assert res.returncode == 1
+        assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+        assert res.stderr.startswith(f"qemuwrap: {path}: line ")
+        assert "/domain/devices/disk: disk source /nonexistent/disk.img cannot be used: " \
+            "No such file or directory" in res.stderr
+        assert not (env.gdir("demo") / "qemu.log").exists()
+        assert env.qemus() == []
+
+
+def test_a_removed_qemu_binary_is_one_line(env, tmp_path):
+    """A trusted emulator (listed in $QEMUWRAP_CONFIG_DIR/emulators) that was removed:
+    one line naming it, and nothing started."""
+    binary = tmp_path / "bin" / "qemu-system-x86_64"
+    binary.parent.mkdir()
+    shutil.copy2(QEMU, binary)
+    config = tmp_path / "config"
+    config.mkdir(mode=0o755)
+    (config / "emulators").write_text(f"{binary}\n")
+    (config / "emulators").chmod(0o644)
+    path = env.xml(genid=GENID)
+    path.write_text(path.read_text().replace("/usr/bin/qemu-system-x86_64", str(binary)))
+    binary.unlink()
+    res = subprocess.run(env.argv("start", str(path)), capture_output=True, text=True,
+                         timeout=90, env={**os.environ, "QEMUWRAP_CONFIG_DIR": str(config)})
+    assert res.returncode == 1
+    assert res.stderr == f"qemuwrap: {path}: QEMU binary {binary} not found\n"
+    assert not (env.gdir("demo") / "qemu.log").exists() and env.qemus() == []
 
 
 def test_sigterm_asks_the_guest_then_exits_0(env):

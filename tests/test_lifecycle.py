@@ -157,6 +157,43 @@ def test_restore_refuses_a_definition_without_genid(env, saved):
     assert sha(save) == save_sha and env.qemus() == []
 
 
+def test_a_stored_qemu_commandline_restores_only_with_the_users_own_definition(env):
+    """A guest with <qemu:commandline>: its save file restores only with --xml, a
+    definition of the user's, whose verbatim QEMU arguments and environment must be
+    the stored ones."""
+    path = env.xml(genid=GENID)
+    text = path.read_text().replace(
+        "<domain type='qemu'>",
+        "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>")
+    path.write_text(text.replace("</domain>", "<qemu:commandline><qemu:arg value='-msg'/>"
+                                 "<qemu:arg value='timestamp=on'/><qemu:env "
+                                 "name='QEMUWRAP_TEST' value='1'/></qemu:commandline>\n"
+                                 "</domain>"))
+    assert env.qw("start", str(path)).returncode == 0, path.read_text()
+    env.wait_serial("demo", f"genid: {GENID}")
+    save = env.tmp / "demo.save"
+    assert env.qw("save", "demo", str(save)).returncode == 0
+    res = env.qw("restore", str(save))
+    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    assert "(<qemu:commandline>); restore it with --xml FILE.xml" in res.stderr
+    original = path.read_text()
+    for old, new, what in (("timestamp=on", "timestamp=off", "arguments"),
+                           ("value='1'", "value='2'", "environment")):
+        path.write_text(original.replace(old, new))
+        res = env.qw("restore", str(save), "--xml", str(path))
+        assert res.returncode == 1, res.stderr
+        assert f"Target domain qemu:commandline {what}" in res.stderr
+    assert env.qemus() == []
+    path.write_text(original)
+    res = env.qw("restore", str(save), "--xml", str(path))
+    assert_running_guest_sees_a_new_genid(env, path, res)
+    qemu = env.record("demo")["qemu_pid"]
+    with open(f"/proc/{qemu}/environ", "rb") as f:  # QEMU runs with what was stored
+        assert b"QEMUWRAP_TEST=1" in f.read().split(b"\0")
+    assert env.record("demo")["argv"][-2:] == ["-msg", "timestamp=on"]
+    assert env.qw("destroy", "demo").returncode == 0
+
+
 def test_restore_refuses_truncated_and_foreign_files(env, saved):
     path, save, path_sha, save_sha = saved
     cut = env.tmp / "cut.save"
@@ -172,6 +209,10 @@ def test_restore_refuses_truncated_and_foreign_files(env, saved):
 
 
 def test_restore_with_a_missing_disk_fails_cleanly(env, tmp_path):
+    """A missing disk is refused before QEMU runs; a disk only QEMU finds unusable (an
+    empty file where the qcow2 image was) fails the launch: one line each, the save
+    file and the definition untouched, nothing left running, and the state restores
+    once the disk is back."""
     path = env.xml(genid=GENID, extra_devices=qcow2_disk(env))
     assert env.qw("start", str(path)).returncode == 0
     env.wait_serial("demo", f"genid: {GENID}")
@@ -180,11 +221,20 @@ def test_restore_with_a_missing_disk_fails_cleanly(env, tmp_path):
     path_sha, save_sha = sha(path), sha(save)
     disk = env.tmp / "disk.qcow2"
     disk.rename(env.tmp / "moved.qcow2")
+    qemu_log = env.gdir("demo") / "qemu.log"
+    starts = qemu_log.read_text().count(" start ----")
     res = env.qw("restore", str(save), "--xml", str(path))
-    assert res.returncode == 1 and res.stderr.count("\n") == 1
-    assert "QEMU failed to start" in res.stderr and str(disk) in res.stderr
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert f"disk source {disk} cannot be used: No such file or directory" in res.stderr
+    assert qemu_log.read_text().count(" start ----") == starts  # QEMU never spawned
+    disk.write_bytes(b"")  # there, but not a qcow2 image: only QEMU sees it
+    res = env.qw("restore", str(save), "--xml", str(path))
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert "QEMU failed to start" in res.stderr
+    assert "Image is not in qcow2 format" in res.stderr
     assert_untouched(path, save, path_sha, save_sha)
     assert not env.gdir("demo").joinpath("state.json").exists()
+    assert env.qemus() == []
     (env.tmp / "moved.qcow2").rename(disk)
     res = env.qw("restore", str(save), "--xml", str(path))  # the saved state was not lost
     assert res.returncode == 0, res.stderr

@@ -12,10 +12,12 @@ import threading
 import time
 
 import pytest
+from test_statedir import two_users  # noqa: F401 - a fixture
 
 from qemuwrap.runtime import control
 from qemuwrap.runtime.loop import Loop
 from qemuwrap.runtime.qmp import QMP, CommandError, MonitorError
+from qemuwrap.runtime.record import VERSION, Companion, GuestRecord, Proc, RecordError
 
 
 class FakeQEMU:
@@ -64,20 +66,43 @@ def test_qmp_answers_errors_events_and_deadlines(tmp_path):
     assert [e["event"] for e in qmp.events] == ["STOP", "STOP"]  # queued, not lost
     with pytest.raises(CommandError, match="no such thing"):
         qmp.execute("bad")
-    t = time.monotonic()
     with pytest.raises(MonitorError, match="did not answer 'hang' within 0.3 s"):
         qmp.execute("hang", timeout=0.3)
-    assert time.monotonic() - t < 2
     qmp.close()
+
+
+def test_qmp_calls_from_the_loop_have_deadlines(tmp_path):
+    """The supervisor's exchanges: the reply, a refusal or the deadline, each once."""
+    path = str(tmp_path / "qmp.sock")
+    FakeQEMU(path)
+    qmp = QMP.connect(path, timeout=5)
+    loop = Loop()
+    loop.add_reader(qmp.fileno(), qmp.poll)
+    got: dict[str, list] = {"query-status": [], "bad": [], "hang": []}
+    for command in got:
+        qmp.call(command, later=loop.call_later, timeout=0.3,
+                 done=lambda result, error, c=command: got[c].append((result, error)))
+    assert loop.run_until(lambda: all(got.values()), timeout=30)  # a hang guard
+    assert got["query-status"] == [({"status": "running"}, None)]
+    (_none, refused), = got["bad"]
+    assert isinstance(refused, CommandError) and refused.desc == "no such thing"
+    (_none, late), = got["hang"]
+    assert isinstance(late, MonitorError) and "did not answer 'hang' within 0.3 s" in str(late)
+    loop.run_until(lambda: False, timeout=0.4)
+    assert [len(v) for v in got.values()] == [1, 1, 1]  # never twice
+    qmp.close()
+    failed = []
+    qmp.call("query-status", later=loop.call_later, timeout=5,
+             done=lambda result, error: failed.append(error))
+    assert isinstance(failed[0], MonitorError)  # a closed monitor: at once
+    loop.close()
 
 
 def test_a_monitor_that_never_greets_is_a_deadline(tmp_path):
     path = str(tmp_path / "qmp.sock")
     FakeQEMU(path, greet=False)
-    t = time.monotonic()
     with pytest.raises(MonitorError, match="no greeting"):
         QMP.connect(path, timeout=0.5)
-    assert time.monotonic() - t < 3
 
 
 def test_no_monitor_at_all(tmp_path):
@@ -168,3 +193,118 @@ def test_kill_hard_ends_a_stopped_process():
     assert not process.wait_gone(child.pid, created, 0.05)
     assert process.kill_hard(child.pid, created, timeout=5)
     assert child.poll() is not None or not process.is_alive(child.pid, created)
+
+
+def test_guest_record_round_trip_and_version():
+    record = GuestRecord(
+        "demo", "c7a5fdbd-edaf-9455-926a-d65c16db1809", "/run/qemuwrap/demo", 1700000000.5,
+        qemu=Proc(12, 1700000000.25, ["qemu-system-x86_64", "-name", "demo"]),
+        genid="e9392370-2917-565e-692b-d057f46512d6", source="/etc/demo.xml",
+        env={"LC_ALL": "C"}, supervisor=Proc(11, 1700000000.0), console="/dev/pts/3",
+        vnc="127.0.0.1:5900",
+        companions=[Companion("swtpm", "tpm0", Proc(13, 1700000000.1, ["swtpm"]),
+                              ["/run/qemuwrap/demo/tpm0.sock"]),
+                    Companion("tap", "vnet0")])
+    data = record.dumps()
+    assert json.loads(data)["version"] == VERSION
+    assert GuestRecord.loads(data, "state.json") == record  # every field, nested ones too
+    assert GuestRecord.loads(GuestRecord("x", "u", "/d", 1).dumps(), "s") == \
+        GuestRecord("x", "u", "/d", 1.0)  # the defaults
+    for version, shown in ((VERSION + 1, str(VERSION + 1)), (None, "None"), ("1", "'1'")):
+        raw = {**json.loads(data), "version": version}
+        with pytest.raises(RecordError, match=rf"^/x/state.json: guest record version "
+                                              rf"{shown}; this qemuwrap reads version "
+                                              rf"{VERSION}$"):
+            GuestRecord.loads(json.dumps(raw).encode(), "/x/state.json")
+    raw = json.loads(data)
+    del raw["started"]
+    with pytest.raises(RecordError, match="guest record lacks 'started'"):
+        GuestRecord.loads(json.dumps(raw).encode(), "s")
+    raw = json.loads(data)
+    raw["companions"][0]["proc"]["pid"] = -1
+    with pytest.raises(RecordError, match=r"'companions\[0\].proc.pid' is not a positive"):
+        GuestRecord.loads(json.dumps(raw).encode(), "s")
+
+
+def _serve_until(loop: Loop, proc) -> None:
+    """Run the loop until ``proc`` (another user's client) ends (60 s: a hang guard)."""
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        loop.run_until(lambda: False, timeout=0.05)
+    assert proc.poll() is not None
+
+
+def test_control_socket_refuses_another_user(two_users):  # noqa: F811
+    """Even where another user can reach the socket (the guest directory is 0700, so
+    normally nobody can), the supervisor answers only its own uid (or root); and the
+    tools refuse a socket another user serves (no fake supervisor)."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    _victim, attacker = two_users
+    where = tempfile.mkdtemp(prefix="qemuwrap-uid-")  # reachable by the other user
+    os.chmod(where, 0o1777)
+    path = os.path.join(where, control.SOCKET)
+    loop = Loop()
+    seen = []
+    server = control.Server(loop, path, lambda conn, msg: (seen.append(msg),
+                                                           conn.send({"ok": True})))
+    os.chmod(path, 0o666)  # what the mode normally forbids: the uid check must hold
+    ask = ("import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n"
+           "print('connected', flush=True)\ns.settimeout(20)\n"
+           "try:\n s.sendall(b'{\"request\": \"status\"}\\n')\n print(repr(s.recv(100)))\n"
+           "except OSError as exc:\n print(type(exc).__name__)\n")
+    try:
+        proc = subprocess.Popen(["runuser", "-u", attacker, "--", sys.executable, "-c", ask,
+                                 path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        _serve_until(loop, proc)
+        out, err = proc.communicate()
+        assert out.split("\n")[0] == "connected", (out, err)
+        assert out.split("\n")[1] in ("b''", "BrokenPipeError", "ConnectionResetError")
+
+        assert seen == []
+        with control.Client(path) as mine:  # its owner is answered
+            mine.send({"request": "status"})
+            loop.run_until(lambda: bool(seen), timeout=30)
+            assert mine.reply(5) == {"ok": True}
+        server.close()
+        loop.close()
+        # The other way round: a socket another user serves is not our supervisor.
+        fake = os.path.join(where, "fake.sock")
+        listen = ("import socket, sys, time, os; s = socket.socket(socket.AF_UNIX); "
+                  "s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666); s.listen(1); "
+                  "print('ready', flush=True); c, _ = s.accept(); time.sleep(5)")
+        proc = subprocess.Popen(["runuser", "-u", attacker, "--", sys.executable, "-c",
+                                 listen, fake], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            with pytest.raises(control.ControlError, match="is served by another user; "
+                                                           "refusing it"):
+                control.Client(fake)
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def test_a_qemu_that_cannot_be_run_fails_the_launch(tmp_path):
+    """The binary vanished between the checks and the spawn: a one-line MachineError,
+    no process recorded, the logs kept."""
+    from qemuwrap.runtime.guestdir import GuestDir
+    from qemuwrap.runtime.machine import Exe, Machine, MachineError
+
+    gdir = GuestDir("demo", str(tmp_path / "state"))
+    gdir.prepare()
+    gone = str(tmp_path / "qemu-system-x86_64")
+    changes = []
+    machine = Machine(Exe(gone, [gone, "-S"], {}), gdir, on_change=lambda: changes.append(1))
+    with pytest.raises(MachineError) as raised:
+        machine.launch()
+    assert str(raised.value) == (f"QEMU failed to start: cannot run {gone}: No such file "
+                                 "or directory")
+    assert machine.proc is None and changes == []
+    assert os.listdir(gdir.path) == ["qemu.log"]

@@ -119,3 +119,39 @@ def test_a_stalled_stream_is_abandoned(tmp_path, monkeypatch):
     finally:
         writer.discard()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_restore_refuses_a_stored_qemu_commandline_without_xml(tmp_path):
+    """A save file anyone could have written, whose stored definition passes QEMU an
+    argument of its own (``-netdev tap,script=PROG`` would run PROG as root): refused in
+    one line, saying how to restore it, before anything runs."""
+    xml = (XML2ARGV / "genid.xml").read_text().replace(
+        "<domain type='qemu' id='1'>",
+        "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>")
+    xml = xml.replace("</domain>", "  <qemu:commandline><qemu:arg value='-netdev'/>"
+                      f"<qemu:arg value='tap,id=x,script={tmp_path}/prog'/>"
+                      "</qemu:commandline>\n</domain>")
+    path = tmp_path / "evil.save"
+    write(path, xml=xml)
+    prog = tmp_path / "prog"
+    ran = tmp_path / "ran"
+    prog.write_text(f"#!/bin/sh\ntouch {ran}\n")
+    prog.chmod(0o755)
+    res = subprocess.run([sys.executable, "-m", "qemuwrap", "restore", str(path),
+                          "--state-dir", str(tmp_path / "state")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert res.stderr == (
+        f"qemuwrap: {path}: the definition stored in this save file passes QEMU arguments "
+        "or environment of its own, unchecked (<qemu:commandline>); restore it with --xml "
+        "FILE.xml, your own definition of guest 'QEMUGuest1' (checked against the stored "
+        "one)\n")
+    assert not ran.exists() and not (tmp_path / "state" / "QEMUGuest1").exists()
+    env_only = xml.replace("<qemu:arg value='-netdev'/>", "").replace(
+        f"<qemu:arg value='tap,id=x,script={tmp_path}/prog'/>",
+        "<qemu:env name='LD_PRELOAD' value='/tmp/evil.so'/>")
+    write(path, xml=env_only)
+    res = subprocess.run([sys.executable, "-m", "qemuwrap", "restore", str(path),
+                          "--state-dir", str(tmp_path / "state")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "(<qemu:commandline>)" in res.stderr

@@ -6,13 +6,16 @@ a new generation ID.
 
 Beyond libvirt, it also refuses a target that would run other programs or data than
 the saved guest did: the emulator and every path that selects what runs
-(:data:`RUNS_FROM`), so a definition swapped under a save file cannot point the
-restored guest at another binary, kernel or disk.
+(:data:`RUNS_FROM`: kernel, firmware, disks and their backing chains, shared
+directories, and the arguments and environment ``<qemu:commandline>`` passes to QEMU
+verbatim), so a definition swapped under a save file cannot point the restored guest at
+another binary, kernel or disk, or slip QEMU an option.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from qemuwrap.conf import guid
 from qemuwrap.conf.domain import Domain
@@ -28,17 +31,71 @@ def _same(what: str, src: object, dst: object) -> None:
         raise ABIError(f"Target domain {what} {dst} does not match source {src}")
 
 
-#: What selects the programs and data a guest runs, as ``(what, attribute path)``; the
-#: attribute path is read with getattr, a missing attribute is None, so a row for a
-#: field the model does not have yet (firmware, NVRAM) is checked once it exists.
-#: Add a row for every new field that names a file QEMU or a companion runs or reads.
-RUNS_FROM: tuple[tuple[str, str], ...] = (
+def _source(kind: object, src) -> tuple | None:
+    """What a disk's or backing image's ``<source>`` names: a local path (normalised), or
+    the server, name, pool, volume or socket of storage that is not a local file."""
+    if src is None:
+        return None
+    return (str(kind), _path(src.path_for(kind)), src.protocol, src.name, src.pool,
+            src.volume, _path(src.path),
+            [(h.name, h.port, h.transport, _path(h.socket)) for h in src.hosts],
+            src.nvme_address)
+
+
+def _chain(disk) -> list:
+    """A disk's ``<backingStore>`` chain, top down: each image's format and source; an
+    empty ``<backingStore/>`` (no backing, whatever the image's header says) is None."""
+    out: list = []
+    store = disk.backing
+    while store is not None:
+        out.append(None if store.is_terminator else
+                   (str(store.image_format), _source(store.type, store.src)))
+        store = store.backing
+    return out
+
+
+def _disk_sources(dom: Domain) -> list:
+    return [(d.target_dev, _source(d.type, d.src)) for d in dom.devices.disks]
+
+
+def _disk_chains(dom: Domain) -> list:
+    return [(d.target_dev, _chain(d)) for d in dom.devices.disks]
+
+
+def _filesystems(dom: Domain) -> list:
+    return [(f.target.dir, str(f.type), _path(f.source.dir), _path(f.source.file),
+             _path(f.source.socket), f.source.name,
+             _path(f.binary.path) if f.binary is not None else None)
+            for f in dom.devices.filesystems]
+
+
+def _qemu_args(dom: Domain) -> list:
+    cmdline = dom.qemu_commandline
+    return [a.value for a in cmdline.args] if cmdline is not None else []
+
+
+def _qemu_env(dom: Domain) -> list:
+    cmdline = dom.qemu_commandline
+    return [(e.name, e.value) for e in cmdline.envs] if cmdline is not None else []
+
+
+#: What selects the programs and data a guest runs, as ``(what, how to read it)``: an
+#: attribute path (read with getattr, a missing attribute is None, so a row for a field
+#: the model does not have yet is checked once it exists), or a function of the
+#: definition. Add a row for every new field that names a file QEMU or a companion runs
+#: or reads, or that passes QEMU arguments of its own.
+RUNS_FROM: tuple[tuple[str, str | Callable[[Domain], object]], ...] = (
     ("emulator", "devices.emulator"),
     ("kernel", "os.kernel"),
     ("initrd", "os.initrd"),
     ("firmware", "os.firmware"),
     ("loader", "os.loader"),
     ("NVRAM", "os.nvram"),
+    ("disk sources", _disk_sources),
+    ("disk backing chains", _disk_chains),
+    ("filesystem sources", _filesystems),
+    ("qemu:commandline arguments", _qemu_args),
+    ("qemu:commandline environment", _qemu_env),
 )
 
 
@@ -54,11 +111,13 @@ def _path(value: object) -> object:
 
 
 def check_runs_from(src: Domain, dst: Domain) -> None:
-    """The target runs the same emulator, firmware, kernel and disks as the source."""
-    for what, dotted in RUNS_FROM:
-        _same(what, _path(_attr(src, dotted)), _path(_attr(dst, dotted)))
-    _same("disk sources", [(d.target_dev, _path(d.source)) for d in src.devices.disks],
-          [(d.target_dev, _path(d.source)) for d in dst.devices.disks])
+    """The target runs the same emulator, firmware, kernel, disks (and their backing
+    chains), shared directories and verbatim QEMU arguments as the source."""
+    for what, how in RUNS_FROM:
+        if callable(how):
+            _same(what, how(src), how(dst))
+        else:
+            _same(what, _path(_attr(src, how)), _path(_attr(dst, how)))
 
 
 def check_abi_stability(src: Domain, dst: Domain) -> None:

@@ -9,8 +9,6 @@ import socket
 import sys
 import time
 
-from qemuwrap.conf.domain import parse_domain
-from qemuwrap.conf.xmlreader import parse_bytes
 from qemuwrap.errors import QemuwrapError, printable
 from qemuwrap.ops import guests
 
@@ -24,10 +22,16 @@ def _endpoint(name: str, state_dir: str | None) -> tuple[str, str]:
         return "pty", record.console
     xml = gdir.read("domain.xml")
     if xml is not None:
+        from qemuwrap.conf.devices.chardev import CharType, SourceMode
+        from qemuwrap.conf.domain import parse_domain
+        from qemuwrap.conf.xmlreader import parse_bytes
+
         dom = parse_domain(parse_bytes(xml))
-        for serial in list(dom.devices.serials) + list(dom.devices.consoles):
-            src = serial.source
-            if serial.type == "unix" and src is not None and src.path and src.mode == "bind":
+        ports = [s for s in dom.devices.serials if s.port == 0] or dom.devices.consoles[:1]
+        for port in ports:
+            src = port.source
+            if port.type == CharType.UNIX and src is not None and src.path \
+                    and src.mode == SourceMode.BIND:
                 return "unix", src.path
     raise QemuwrapError(f"guest '{printable(name)}' has no interactive serial console "
                         "(a pty or a unix socket QEMU listens on)")

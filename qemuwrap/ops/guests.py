@@ -91,13 +91,19 @@ def status(name: str, state_dir: str | None, *, ask_agent: bool = True) -> dict:
 
 def _live_state(gdir: GuestDir, record: GuestRecord,
                 supervised: bool) -> tuple[str, dict | None]:
-    """The state, and the supervisor's status reply (None: it gave none)."""
+    """The state, and the supervisor's status reply (None: it gave none). The
+    supervisor's answer while one lives (QEMU is its alone); QEMU's own only when none
+    does."""
     if supervised:
         try:
             reply = ask(gdir, {"request": "status"}, 5.0)
             return reply["state"], reply
+        except control.NoSupervisor:
+            if supervisor_alive(gdir, record):
+                return "starting", None  # launching: it serves once QEMU runs
         except control.ControlError:
-            pass  # starting, or going away: ask QEMU itself
+            if supervisor_alive(gdir, record):
+                return "not responding (its supervisor does not answer)", None
     assert record.qemu is not None
     if process.state_letter(record.qemu.pid) in ("T", "t"):
         return "stopped (QEMU process is stopped: SIGSTOP)", None
@@ -137,7 +143,10 @@ def shutdown(name: str, state_dir: str | None, timeout: float, mode: str = "acpi
             reply = ask(gdir, {"request": "shutdown", "timeout": timeout, "mode": mode},
                         timeout + 30)
         except control.NoSupervisor:
-            pass  # it went away meanwhile: do its work
+            if supervisor_alive(gdir, record):  # launching: QEMU is its alone
+                raise QemuwrapError(f"guest '{printable(name)}' is starting; try again "
+                                    "once it runs") from None
+            # it went away meanwhile: do its work
         else:
             wait_supervisor_gone(gdir, record, SUPERVISOR_EXIT_TIMEOUT)
             return {"name": name, "outcome": reply["outcome"],

@@ -3,16 +3,18 @@
 Save: the target is checked before the guest is paused (its directory exists and is
 writable, the target is not a directory, the filesystem has room for the guest's RAM).
 QEMU writes its stream straight into the (temporary) file, unthrottled; this command
-hashes it behind QEMU as it grows, showing progress on a terminal. Only when the file
-is whole, checksummed, synced and renamed into place is the supervisor told to commit
-(QEMU ends). Any failure, Ctrl-C included, closes the connection: the supervisor
-cancels the migration and lets a running guest run on; the temp file is removed.
+hashes it behind QEMU as it grows (and has the disk take it meanwhile), showing
+progress on a terminal. Only when the file is whole, checksummed, synced and renamed
+into place is the supervisor told to commit (QEMU ends). Any failure, Ctrl-C included,
+closes the connection: the supervisor cancels the migration and lets a running guest
+run on; the temp file is removed.
 
 Restore: the save file is checked (magic, header types, size) before QEMU starts; its
-checksum is verified while QEMU starts (the two take about as long, on two cores), and
+checksum is verified while the supervisor and QEMU start (on the other core), and
 QEMU is given the state only once it matched: the very descriptor that was checked,
 no path reopened. The definition is the one stored in the file, or ``--xml``; no path
-from the file's header is followed.
+from the file's header is followed. A stored definition with ``<qemu:commandline>``
+(QEMU arguments passed verbatim) is only restored with ``--xml``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from qemuwrap.runtime.qmp import QMP
 
 #: No byte from QEMU for this long: it is stopped or hung, the save is abandoned.
 STALL_TIMEOUT = 30.0
+#: While QEMU writes, the disk is given what it wrote once this much more came.
+FLUSH_EVERY = 32 << 20
 
 
 def check_target(path: str, memory_bytes: int) -> str:
@@ -90,18 +94,21 @@ def save(name: str, path: str, opts, *, progress: bool | None = None) -> dict:
         raise
     genid = record.genid
     return {"name": name, "file": path, "size": os.path.getsize(path),
-            "checksum": f"sha256:{checksum}", "genid": genid}
+            "checksum": f"blake3:{checksum}", "genid": genid}
 
 
 def _follow(writer: savefile.Writer, wait, progress: bool) -> dict:
-    """Hash what QEMU writes while it writes; ``wait(timeout)`` returns the message
-    that ends the stream (or None when there is none yet). A stream that stops
-    growing for STALL_TIMEOUT seconds (a stopped QEMU) is abandoned."""
+    """Hash what QEMU writes while it writes, and have the disk take it meanwhile
+    (``flush_behind``); ``wait(timeout)`` returns the message that ends the stream (or
+    None when there is none yet). A stream that stops growing for STALL_TIMEOUT seconds
+    (a stopped QEMU) is abandoned."""
     start = last_growth = shown = time.monotonic()
     size = 0
     while True:
         msg = wait(0.005)
         if msg is not None:
+            if msg.get("event") == "completed":
+                writer.flush_behind()  # the rest, while the hash catches up
             if progress:
                 writer.hash_written()
                 writer.show(start)
@@ -110,6 +117,7 @@ def _follow(writer: savefile.Writer, wait, progress: bool) -> dict:
         if writer.hash_written() != size:
             size = writer.size
             last_growth = time.monotonic()
+            writer.flush_behind(every=FLUSH_EVERY)
         elif time.monotonic() - last_growth > STALL_TIMEOUT:
             raise QemuwrapError(f"QEMU wrote nothing for {STALL_TIMEOUT:g} s; save "
                                 "abandoned")
@@ -191,6 +199,20 @@ def _save_unsupervised(gdir: GuestDir, record, writer: savefile.Writer,
     return checksum
 
 
+def refuse_verbatim_qemu(saved) -> None:
+    """A save file is not the user's own definition: anyone can write one with a
+    matching checksum. What it says QEMU runs with is checked like any definition's,
+    except ``<qemu:commandline>``, which passes arguments and environment to QEMU
+    verbatim (``-netdev tap,script=PROG`` runs PROG, as root): only from a definition the
+    user gives (``--xml``, checked against the stored one)."""
+    cmdline = saved.qemu_commandline
+    if cmdline is not None and (cmdline.args or cmdline.envs):
+        raise QemuwrapError("the definition stored in this save file passes QEMU arguments "
+                            "or environment of its own, unchecked (<qemu:commandline>); "
+                            "restore it with --xml FILE.xml, your own definition of guest "
+                            f"'{printable(saved.name)}' (checked against the stored one)")
+
+
 def restore(path: str, opts, xml: str | None = None) -> dict:
     """Start a saved guest again, with a new genid; the new guest's record (JSON)."""
     from qemuwrap.launcher import Restore, saved_definition, start
@@ -198,6 +220,8 @@ def restore(path: str, opts, xml: str | None = None) -> dict:
     save = savefile.open_checked(path, verify=False)  # the checksum: while QEMU starts
     try:
         saved = saved_definition(save)
+        if xml is None:
+            refuse_verbatim_qemu(saved)
         restore = Restore(save, saved)
         if xml is not None:
             record = start(xml, opts, restore=restore)

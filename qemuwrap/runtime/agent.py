@@ -195,28 +195,15 @@ THAW_TIMEOUT = 10.0
 REVERT_CHECK_TIMEOUT = 10.0
 
 
-def quiesced(worker: AgentWorker, action: Callable[[], dict], done: Done,
+def quiesced(worker: AgentWorker, action: Callable[[Done], None], done: Done,
              log: Callable[[str], None]) -> None:
-    """Freeze the guest's file systems, run ``action`` (a snapshot, on the loop), thaw
-    them: also when the freeze or the action failed. ``done(result, error)``: the
-    action's result with ``"quiesced"`` (how many file systems were frozen), or why
-    not. NoAgentChannel at once when there is no channel (nothing was done)."""
+    """Freeze the guest's file systems, run ``action`` (a snapshot on the loop, which
+    calls back ``then(result, error)`` when QEMU is done), thaw them: also when the
+    freeze or the action failed. ``done(result, error)``: the action's result with
+    ``"quiesced"`` (how many file systems were frozen), or why not. NoAgentChannel at
+    once when there is no channel (nothing was done)."""
 
-    def frozen(reply: dict | None, error: QemuwrapError | None) -> None:
-        result: dict | None = None
-        failure: QemuwrapError | None = None
-        if error is not None:
-            failure = QemuwrapError(f"cannot quiesce the guest: {error}; no snapshot taken")
-            log(f"guest-fsfreeze-freeze failed ({error}); thawing")
-        else:
-            count = (reply or {}).get("return")
-            log(f"guest file systems frozen: {count}")
-            try:
-                result = {**action(), "quiesced": count}
-            except QemuwrapError as exc:
-                failure = exc
-                log(f"snapshot failed ({exc}); thawing")
-
+    def thaw(result: dict | None, failure: QemuwrapError | None) -> None:
         def thawed(reply: dict | None, error: QemuwrapError | None) -> None:
             if error is None:
                 log(f"guest file systems thawed: {(reply or {}).get('return')}")
@@ -235,6 +222,23 @@ def quiesced(worker: AgentWorker, action: Callable[[], dict], done: Done,
             worker.submit(THAW, THAW_TIMEOUT, thawed)
         except QemuwrapError as exc:
             thawed(None, exc)
+
+    def frozen(reply: dict | None, error: QemuwrapError | None) -> None:
+        if error is not None:
+            log(f"guest-fsfreeze-freeze failed ({error}); thawing")
+            thaw(None, QemuwrapError(f"cannot quiesce the guest: {error}; no snapshot taken"))
+            return
+        count = (reply or {}).get("return")
+        log(f"guest file systems frozen: {count}")
+
+        def acted(result: dict | None, failure: QemuwrapError | None) -> None:
+            if failure is not None:
+                log(f"snapshot failed ({failure}); thawing")
+                thaw(None, failure)
+            else:
+                thaw({**(result or {}), "quiesced": count}, None)
+
+        action(acted)
 
     worker.submit(FREEZE, FREEZE_TIMEOUT, frozen)
 

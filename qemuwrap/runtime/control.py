@@ -6,9 +6,10 @@ each connection's peer credentials are checked (our uid, or root): nobody else c
 ask a supervisor for anything.
 
 Requests: ``{"request": "status"}``, ``shutdown {timeout, mode}`` (mode ``acpi`` or
-``agent``), ``destroy``, ``save`` (with the fd QEMU writes to), ``snapshot-create {name,
-quiesce}``, ``snapshot-delete {name}``, ``suspend``, ``resume``, ``agent {command,
-timeout}`` (one guest agent command). Replies carry ``"ok": true`` and what happened, or
+``agent``), ``destroy``, ``save`` (with the fd QEMU writes to; ``commit {path}`` on the
+same connection once the client's file is whole), ``snapshot-create {name, quiesce}``,
+``snapshot-delete {name}``, ``suspend``, ``resume``, ``agent {command, timeout}`` (one
+guest agent command). Replies carry ``"ok": true`` and what happened, or
 ``"error": "one line"``; a request that takes time may send progress objects
 (``"event": ...``) before its reply.
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import socket
 import struct
 import time
@@ -98,19 +98,6 @@ class Connection:
                 continue
             out.append(msg)
         return out
-
-    def wait_message(self, timeout: float) -> dict | None:
-        """Block up to ``timeout`` for the next request on this connection (a save's
-        commit); None if the client went away or the time passed."""
-        deadline = time.monotonic() + timeout
-        while not self.closed:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]:
-                return None
-            msgs = self.receive()
-            if msgs:
-                return msgs[0]
-        return None
 
     def take_fds(self) -> list[int]:
         fds, self.fds = self.fds, []

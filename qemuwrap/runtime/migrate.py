@@ -1,5 +1,7 @@
 """Saving a guest's state into a file descriptor, over QMP, and undoing a save that did
-not finish. Used by the supervisor, and by the tools when no supervisor lives.
+not finish: :class:`SaveJob` for the supervisor (driven by its loop, never blocking
+it), and the blocking :func:`begin`/:func:`undo` for the tools when no
+supervisor lives.
 
 The guest is paused for the save; if anything fails (or the client goes away) before
 the state is safely stored, the save is cancelled and a guest that was running runs on.
@@ -9,7 +11,9 @@ migration at 128 MiB/s).
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 
 from qemuwrap.errors import QemuwrapError
 from qemuwrap.runtime.qmp import QMP
@@ -44,29 +48,6 @@ def begin(qmp: QMP, fd: int) -> bool:
     return was_running
 
 
-def wait(qmp: QMP, timeout: float, stop_fds: list[int]) -> str:
-    """Wait for the migration's end: "completed", or SaveError with QEMU's reason.
-    Any of ``stop_fds`` becoming readable (QEMU's pidfd: it died; the client's socket:
-    it went away or said abort) ends the wait with SaveError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        event = qmp.wait_event(("MIGRATION",), max(deadline - time.monotonic(), 0),
-                               stop_fds)
-        if event is None:
-            if time.monotonic() >= deadline:
-                raise SaveError(f"the save did not finish within {timeout:g} s")
-            raise SaveError("save abandoned (its client went away, or QEMU ended)")
-        status = event.get("data", {}).get("status")
-        if status == "completed":
-            return status
-        if status in ("failed", "cancelled"):
-            try:
-                info = qmp.execute("query-migrate")
-            except QemuwrapError:
-                info = {}
-            raise SaveError("saving failed: " + (info.get("error-desc") or status))
-
-
 def undo(qmp: QMP, was_running: bool) -> None:
     """Cancel a save in flight (or undo a completed one) and let a guest that was running
     run on. After a completed migration QEMU is in ``postmigrate``; ``cont`` resumes it
@@ -85,3 +66,201 @@ def undo(qmp: QMP, was_running: bool) -> None:
         pass
     if was_running:
         qmp.execute("cont")
+
+
+#: Migration states in which the stream is still being written (migrate_cancel applies).
+IN_FLIGHT = ("setup", "active", "pre-switchover", "device", "cancelling")
+#: How long a cancelled migration gets to end before the guest is resumed anyway.
+CANCEL_TIMEOUT = 10.0
+#: Each QMP exchange of a save (its stream aside).
+STEP_TIMEOUT = 5.0
+
+
+class SaveJob:
+    """A save driven by the supervisor's loop: nothing here blocks, so the supervisor
+    goes on answering ``status``, ``destroy`` and signals while QEMU writes.
+
+    Steps: ``query-status``, ``stop``, events on, bandwidth unlimited, ``getfd``,
+    ``migrate``; then the MIGRATION events (fed to :meth:`on_migration`) until
+    "completed", within ``timeout`` seconds; then the client has ``commit_timeout``
+    seconds to say its file is whole (:meth:`commit`). :meth:`abandon` (the client
+    went away or gave up) and any failure undo the save: a migration in flight is
+    cancelled (its end awaited, with a deadline) and a guest that was running runs on.
+    ``report(msg)`` speaks to the client; ``finished()`` says the job is over
+    (committed, undone, or QEMU ended). Each QMP reply is acted on only in the state
+    its command was sent in: a late reply to a step of a save being undone is dropped.
+    """
+
+    kind = "saving"
+
+    def __init__(self, qmp: QMP, later, fd: int, *, timeout: float, commit_timeout: float,
+                 report: Callable[[dict], None], finished: Callable[[], None],
+                 log: Callable[[str], None]):
+        self.qmp = qmp
+        self.later = later
+        self.fd: int | None = fd
+        self.timeout = timeout
+        self.commit_timeout = commit_timeout
+        self.report = report
+        self.finished = finished
+        self.log = log
+        #: starting, migrating, completed (waiting for the commit), undoing, resuming,
+        #: done
+        self.state = "starting"
+        self.stopped = False  # we paused the guest: an undo resumes it
+        self.status: str | None = None  # the last MIGRATION status QEMU sent
+        self._timer = None
+        self._why = ""
+
+    # -- steps -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._call("query-status", None, self._have_status)
+
+    def _call(self, command: str, args: dict | None, then: Callable, *,
+              fds: list[int] | None = None,
+              on_error: Callable[[QemuwrapError], None] | None = None) -> None:
+        sent_in = self.state
+
+        def done(result, error: QemuwrapError | None) -> None:
+            if self.state != sent_in:
+                return  # the job moved on (undone, QEMU ended) meanwhile
+            if error is not None:
+                (on_error or self._failed)(error)
+            else:
+                then(result)
+
+        self.qmp.call(command, args, later=self.later, timeout=STEP_TIMEOUT, done=done,
+                      fds=fds)
+
+    def _have_status(self, result: dict) -> None:
+        status = result["status"]
+        if status not in ("running", "paused"):
+            self._end(f"the guest is {status}; only a running or paused guest can be saved")
+            return
+        if status == "running":
+            self.stopped = True  # from now: QMP runs commands in order, cont comes after
+            self._call("stop", None, lambda _r: self._configure())
+        else:
+            self._configure()
+
+    def _configure(self) -> None:
+        steps: list[tuple[str, dict]] = [
+            ("migrate-set-capabilities",
+             {"capabilities": [{"capability": "events", "state": True}]}),
+            ("migrate-set-parameters", {"max-bandwidth": UNLIMITED}),
+        ]
+
+        def next_step(_result=None) -> None:
+            if steps:
+                command, args = steps.pop(0)
+                self._call(command, args, next_step)
+            else:
+                self._call("getfd", {"fdname": FDNAME}, self._handed_over,
+                           fds=[self.fd] if self.fd is not None else None)
+
+        next_step()
+
+    def _handed_over(self, _result) -> None:
+        self._close_fd()  # QEMU holds its own copy
+        self.state = "migrating"
+        self._timer = self.later(self.timeout, lambda: self._undo(
+            f"the save did not finish within {self.timeout:g} s"))
+        self.report({"event": "started"})
+        self._call("migrate", {"uri": f"fd:{FDNAME}"}, lambda _r: None)
+
+    def on_migration(self, status: str | None) -> None:
+        """A MIGRATION event from QEMU."""
+        self.status = status
+        if self.state == "migrating":
+            if status == "completed":
+                self._cancel_timer()
+                self.state = "completed"
+                self._timer = self.later(self.commit_timeout, lambda: self._undo(
+                    "save abandoned: its client did not store the state in time"))
+                self.report({"event": "completed"})
+            elif status in ("failed", "cancelled"):
+                self._call("query-migrate", None,
+                           lambda info: self._undo("saving failed: " + (
+                               info.get("error-desc") or str(status))),
+                           on_error=lambda _e: self._undo(f"saving failed: {status}"))
+        elif self.state == "undoing" and status not in IN_FLIGHT:
+            self._resume()
+
+    def commit(self) -> bool:
+        """The client stored the state: the job is done (QEMU may end). False if the
+        stream is not complete."""
+        if self.state != "completed":
+            return False
+        self._cancel_timer()
+        self.state = "done"
+        self.finished()
+        return True
+
+    # -- failures --------------------------------------------------------------------
+    def abandon(self, why: str) -> None:
+        """The client went away or gave up: undo the save, unless it is over."""
+        self._undo(why)
+
+    def qemu_ended(self) -> None:
+        """QEMU is gone (killed, crashed, destroyed): nothing left to undo."""
+        if self.state != "done":
+            self._end("QEMU ended during the save")
+
+    def _failed(self, error: QemuwrapError) -> None:
+        self._undo(str(error))
+
+    def _undo(self, why: str) -> None:
+        """Cancel the migration if one may be in flight (its end is a MIGRATION event,
+        or what query-migrate says after the cancel, or the deadline), then resume a
+        guest that was running."""
+        if self.state in ("done", "undoing", "resuming"):
+            return
+        was = self.state
+        self._cancel_timer()
+        self.state = "undoing"
+        self._why = why
+        if self.status in IN_FLIGHT or (was == "migrating" and self.status is None):
+            self._timer = self.later(CANCEL_TIMEOUT, self._resume)
+
+            def cancelled(_result) -> None:
+                self._call("query-migrate", None, lambda info: None if info.get(
+                    "status") in IN_FLIGHT else self._resume(), on_error=lambda _e: None)
+
+            self._call("migrate_cancel", None, cancelled,
+                       on_error=lambda exc: self.log(f"migrate_cancel: {exc}"))
+        else:
+            self._resume()
+
+    def _resume(self) -> None:
+        if self.state != "undoing":
+            return
+        self._cancel_timer()
+        why = self._why
+        if not self.stopped:
+            self._end(f"{why}; the guest is as it was")
+            return
+        self.state = "resuming"
+
+        def not_resumed(exc: QemuwrapError) -> None:
+            self._end(f"{why}; the guest could not be resumed ({exc})")
+
+        self._call("cont", None, lambda _r: self._end(f"{why}; the guest runs on"),
+                   on_error=not_resumed)
+
+    def _end(self, why: str) -> None:
+        self._close_fd()
+        self._cancel_timer()
+        self.state = "done"
+        self.log(why)
+        self.report({"error": why})
+        self.finished()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _close_fd(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

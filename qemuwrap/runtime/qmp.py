@@ -35,6 +35,14 @@ class CommandError(QemuwrapError):
 
 
 Reply = Callable[[dict], None]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a lean supervisor)
+if TYPE_CHECKING:
+    from typing import Any
+
+    #: ``done(result, error)`` of an asynchronous call: exactly one of the two is set.
+    Done = Callable[[Any, QemuwrapError | None], None]
+    #: ``later(delay, callback)``: arms a timer that has ``cancel()`` (``Loop.call_later``).
+    Later = Callable[[float, Callable[[], None]], Any]
 
 
 class QMP:
@@ -133,6 +141,44 @@ class QMP:
             if not self.closed:
                 self.sock.setblocking(False)
         return ident
+
+    def call(self, command: str, args: dict | None = None, *, later: Later, timeout: float,
+             done: Done, fds: list[int] | None = None) -> None:
+        """Send ``command`` without waiting for it (the supervisor's loop stays free):
+        ``done(result, None)`` on its reply, ``done(None, error)`` on a refusal, a closed
+        monitor or no reply within ``timeout`` seconds. ``later(delay, callback)`` arms
+        the deadline (the loop's ``call_later``). ``done`` is called exactly once."""
+        finished = False
+
+        def finish(result, error: QemuwrapError | None) -> None:
+            nonlocal finished
+            if finished:
+                return
+            finished = True
+            done(result, error)
+
+        def on_reply(msg: dict) -> None:
+            timer.cancel()
+            try:
+                result = _unwrap(command, msg)
+            except CommandError as exc:
+                finish(None, exc)
+                return
+            finish(result, None)
+
+        def on_timeout() -> None:
+            if ident is not None and ident in self._callbacks:  # a late reply is dropped
+                self._callbacks[ident] = (command, lambda _msg: None)
+            finish(None, MonitorError(f"QEMU did not answer '{command}' within "
+                                      f"{timeout:g} s"))
+
+        ident: str | None = None
+        timer = later(timeout, on_timeout)
+        try:
+            ident = self.send(command, args, fds=fds, callback=on_reply)
+        except MonitorError as exc:
+            timer.cancel()
+            finish(None, exc)
 
     def execute(self, command: str, args: dict | None = None, *, timeout: float = 5.0,
                 fds: list[int] | None = None):
