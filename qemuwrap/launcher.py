@@ -115,6 +115,13 @@ def run(path: str | None, opts: Options, *, background: bool = False,
             print(f"qemuwrap: {printable(path or dom.name)}: note: {line}", file=sys.stderr)
         cmd = build_command(dom, caps, gdir.path, incoming=restore is not None, loadvm=loadvm)
         require_host(dom, cmd, gdir.path)
+        from qemuwrap.qemu.build import Paths
+        from qemuwrap.qemu.companions import plan as plan_companions
+        from qemuwrap.runtime.companions import from_specs, refuse_unstartable
+
+        companions = from_specs([c.to_json() for c in
+                                 plan_companions(dom, Paths(gdir.path))])
+        refuse_unstartable(companions)  # no root for a tap, a network not active, ...
         _prepare_nvram(dom)
         _write_graphics_secrets(dom, gdir)
         restart_cmd = build_command(dom, caps, gdir.path) if (restore or loadvm) else cmd
@@ -128,12 +135,6 @@ def run(path: str | None, opts: Options, *, background: bool = False,
         from qemuwrap.supervisor import Guest, Plan
 
         marker = ("restore" if restore else f"revert to {loadvm}" if loadvm else "start")
-        from qemuwrap.qemu.build import Paths
-        from qemuwrap.qemu.companions import plan as plan_companions
-        from qemuwrap.runtime.companions import from_specs
-
-        companions = from_specs([c.to_json() for c in
-                                 plan_companions(dom, Paths(gdir.path))])
         plan = Plan(Guest.of(dom), Exe.of(cmd), restart_cmd=Exe.of(restart_cmd),
                     source=os.path.abspath(path) if path else None,
                     incoming_fd=restore.save.fd if restore else None, writeback=writeback,
