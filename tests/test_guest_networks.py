@@ -232,7 +232,10 @@ class NsEnv(Env):
 
 
 @pytest.fixture
-def net(tmp_path, demo_image, monkeypatch):
+def host_ns(tmp_path, monkeypatch):
+    """A namespace standing in for the host (this thread works in it; 'lo' up, as on a
+    host), configuration and state in the test's directory; gone after the test, with
+    every process that ran in it."""
     from pyroute2 import netns
     from test_networks import make_netns, remove_netns
 
@@ -241,14 +244,21 @@ def net(tmp_path, demo_image, monkeypatch):
     monkeypatch.setenv("QEMUWRAP_DATA_DIR", str(tmp_path / "data"))
     ns = make_netns("gn")
     netns.pushns(ns)
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)  # as on a host
-    env = NsEnv(tmp_path, demo_image, ns)
+    try:
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
+        yield ns
+    finally:
+        netns.popns()
+        remove_netns(ns)
+
+
+@pytest.fixture
+def net(host_ns, tmp_path, demo_image):
+    env = NsEnv(tmp_path, demo_image, host_ns)
     try:
         yield env
     finally:
         env.cleanup()
-        netns.popns()
-        remove_netns(ns)
 
 
 def links() -> dict[str, dict]:
@@ -291,12 +301,13 @@ GENID = "9f1c3a52-8e47-4d2b-a6c0-3b5e7d9f1a24"
 
 
 @needs_host
-@pytest.mark.parametrize("kill_supervisor", [False, True], ids=["destroy", "sigkill+destroy"])
-def test_demo_guest_on_the_default_network(net, kill_supervisor):
+@pytest.mark.parametrize("after", ["destroy", "sigkill+destroy", "sigkill+adopt+destroy"])
+def test_demo_guest_on_the_default_network(net, after):
     """libvirt's default network (NAT): the demo guest gets a DHCP lease (its console and
     dnsmasq's lease file say so) and pings its gateway, through a tap named before QEMU
     started (the dry run shows the very argv that runs).  After ``destroy`` — also after
-    the supervisor was SIGKILLed — no tap, no lease and no rule of the guest is left."""
+    the supervisor was SIGKILLed, and after a new supervisor adopted the guest — no tap,
+    no lease and no rule of the guest is left."""
     net.ok("net-define", str(DEFAULT_NET))
     net.ok("net-start", "default")
     before_links, before_rules = links(), ruleset()
@@ -326,11 +337,15 @@ def test_demo_guest_on_the_default_network(net, kill_supervisor):
     assert "net: ping 192.168.122.1 ok" in text
     assert [(x["mac"], x["ip"]) for x in leases(net)] == [(mac, lease.group(1))]
 
-    if kill_supervisor:
+    if after.startswith("sigkill"):
         os.kill(record["supervisor_pid"], signal.SIGKILL)
         assert wait_for(lambda: gone(record["supervisor_pid"]), 10)
         assert psutil.pid_exists(record["qemu_pid"])  # QEMU runs on, its tap too
         assert ifname in links()
+    if after == "sigkill+adopt+destroy":
+        adopter = net.popen("adopt", "g1")
+        assert wait_for(lambda: net.record("g1")["supervisor_pid"] == adopter.pid, 30)
+        assert net.record("g1")["companions"][0]["link"]["name"] == ifname
     net.ok("destroy", "g1")
     assert wait_for(lambda: leases(net) == [], 10), leases(net)
     assert links() == before_links
@@ -393,6 +408,27 @@ def test_a_new_qemu_after_a_crash_gets_its_tap_again(net):
     assert links()[ifname]["master"] == "virbr0"
     net.ok("destroy", "g1")
     assert ifname not in links()
+
+
+@needs_host
+def test_a_failed_launch_leaves_no_tap(net):
+    """QEMU refuses its command after the tap was made: the start fails in one line and
+    the tap goes again."""
+    xml = net.guest("g1", nic("bridge", "br0", "52:54:00:7e:00:04"), "")
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        ipr.link("add", ifname="br0", kind="bridge")
+    text = xml.read_text().replace(
+        "<domain type='qemu'>", "<domain type='qemu' "
+        "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>").replace(
+        "</devices>", "</devices><qemu:commandline><qemu:arg value='-no-such-option'/>"
+        "</qemu:commandline>")
+    xml.write_text(text)
+    res = net.qw("start", str(xml))
+    assert res.returncode == 1
+    assert len(res.stderr.splitlines()) == 1 and "QEMU" in res.stderr, res.stderr
+    assert set(links()) == {"lo", "br0"} and net.qemus() == []
 
 
 @needs_host
