@@ -171,6 +171,36 @@ def test_refusals_before_spawn_say_what_to_do(tmp_path, monkeypatch):
     assert lines == ["/dev/net/tun is missing: load the tun module (modprobe tun)"] * 2
 
 
+def test_a_lease_release_is_confirmed_and_its_failure_is_a_note(tmp_path, monkeypatch,
+                                                                   capsys):
+    """dhcp_release cannot tell whether dnsmasq took the release: the lease file must
+    lose the lease, else one line says so; when the guest's tap goes, that line is a
+    note (the lease expires by itself), and the tap is deleted all the same."""
+    leases = tmp_path / "dnsmasq.leases"
+    leases.write_text("1795816231 52:54:00:7e:00:01 192.168.122.132 * 01:52:54:00:7e:00:01\n"
+                      "1795816231 52:54:00:7e:00:02 192.168.122.133 * *\n")
+    fake = tmp_path / "dhcp_release"  # takes the release, and dnsmasq ignores it
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/calls\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(comp, "host_tool", lambda name: str(fake))
+    monkeypatch.setattr(comp, "RELEASE_TIMEOUT", 0.2)
+    with pytest.raises(QemuwrapError, match=r"^dhcp_release: dnsmasq kept the lease of "
+                                            r"52:54:00:7e:00:01 \(192.168.122.132\)"):
+        comp.release_leases(str(leases), "virbr0", "52:54:00:7E:00:01")
+    assert (tmp_path / "calls").read_text() == \
+        "virbr0 192.168.122.132 52:54:00:7e:00:01 01:52:54:00:7e:00:01\n"
+    assert comp.release_leases(str(leases), "virbr0", "52:54:00:7e:00:09") == []
+    removed = []
+    monkeypatch.setattr(comp, "remove_tap", lambda name, index: removed.append(name))
+    monkeypatch.setattr(comp, "host_tool", lambda name: name)  # not installed
+    runtime.remove_link(Link("qw1n0", 4, mac="52:54:00:7e:00:01", bridge="virbr0",
+                             leases=str(leases)))
+    assert removed == ["qw1n0"]
+    assert capsys.readouterr().err == (
+        "qemuwrap: tap qw1n0: note: the DHCP lease of 52:54:00:7e:00:01 stays until it "
+        "expires (dhcp_release is not installed (Debian package dnsmasq-utils))\n")
+
+
 class _NoLinks:
     def link_lookup(self, ifname):
         return []

@@ -10,7 +10,9 @@ returning a JSON-able *record* of what was done) and ``stop``; and a static
   ``forward mode='bridge'`` nothing is started: the host bridge must exist.
 - :class:`GuestTap`: the tap device of one guest NIC, attached to a bridge.
 
-Netlink goes through pyroute2 (no ``ip`` commands).  nftables rules go through
+Netlink goes through pyroute2 (no ``ip`` commands), except for a guest's tap, which
+every ``start`` and supervisor handles: that goes through the few requests of
+``companions/rtnl.py`` (its docstring says why).  nftables rules go through
 ``nft -f -`` with a ruleset in nft's own language, because one such file is applied as
 one transaction (``table``; ``delete table``; ``table {...}`` replaces ours atomically
 and idempotently) and reads like what ``nft list table`` shows; ``nft -j`` would need
@@ -38,6 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from qemuwrap.companions import rtnl
 from qemuwrap.conf.network import InterfaceHost, Network
 from qemuwrap.errors import QemuwrapError
 
@@ -569,6 +572,8 @@ def release_leases(leases_path: str, bridge: str, mac: str,
     if not wanted:
         return []
     tool = host_tool("dhcp_release")
+    if tool == "dhcp_release":
+        raise NetworkError("dhcp_release is not installed (Debian package dnsmasq-utils)")
     for lease in wanted:
         argv = [tool, bridge, lease["ip"], lease["mac"]]
         if lease["client_id"]:
@@ -584,7 +589,7 @@ def release_leases(leases_path: str, bridge: str, mac: str,
         if not kept:
             return released
         if time.monotonic() >= deadline:
-            raise NetworkError(f"dhcp_release: dnsmasq kept the lease of {mac} "
+            raise NetworkError(f"dhcp_release: dnsmasq kept the lease of {mac.lower()} "
                                f"({', '.join(kept)}); is the loopback device up?")
         time.sleep(0.05)
 
@@ -624,6 +629,13 @@ def tap_mac(guest_mac: str) -> str:
     return "fe" + guest_mac[2:]
 
 
+#: <linux/if_tun.h>: the flags and ioctls that make a persistent tap.
+_IFF_TAP, _IFF_NO_PI, _IFF_MULTI_QUEUE = 0x0002, 0x1000, 0x0100
+_IFF_VNET_HDR, _IFF_TUN_EXCL = 0x4000, 0x8000
+_TUNSETIFF, _TUNSETPERSIST, _TUNSETOWNER, _TUNSETGROUP = \
+    0x400454CA, 0x400454CB, 0x400454CC, 0x400454CE
+
+
 def create_tap(name: str, *, multi_queue: bool = False, vnet_hdr: bool = True,
                owner: int | None = None, group: int | None = None) -> None:
     """Create the persistent tap ``name``, failing with EBUSY if it exists.
@@ -631,34 +643,21 @@ def create_tap(name: str, *, multi_queue: bool = False, vnet_hdr: bool = True,
     Hand-written (~15 lines of ioctl) instead of pyroute2's ``kind='tuntap'``: that
     path drops IFF_TUN_EXCL, so adding a tap whose name exists silently attaches to the
     existing device (measured with pyroute2 0.9.7: a second add of 'vnet0' succeeds),
-    and two guests could share a tap.  The ioctl numbers are pyroute2's."""
-    from pyroute2.netlink.rtnl.ifinfmsg import (
-        IFT_MULTI_QUEUE,
-        IFT_NO_PI,
-        IFT_TAP,
-        IFT_TUN_EXCL,
-        IFT_VNET_HDR,
-    )
-    from pyroute2.netlink.rtnl.ifinfmsg.tuntap import (
-        TUNSETGROUP,
-        TUNSETIFF,
-        TUNSETOWNER,
-        TUNSETPERSIST,
-    )
-    flags = IFT_TAP | IFT_NO_PI | IFT_TUN_EXCL
+    and two guests could share a tap."""
+    flags = _IFF_TAP | _IFF_NO_PI | _IFF_TUN_EXCL
     if vnet_hdr:
-        flags |= IFT_VNET_HDR
+        flags |= _IFF_VNET_HDR
     if multi_queue:
-        flags |= IFT_MULTI_QUEUE
+        flags |= _IFF_MULTI_QUEUE
     ifreq = struct.pack("16sH22x", name.encode("ascii"), flags)  # struct ifreq: 40 bytes
     fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
     try:
-        fcntl.ioctl(fd, TUNSETIFF, ifreq)
+        fcntl.ioctl(fd, _TUNSETIFF, ifreq)
         if owner is not None:
-            fcntl.ioctl(fd, TUNSETOWNER, owner)
+            fcntl.ioctl(fd, _TUNSETOWNER, owner)
         if group is not None:
-            fcntl.ioctl(fd, TUNSETGROUP, group)
-        fcntl.ioctl(fd, TUNSETPERSIST, 1)
+            fcntl.ioctl(fd, _TUNSETGROUP, group)
+        fcntl.ioctl(fd, _TUNSETPERSIST, 1)
     finally:
         os.close(fd)
 
@@ -706,25 +705,29 @@ class GuestTap:
         """Why :meth:`start` would fail now, one line each (nothing is changed)."""
         host, name = self.host, self.ifname
         if not host.managed:
-            with netlink(f"looking up tap '{name}'") as ipr:
-                if link_index(ipr, name) is None:
-                    return [f"tap '{name}' (managed='no') does not exist: create it first "
-                            f"(ip tuntap add {name} mode tap user USER)"]
+            if rtnl.index(name) is None:
+                return [f"tap '{name}' (managed='no') does not exist: create it first "
+                        f"(ip tuntap add {name} mode tap user USER)"]
             return []
         if not has_net_admin():
             return [_NOT_ROOT]
         out = []
         if not os.path.exists(TUN_DEVICE):
             out.append(_NO_TUN)
-        with netlink("looking up interfaces") as ipr:
-            if link_index(ipr, name) is not None:
-                out.append(_exists_line(name, chosen=host.target_dev == name))
-            if self.bridge is not None:
-                index = link_index(ipr, self.bridge)
-                if index is None:
-                    out.append(f"bridge '{self.bridge}' does not exist")
-                elif link_kind(ipr, index) != "bridge":
-                    out.append(f"'{self.bridge}' is not a bridge")
+        if rtnl.index(name) is not None:
+            out.append(_exists_line(name, chosen=host.target_dev == name))
+        if self.bridge is not None:
+            found = rtnl.index(self.bridge)
+            if found is None:
+                out.append(f"bridge '{self.bridge}' does not exist")
+            else:
+                try:
+                    kind = rtnl.link(found)["kind"]
+                except OSError as exc:
+                    out.append(f"bridge '{self.bridge}': {exc.strerror}")
+                else:
+                    if kind != "bridge":
+                        out.append(f"'{self.bridge}' is not a bridge")
         return out
 
     def prepare(self) -> None:
@@ -742,27 +745,27 @@ class GuestTap:
             self.record = {"ifname": name, "created": False}
             return self.record
         self._create()
+        self.record = {"ifname": name, "index": rtnl.index(name), "created": True}
         try:
-            with netlink(f"setting up tap '{name}'") as ipr:
-                index = link_index(ipr, name)
-                self.record = {"ifname": name, "index": index, "created": True}
-                attrs: dict[str, Any] = {"address": tap_mac(self.mac)}
-                if self.label:
-                    attrs["ifalias"] = self.label
-                mtu = host.mtu
-                if self.bridge is not None:
-                    br = link_index(ipr, self.bridge)
-                    if br is None:
-                        raise NetworkError(f"netlink: bridge '{self.bridge}' does not exist")
-                    if mtu is None:  # the bridge's MTU, so a jumbo bridge stays one
-                        mtu = ipr.get_links(br)[0].get_attr("IFLA_MTU")
-                    attrs["master"] = br
-                if mtu is not None:
-                    attrs["mtu"] = mtu
-                ipr.link("set", index=index, **attrs)
-                ipr.link("set", index=index, state="up")
+            mtu, master = host.mtu, None
+            if self.bridge is not None:
+                master = rtnl.index(self.bridge)
+                if master is None:
+                    raise NetworkError(f"netlink: bridge '{self.bridge}' does not exist")
+                if mtu is None:  # the bridge's MTU, so a jumbo bridge stays one
+                    mtu = rtnl.link(master)["mtu"]
+            index = self.record["index"]
+            if index is None:
+                raise NetworkError(f"netlink: tap '{name}' vanished as it was made")
+            rtnl.set_up(index, address=tap_mac(self.mac), mtu=mtu, master=master,
+                        alias=self.label)
+        except OSError as exc:
+            self.cleanup(self.record)
+            hint = " (needs root: CAP_NET_ADMIN)" if exc.errno == errno.EPERM else ""
+            raise NetworkError(f"netlink: setting up tap '{name}': "
+                               f"{exc.strerror}{hint}") from None
         except BaseException:
-            self.cleanup(self.record or {"ifname": name, "created": True})
+            self.cleanup(self.record)
             raise
         return self.record
 
@@ -793,8 +796,16 @@ class GuestTap:
 def remove_tap(ifname: str, index: int | None) -> bool:
     """Delete tap ``ifname`` if it is still the device with ``index`` (a later device
     that reuses the name is left alone); whether one was deleted."""
-    with netlink(f"deleting tap '{ifname}'") as ipr:
-        return _delete_link(ipr, ifname, index)
+    current = rtnl.index(ifname)
+    if current is None or (index is not None and current != index):
+        return False
+    try:
+        rtnl.delete(current)
+    except OSError as exc:
+        if exc.errno == errno.ENODEV:
+            return False  # gone meanwhile
+        raise NetworkError(f"netlink: deleting tap '{ifname}': {exc.strerror}") from None
+    return True
 
 
 # --------------------------------------------------------------------------------------
