@@ -388,15 +388,18 @@ def test_demo_guest_on_the_default_network(net, after):
 @needs_host
 def test_two_guests_on_one_bridge_ping_each_other(net):
     """type='bridge' on a bridge of the host's: two guests started at the same time (so
-    their taps cannot race for a name) reach each other; destroy removes both taps and
-    leaves the bridge, which is not qemuwrap's."""
+    their taps cannot race for a name; the first's a multi-queue tap, QEMU opening both
+    queues) reach each other; destroy removes both taps and leaves the bridge, which is
+    not qemuwrap's."""
     from pyroute2 import IPRoute
 
     with IPRoute() as ipr:
         ipr.link("add", ifname="br0", kind="bridge", br_stp_state=0)
         ipr.link("set", index=ipr.link_lookup(ifname="br0")[0], state="up")
-    first = net.guest("a", nic("bridge", "br0", "52:54:00:7e:00:0a"),
-                      "qemuwrap.net=10.99.0.10/24", uuid="7a1e0c55-0000-4000-8000-00000000000a")
+    multiqueue = nic("bridge", "br0", "52:54:00:7e:00:0a").replace(
+        "</interface>", "<driver queues='2'/></interface>")
+    first = net.guest("a", multiqueue, "qemuwrap.net=10.99.0.10/24",
+                      uuid="7a1e0c55-0000-4000-8000-00000000000a")
     second = net.guest("b", nic("bridge", "br0", "52:54:00:7e:00:0b"),
                        "qemuwrap.net=10.99.0.11/24 qemuwrap.ping=10.99.0.10",
                        uuid="7a1e0c55-0000-4000-8000-00000000000b")
@@ -406,6 +409,7 @@ def test_two_guests_on_one_bridge_ping_each_other(net):
         assert proc.returncode == 0, err
     taps = {name for name, link in links().items() if link["master"] == "br0"}
     assert len(taps) == 2 and all(t.startswith("qw") for t in taps)
+    assert "queues=2" in " ".join(net.record("a")["argv"])
     text = net.wait_serial("b", r"net: ping 10\.99\.0\.10 (ok|failed)", timeout=120)
     assert "net: ping 10.99.0.10 ok" in text
     net.ok("destroy", "a")
