@@ -68,12 +68,15 @@ def cmd_dry_run(args) -> int:
     if dom.genid_generated:
         print(f"qemuwrap: {printable(args.file)}: note: genid {dom.genid_str} was generated "
               "for this dry run and is not saved", file=sys.stderr)
-    from qemuwrap.qemu.argv import shell_quote
     from qemuwrap.qemu.build import Paths
     from qemuwrap.qemu.companions import plan
     from qemuwrap.statedir import guest_dir
 
     companions = plan(dom, Paths(guest_dir(dom.name, args.state_dir)))
+    if dom.uuid_generated and any(c.kind == "tap" for c in companions):
+        print(f"qemuwrap: {printable(args.file)}: note: uuid {dom.uuid_str} was generated "
+              "for this dry run and is not saved: a start names the taps from the uuid it "
+              "saves", file=sys.stderr)
     if args.json:
         import json
 
@@ -82,8 +85,7 @@ def cmd_dry_run(args) -> int:
         return 0
     # What runs beside QEMU, before it: as comments, so the output stays one command.
     for c in companions:
-        print(f"# {c.kind} for {c.device}, started first: "
-              f"{' '.join(shell_quote(w) for w in c.argv or [])}")
+        print(f"# {c.headline()}")
     if args.explain:
         sys.stdout.write(cmd.explain(data))
         for c in companions:

@@ -101,6 +101,13 @@ def run(path: str | None, opts: Options, *, background: bool = False,
             print(f"qemuwrap: {printable(path or dom.name)}: note: {line}", file=sys.stderr)
         cmd = build_command(dom, caps, gdir.path, incoming=restore is not None, loadvm=loadvm)
         require_host(dom, cmd, gdir.path)
+        from qemuwrap.qemu.build import Paths
+        from qemuwrap.qemu.companions import plan as plan_companions
+        from qemuwrap.runtime.companions import from_specs, refuse_unstartable
+
+        companions = from_specs([c.to_json() for c in
+                                 plan_companions(dom, Paths(gdir.path))])
+        refuse_unstartable(companions)  # no root for a tap, a network not active, ...
         _prepare_nvram(dom)
         _write_graphics_secrets(dom, gdir)
         writeback = None
@@ -114,12 +121,7 @@ def run(path: str | None, opts: Options, *, background: bool = False,
 
         marker = ("restore" if restore else f"revert to {loadvm}" if loadvm else "start")
         from qemuwrap.qemu import afterstart
-        from qemuwrap.qemu.build import Paths
-        from qemuwrap.qemu.companions import plan as plan_companions
-        from qemuwrap.runtime.companions import from_specs
 
-        companions = from_specs([c.to_json() for c in
-                                 plan_companions(dom, Paths(gdir.path))])
         # A restart boots afresh: the same command less -incoming/-loadvm (as adopt
         # compares them), not a second build.
         restart_cmd = Exe(cmd.binary, _without_start_state(cmd.argv), cmd.env)

@@ -424,6 +424,8 @@ class Supervisor:
         self.log("starting QEMU again (same genid)")
         self._ended = False
         self.plan.marker = "restart (on_crash)"
+        if self.machine is not None:  # the ended QEMU's: a tap must go before it is made
+            self.machine.stop_companions(record=False)
         self.launch(self.plan.restart_cmd)
         self._watch()
 

@@ -361,29 +361,30 @@ def interface(xml: str) -> netconf.InterfaceHost:
 
 
 def test_guest_tap_on_a_network(hostns, tmp_path):
-    """type='network': a vnetN tap with the guest's MAC (fe:...), the bridge's MTU,
-    attached and up; the next guest gets the next name; stop removes each."""
+    """type='network': the tap of the name it is given, with the guest's MAC (fe:...),
+    the bridge's MTU, an alias naming the guest, attached and up; stop removes each."""
     from pyroute2 import IPRoute
 
     define(tmp_path, NAT)
     networks.start("natnet")
     host = interface("<interface type='network'><source network='natnet'/></interface>")
-    assert comp.planned_ifname(host) == "vnet0"
-    first = comp.GuestTap(host, "52:54:00:00:00:01", bridge=networks.bridge_of("natnet"))
-    second = comp.GuestTap(host, "52:54:00:00:00:02", bridge=networks.bridge_of("natnet"))
-    assert first.start()["ifname"] == "vnet0"
-    assert comp.planned_ifname(host) == "vnet1"
-    assert second.start()["ifname"] == "vnet1"
+    first = comp.GuestTap(host, "52:54:00:00:00:01", ifname="qwtest0",
+                          bridge=networks.bridge_of("natnet"), label="qemuwrap g1 net0")
+    second = comp.GuestTap(host, "52:54:00:00:00:02", ifname="qwtest1",
+                           bridge=networks.bridge_of("natnet"))
+    assert first.start()["ifname"] == "qwtest0"
+    assert second.start()["ifname"] == "qwtest1"
     with IPRoute() as ipr:
         br = ipr.link_lookup(ifname="qwbr0")[0]
-        tap = ipr.get_links(ipr.link_lookup(ifname="vnet0")[0])[0]
+        tap = ipr.get_links(ipr.link_lookup(ifname="qwtest0")[0])[0]
         assert tap.get_attr("IFLA_MASTER") == br
         assert tap.get_attr("IFLA_MTU") == 1400
         assert tap.get_attr("IFLA_ADDRESS") == "fe:54:00:00:00:01"
+        assert tap.get_attr("IFLA_IFALIAS") == "qemuwrap g1 net0"
         assert tap["flags"] & 1  # IFF_UP
     first.stop()
     second.stop()
-    assert {"vnet0", "vnet1"} & links() == set()
+    assert {"qwtest0", "qwtest1"} & links() == set()
     networks.stop("natnet")
 
 
@@ -394,31 +395,33 @@ def test_tap_named_in_target_and_existing_taps(hostns):
 
     named = comp.GuestTap(interface("<interface type='ethernet'><target dev='mytap0'/>"
                                     "<driver queues='2'/><mtu size='1300'/></interface>"),
-                          "52:54:00:00:00:03", bridge=None)
+                          "52:54:00:00:00:03", ifname="mytap0", bridge=None)
     record = named.start()
     assert record["ifname"] == "mytap0"
     with IPRoute() as ipr:
         tap = ipr.get_links(ipr.link_lookup(ifname="mytap0")[0])[0]
         assert tap.get_attr("IFLA_MTU") == 1300 and tap.get_attr("IFLA_MASTER") is None
     clash = comp.GuestTap(interface("<interface type='ethernet'><target dev='mytap0'/>"
-                                    "</interface>"), "52:54:00:00:00:04", bridge=None)
+                                    "</interface>"), "52:54:00:00:00:04", ifname="mytap0",
+                          bridge=None)
     with pytest.raises(QemuwrapError, match="netlink: tap 'mytap0' already exists"):
         clash.start()
     existing = comp.GuestTap(interface("<interface type='ethernet'><target dev='mytap0' "
                                        "managed='no'/></interface>"), "52:54:00:00:00:05",
-                             bridge=None)
+                             ifname="mytap0", bridge=None)
     assert existing.start() == {"ifname": "mytap0", "created": False}
     existing.stop()
     assert "mytap0" in links()
     named.stop()
     missing = comp.GuestTap(interface("<interface type='ethernet'><target dev='gone0' "
                                       "managed='no'/></interface>"), "52:54:00:00:00:06",
-                            bridge=None)
+                            ifname="gone0", bridge=None)
     with pytest.raises(QemuwrapError, match=r"netlink: tap 'gone0' \(managed='no'\) does not "
                                             "exist: create it first"):
         missing.start()
     nobridge = comp.GuestTap(interface("<interface type='bridge'><source bridge='nobr'/>"
-                                       "</interface>"), "52:54:00:00:00:07", bridge="nobr")
+                                       "</interface>"), "52:54:00:00:00:07",
+                             ifname="qwtest7", bridge="nobr")
     with pytest.raises(QemuwrapError, match="netlink: bridge 'nobr' does not exist"):
         nobridge.start()
     assert links() == {"lo"}
@@ -428,14 +431,14 @@ def test_tap_cleanup_from_a_record_spares_a_newer_device(hostns):
     """cleanup(record) after a killed supervisor deletes the tap it recorded, but not a
     later device that reuses the name (the ifindex differs)."""
     host = interface("<interface type='ethernet'/>")
-    tap = comp.GuestTap(host, "52:54:00:00:00:08", bridge=None)
+    tap = comp.GuestTap(host, "52:54:00:00:00:08", ifname="qwtest8", bridge=None)
     record = dict(tap.start())
     comp.GuestTap.cleanup(record)
-    assert "vnet0" not in links()
-    newer = comp.GuestTap(host, "52:54:00:00:00:09", bridge=None)
-    assert newer.start()["ifname"] == "vnet0"
+    assert "qwtest8" not in links()
+    newer = comp.GuestTap(host, "52:54:00:00:00:09", ifname="qwtest8", bridge=None)
+    assert newer.start()["ifname"] == "qwtest8"
     comp.GuestTap.cleanup(record)  # the old record again
-    assert "vnet0" in links()
+    assert "qwtest8" in links()
     newer.stop()
 
 
@@ -448,7 +451,8 @@ def test_without_root_each_refusal_says_what_to_do(hostns, tmp_path):
             "from qemuwrap.conf.xmlreader import parse_bytes\n"
             "h = n.InterfaceHost.parse(parse_bytes(b\"<interface type='ethernet'/>\"))\n"
             "net = n.loads(open('net.xml').read())\n"
-            "for step in (lambda: c.GuestTap(h, '52:54:00:00:00:01', bridge=None).start(),\n"
+            "tap = c.GuestTap(h, '52:54:00:00:00:01', ifname='qwt0', bridge=None)\n"
+            "for step in (lambda: tap.start(),\n"
             "             lambda: c.NetworkRuntime(net, '.').start()):\n"
             "    try:\n        step()\n    except Exception as e:\n        print(e)\n")
     (tmp_path / "net.xml").write_text(ISOLATED)
@@ -482,7 +486,7 @@ def test_qemu_guest_gets_a_lease_through_its_tap(hostns, tmp_path):
     networks.start("natnet")
     mac = "52:54:00:12:34:56"
     host = interface("<interface type='network'><source network='natnet'/></interface>")
-    tap = comp.GuestTap(host, mac, bridge=networks.bridge_of("natnet"))
+    tap = comp.GuestTap(host, mac, ifname="qwtest9", bridge=networks.bridge_of("natnet"))
     ifname = tap.start()["ifname"]
     vhost = comp.use_vhost(host, "virtio", comp.vhost_available())
     device = ",".join(["virtio-net-pci,netdev=hostnet0,id=net0,mac=" + mac,
@@ -522,7 +526,8 @@ class DemoGuest:
 
     def __init__(self, image, workdir: Path, name: str, mac: str, cmdline: str):
         host = interface("<interface type='network'><source network='natnet'/></interface>")
-        self.tap = comp.GuestTap(host, mac, bridge=networks.bridge_of("natnet"))
+        self.tap = comp.GuestTap(host, mac, ifname=f"qw{name}",
+                                 bridge=networks.bridge_of("natnet"))
         ifname = self.tap.start()["ifname"]
         self.serial = workdir / f"{name}.serial.log"
         self.out = workdir / f"{name}.qemu.out"

@@ -67,15 +67,20 @@ def test_generated_tap_names_are_chosen_again():
     assert d.devices.interfaces[0].target is None
 
 
-def test_tap_side_uses_the_network_companion_and_the_launchers_names():
+def test_tap_side_uses_the_network_companion_and_names_from_the_uuid():
     d = dom(f"<interface type='ethernet'>{MAC}<model type='virtio'/><driver queues='2'/>"
             "</interface><interface type='ethernet'><target dev='mytap'/></interface>")
     cmd = build_checked(d, CAPS, "/run/qemuwrap/n")
     netdevs = [a for a in cmd.args if a.option == "-netdev"]
-    assert netdevs[0].value == ("tap,id=hostnet0,ifname=vnet0,script=no,downscript=no,"
+    from qemuwrap.companions.network import guest_tap_name
+
+    name = guest_tap_name(d.uuid_str, 0)
+    assert re.fullmatch(r"qw[0-9a-f]{8}n0", name)
+    assert netdevs[0].value == (f"tap,id=hostnet0,ifname={name},script=no,downscript=no,"
                                 "queues=2")
-    assert "first free vnetN" in netdevs[0].why
+    assert "named from the uuid" in netdevs[0].why
     assert netdevs[1].value == "tap,id=hostnet1,ifname=mytap,script=no,downscript=no"
+    assert "named in <target dev>" in netdevs[1].why
     devices = [a.value for a in cmd.args if a.option == "-device"]
     assert any(d.startswith("virtio-net-pci,mq=on,vectors=6,netdev=hostnet0") for d in devices)
 

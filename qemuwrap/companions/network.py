@@ -10,7 +10,9 @@ returning a JSON-able *record* of what was done) and ``stop``; and a static
   ``forward mode='bridge'`` nothing is started: the host bridge must exist.
 - :class:`GuestTap`: the tap device of one guest NIC, attached to a bridge.
 
-Netlink goes through pyroute2 (no ``ip`` commands).  nftables rules go through
+Netlink goes through pyroute2 (no ``ip`` commands), except for a guest's tap, which
+every ``start`` and supervisor handles: that goes through the few requests of
+``companions/rtnl.py`` (its docstring says why).  nftables rules go through
 ``nft -f -`` with a ruleset in nft's own language, because one such file is applied as
 one transaction (``table``; ``delete table``; ``table {...}`` replaces ours atomically
 and idempotently) and reads like what ``nft list table`` shows; ``nft -j`` would need
@@ -27,20 +29,25 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import shutil
 import signal
 import struct
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from qemuwrap.companions import rtnl
 from qemuwrap.conf.network import InterfaceHost, Network
 from qemuwrap.errors import QemuwrapError
 
 #: Every wait on a host tool or process ends by then (seconds).
 DEFAULT_TIMEOUT = 10.0
+#: How long dnsmasq gets to drop a released lease from its file (it does at once).
+RELEASE_TIMEOUT = 2.0
 VHOST_NET = "/dev/vhost-net"
 TUN_DEVICE = "/dev/net/tun"
 #: CAP_NET_ADMIN's bit in /proc/self/status CapEff.
@@ -531,8 +538,9 @@ class NetworkRuntime:
             raise NetworkError("; ".join(failures))
 
 
-def read_leases(path: str) -> list[dict[str, Any]]:
-    """dnsmasq's lease file: ``expiry mac ip hostname client-id`` per line."""
+def read_leases(path: str, *, client_ids: bool = False) -> list[dict[str, Any]]:
+    """dnsmasq's lease file: ``expiry mac ip hostname client-id`` per line (the
+    client-id, ``None`` for ``*``, only with ``client_ids``: what a release needs)."""
     leases = []
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -543,25 +551,89 @@ def read_leases(path: str) -> list[dict[str, Any]]:
         parts = line.split()
         if len(parts) < 4 or ":" in parts[2]:
             continue  # short, or an IPv6 (duid) line
-        leases.append({"expiry": int(parts[0]) if parts[0].isdigit() else None,
-                       "mac": parts[1], "ip": parts[2],
-                       "hostname": None if parts[3] == "*" else parts[3]})
+        lease: dict[str, Any] = {"expiry": int(parts[0]) if parts[0].isdigit() else None,
+                                 "mac": parts[1], "ip": parts[2],
+                                 "hostname": None if parts[3] == "*" else parts[3]}
+        if client_ids:
+            lease["client_id"] = parts[4] if len(parts) > 4 and parts[4] != "*" else None
+        leases.append(lease)
     return leases
+
+
+def release_leases(leases_path: str, bridge: str, mac: str,
+                   timeout: float = DEFAULT_TIMEOUT) -> list[str]:
+    """Tell the network's dnsmasq to forget every lease of ``mac`` (a guest that ended
+    leaves no lease behind): dnsmasq's own ``dhcp_release`` (Debian's dnsmasq-utils)
+    sends it a DHCPRELEASE on ``bridge`` for each, and dnsmasq rewrites its lease file.
+    dnsmasq keeps leases in memory, so editing the file would not do.  Returns the
+    addresses released; NetworkError (one line) when one could not be."""
+    wanted = [lease for lease in read_leases(leases_path, client_ids=True)
+              if lease["mac"].lower() == mac.lower()]
+    if not wanted:
+        return []
+    tool = host_tool("dhcp_release")
+    if tool == "dhcp_release":
+        raise NetworkError("dhcp_release is not installed (Debian package dnsmasq-utils)")
+    for lease in wanted:
+        argv = [tool, bridge, lease["ip"], lease["mac"]]
+        if lease["client_id"]:
+            argv.append(lease["client_id"])
+        _run_tool("dhcp_release", argv, timeout=timeout)
+    # dhcp_release cannot know whether dnsmasq took it (the message goes to the bridge's
+    # own address, so through the loopback device: with 'lo' down it is lost).
+    released = [lease["ip"] for lease in wanted]
+    deadline = time.monotonic() + RELEASE_TIMEOUT
+    while True:
+        kept = [lease["ip"] for lease in read_leases(leases_path)
+                if lease["mac"].lower() == mac.lower() and lease["ip"] in released]
+        if not kept:
+            return released
+        if time.monotonic() >= deadline:
+            raise NetworkError(f"dhcp_release: dnsmasq kept the lease of {mac.lower()} "
+                               f"({', '.join(kept)}); is the loopback device up?")
+        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------------------
 # A guest's tap
 # --------------------------------------------------------------------------------------
 
-#: libvirt's names for taps it makes: vnet0, vnet1, ... (the first free one).
-TAP_TEMPLATE = "vnet{}"
-_MAX_TAPS = 65536
+#: What every tap name qemuwrap makes starts with (libvirt's are ``vnetN``).
+TAP_PREFIX = "qw"
+#: Linux's IFNAMSIZ less the final NUL.
+IFNAME_MAX = 15
+
+
+def guest_tap_name(uuid: str, index: int) -> str:
+    """The tap of the ``index``-th ``<interface>`` of the guest with ``uuid``:
+    ``qw`` + 8 hex digits of the uuid's SHA-256 + ``n`` + index (``qw1f0e2d3cn0``).
+
+    Decided from the definition alone, so the argv is the same in a dry run, a start, a
+    restore and an adopt, and two guests starting at once never race for a name (as
+    for libvirt's "first free vnetN").  Hashed rather than a uuid prefix, so uuids that
+    differ only at the end (hand-numbered ones) still differ; 32 bits: two guests of
+    one host share a name with odds of 1 in 2^32 per pair, and the second is then
+    refused in one line, not attached to the first's tap (taps are made exclusively).
+    Only ``[a-z0-9]``, at most 15 bytes (an index past 9999 hashes the pair)."""
+    digest = hashlib.sha256(uuid.lower().encode("ascii")).hexdigest()
+    name = f"{TAP_PREFIX}{digest[:8]}n{index}"
+    if len(name) > IFNAME_MAX:
+        pair = hashlib.sha256(f"{uuid.lower()}/{index}".encode("ascii")).hexdigest()
+        name = TAP_PREFIX + pair[:IFNAME_MAX - len(TAP_PREFIX)]
+    return name
 
 
 def tap_mac(guest_mac: str) -> str:
     """The host end's MAC: the guest's with the first byte 0xfe, as libvirt does, so a
     bridge never takes a guest's MAC (bridges use their ports' lowest MAC)."""
     return "fe" + guest_mac[2:]
+
+
+#: <linux/if_tun.h>: the flags and ioctls that make a persistent tap.
+_IFF_TAP, _IFF_NO_PI, _IFF_MULTI_QUEUE = 0x0002, 0x1000, 0x0100
+_IFF_VNET_HDR, _IFF_TUN_EXCL = 0x4000, 0x8000
+_TUNSETIFF, _TUNSETPERSIST, _TUNSETOWNER, _TUNSETGROUP = \
+    0x400454CA, 0x400454CB, 0x400454CC, 0x400454CE
 
 
 def create_tap(name: str, *, multi_queue: bool = False, vnet_hdr: bool = True,
@@ -571,142 +643,144 @@ def create_tap(name: str, *, multi_queue: bool = False, vnet_hdr: bool = True,
     Hand-written (~15 lines of ioctl) instead of pyroute2's ``kind='tuntap'``: that
     path drops IFF_TUN_EXCL, so adding a tap whose name exists silently attaches to the
     existing device (measured with pyroute2 0.9.7: a second add of 'vnet0' succeeds),
-    and two guests could share a tap.  The ioctl numbers are pyroute2's."""
-    from pyroute2.netlink.rtnl.ifinfmsg import (
-        IFT_MULTI_QUEUE,
-        IFT_NO_PI,
-        IFT_TAP,
-        IFT_TUN_EXCL,
-        IFT_VNET_HDR,
-    )
-    from pyroute2.netlink.rtnl.ifinfmsg.tuntap import (
-        TUNSETGROUP,
-        TUNSETIFF,
-        TUNSETOWNER,
-        TUNSETPERSIST,
-    )
-    flags = IFT_TAP | IFT_NO_PI | IFT_TUN_EXCL
+    and two guests could share a tap."""
+    flags = _IFF_TAP | _IFF_NO_PI | _IFF_TUN_EXCL
     if vnet_hdr:
-        flags |= IFT_VNET_HDR
+        flags |= _IFF_VNET_HDR
     if multi_queue:
-        flags |= IFT_MULTI_QUEUE
+        flags |= _IFF_MULTI_QUEUE
     ifreq = struct.pack("16sH22x", name.encode("ascii"), flags)  # struct ifreq: 40 bytes
     fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
     try:
-        fcntl.ioctl(fd, TUNSETIFF, ifreq)
+        fcntl.ioctl(fd, _TUNSETIFF, ifreq)
         if owner is not None:
-            fcntl.ioctl(fd, TUNSETOWNER, owner)
+            fcntl.ioctl(fd, _TUNSETOWNER, owner)
         if group is not None:
-            fcntl.ioctl(fd, TUNSETGROUP, group)
-        fcntl.ioctl(fd, TUNSETPERSIST, 1)
+            fcntl.ioctl(fd, _TUNSETGROUP, group)
+        fcntl.ioctl(fd, _TUNSETPERSIST, 1)
     finally:
         os.close(fd)
 
 
-def planned_ifname(host: InterfaceHost) -> str:
-    """The tap name a start would take now, for a dry run: ``<target dev>``, else the
-    first free vnetN (another guest may take it before this one starts)."""
-    if host.target_dev is not None:
-        return host.target_dev
-    with netlink("listing interfaces") as ipr:
-        names = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
-    return next(name for name in (TAP_TEMPLATE.format(n) for n in range(_MAX_TAPS))
-                if name not in names)
+_NOT_ROOT = ("creating a tap device needs root (CAP_NET_ADMIN): run qemuwrap as root, or "
+             "use <interface type='ethernet'> with <target dev='TAP' managed='no'/> naming "
+             "a tap made beforehand")
+_NO_TUN = f"{TUN_DEVICE} is missing: load the tun module (modprobe tun)"
+#: Refusals about the host, not one NIC: said once, whatever NIC met them.
+HOST_WIDE = frozenset({_NOT_ROOT, _NO_TUN})
+
+
+def _exists_line(name: str, *, chosen: bool) -> str:
+    if chosen:  # named in <target dev>
+        return (f"tap '{name}' already exists: name another in <target dev>, or use "
+                "type='ethernet' with managed='no' to use an existing tap")
+    return (f"tap '{name}' already exists: another guest with this uuid runs, or a "
+            f"guest's tap was left behind ('ip link delete {name}' if no QEMU uses it)")
 
 
 class GuestTap:
-    """The tap of one guest NIC: made (or, with ``managed='no'``, found), given the
-    guest's MTU, attached to ``bridge`` (None: left unattached, type='ethernet') and up.
+    """The tap ``ifname`` of one guest NIC: made (or, with ``managed='no'``, found),
+    given the guest's MTU, attached to ``bridge`` (None: left unattached,
+    type='ethernet') and up.
 
-    ``bridge`` is resolved by the caller: ``<source bridge>`` for type='bridge', the
-    network's bridge (:func:`qemuwrap.networks.bridge_of`) for type='network'."""
+    ``ifname`` is decided before QEMU's command is built (:func:`guest_tap_name`, or
+    ``<target dev>``); ``bridge`` is resolved by the caller: ``<source bridge>`` for
+    type='bridge', the network's bridge (:func:`qemuwrap.networks.bridge_of`) for
+    type='network'.  ``label`` becomes the tap's alias (``ip link`` shows it), so a
+    hashed name can be traced to its guest."""
 
-    def __init__(self, host: InterfaceHost, mac: str, *, bridge: str | None,
-                 owner: int | None = None, group: int | None = None):
+    def __init__(self, host: InterfaceHost, mac: str, *, ifname: str, bridge: str | None,
+                 owner: int | None = None, group: int | None = None,
+                 label: str | None = None):
         self.host = host
         self.mac = mac
+        self.ifname = ifname
         self.bridge = bridge
         self.owner = owner
         self.group = group
+        self.label = label
         self.record: Record = {}
+
+    def refusals(self) -> list[str]:
+        """Why :meth:`start` would fail now, one line each (nothing is changed)."""
+        host, name = self.host, self.ifname
+        if not host.managed:
+            if rtnl.index(name) is None:
+                return [f"tap '{name}' (managed='no') does not exist: create it first "
+                        f"(ip tuntap add {name} mode tap user USER)"]
+            return []
+        if not has_net_admin():
+            return [_NOT_ROOT]
+        out = []
+        if not os.path.exists(TUN_DEVICE):
+            out.append(_NO_TUN)
+        if rtnl.index(name) is not None:
+            out.append(_exists_line(name, chosen=host.target_dev == name))
+        if self.bridge is not None:
+            found = rtnl.index(self.bridge)
+            if found is None:
+                out.append(f"bridge '{self.bridge}' does not exist")
+            else:
+                try:
+                    kind = rtnl.link(found)["kind"]
+                except OSError as exc:
+                    out.append(f"bridge '{self.bridge}': {exc.strerror}")
+                else:
+                    if kind != "bridge":
+                        out.append(f"'{self.bridge}' is not a bridge")
+        return out
 
     def prepare(self) -> None:
         """Privileges, the bridge and (managed='no') the existing tap; change nothing."""
-        host = self.host
-        if not host.managed:
-            assert host.target_dev is not None  # the model requires it with managed='no'
-            with netlink(f"looking up tap '{host.target_dev}'") as ipr:
-                if link_index(ipr, host.target_dev) is None:
-                    raise NetworkError(f"netlink: tap '{host.target_dev}' (managed='no') does "
-                                       "not exist: create it first (ip tuntap add "
-                                       f"{host.target_dev} mode tap user USER)")
-            return
-        require_net_admin("creating a tap device",
-                          ", or use <interface type='ethernet'> with <target dev='TAP' "
-                          "managed='no'/> naming a tap made beforehand")
-        if not os.path.exists(TUN_DEVICE):
-            raise NetworkError(f"netlink: {TUN_DEVICE} is missing (modprobe tun)")
-        if self.bridge is not None:
-            with netlink(f"looking up bridge '{self.bridge}'") as ipr:
-                index = link_index(ipr, self.bridge)
-                if index is None:
-                    raise NetworkError(f"netlink: bridge '{self.bridge}' does not exist")
-                if link_kind(ipr, index) != "bridge":
-                    raise NetworkError(f"netlink: '{self.bridge}' is not a bridge")
+        lines = self.refusals()
+        if lines:
+            raise NetworkError("netlink: " + lines[0])
 
     def start(self) -> Record:
-        """Make the tap and bring it up; returns the record (``ifname`` is what QEMU is
-        given).  A failure removes the tap again."""
+        """Make the tap and bring it up; returns the record (``ifname``, its ``index``
+        and whether it was ``created``).  A failure removes the tap again."""
         self.prepare()
-        host = self.host
+        host, name = self.host, self.ifname
         if not host.managed:
-            self.record = {"ifname": host.target_dev, "created": False}
+            self.record = {"ifname": name, "created": False}
             return self.record
-        name = self._create()
+        self._create()
+        self.record = {"ifname": name, "index": rtnl.index(name), "created": True}
         try:
-            with netlink(f"setting up tap '{name}'") as ipr:
-                index = link_index(ipr, name)
-                self.record = {"ifname": name, "index": index, "created": True}
-                attrs: dict[str, Any] = {"address": tap_mac(self.mac)}
-                mtu = host.mtu
-                if self.bridge is not None:
-                    br = link_index(ipr, self.bridge)
-                    if br is None:
-                        raise NetworkError(f"netlink: bridge '{self.bridge}' does not exist")
-                    if mtu is None:  # the bridge's MTU, so a jumbo bridge stays one
-                        mtu = ipr.get_links(br)[0].get_attr("IFLA_MTU")
-                    attrs["master"] = br
-                if mtu is not None:
-                    attrs["mtu"] = mtu
-                ipr.link("set", index=index, **attrs)
-                ipr.link("set", index=index, state="up")
+            mtu, master = host.mtu, None
+            if self.bridge is not None:
+                master = rtnl.index(self.bridge)
+                if master is None:
+                    raise NetworkError(f"netlink: bridge '{self.bridge}' does not exist")
+                if mtu is None:  # the bridge's MTU, so a jumbo bridge stays one
+                    mtu = rtnl.link(master)["mtu"]
+            index = self.record["index"]
+            if index is None:
+                raise NetworkError(f"netlink: tap '{name}' vanished as it was made")
+            rtnl.set_up(index, address=tap_mac(self.mac), mtu=mtu, master=master,
+                        alias=self.label)
+        except OSError as exc:
+            self.cleanup(self.record)
+            hint = " (needs root: CAP_NET_ADMIN)" if exc.errno == errno.EPERM else ""
+            raise NetworkError(f"netlink: setting up tap '{name}': "
+                               f"{exc.strerror}{hint}") from None
         except BaseException:
-            self.cleanup(self.record or {"ifname": name, "created": True})
+            self.cleanup(self.record)
             raise
         return self.record
 
-    def _create(self) -> str:
-        host = self.host
-        multi = host.queues > 1
-        candidates: Iterator[str]
-        if host.target_dev is not None:
-            candidates = iter([host.target_dev])
-        else:
-            candidates = (TAP_TEMPLATE.format(n) for n in range(_MAX_TAPS))
-        for name in candidates:
-            try:
-                create_tap(name, multi_queue=multi, owner=self.owner, group=self.group)
-                return name
-            except OSError as exc:
-                if exc.errno == errno.EBUSY and host.target_dev is None:
-                    continue  # taken: the next vnetN
-                if exc.errno == errno.EBUSY:
-                    raise NetworkError(f"netlink: tap '{name}' already exists (use "
-                                       "managed='no' to use an existing tap)") from None
-                hint = " (needs root: CAP_NET_ADMIN)" if exc.errno == errno.EPERM else ""
-                raise NetworkError(f"netlink: creating tap '{name}': "
-                                   f"{exc.strerror}{hint}") from None
-        raise NetworkError("netlink: no free vnetN name for a tap")
+    def _create(self) -> None:
+        name = self.ifname
+        try:
+            create_tap(name, multi_queue=self.host.queues > 1, owner=self.owner,
+                       group=self.group)
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                raise NetworkError("netlink: " + _exists_line(
+                    name, chosen=self.host.target_dev == name)) from None
+            hint = " (needs root: CAP_NET_ADMIN)" if exc.errno == errno.EPERM else ""
+            raise NetworkError(f"netlink: creating tap '{name}': "
+                               f"{exc.strerror}{hint}") from None
 
     def stop(self) -> None:
         self.cleanup(self.record)
@@ -716,8 +790,22 @@ class GuestTap:
         """Delete the tap ``record`` says we made (if it is still that device)."""
         if not record.get("created") or not record.get("ifname"):
             return
-        with netlink(f"deleting tap '{record['ifname']}'") as ipr:
-            _delete_link(ipr, record["ifname"], record.get("index"))
+        remove_tap(record["ifname"], record.get("index"))
+
+
+def remove_tap(ifname: str, index: int | None) -> bool:
+    """Delete tap ``ifname`` if it is still the device with ``index`` (a later device
+    that reuses the name is left alone); whether one was deleted."""
+    current = rtnl.index(ifname)
+    if current is None or (index is not None and current != index):
+        return False
+    try:
+        rtnl.delete(current)
+    except OSError as exc:
+        if exc.errno == errno.ENODEV:
+            return False  # gone meanwhile
+        raise NetworkError(f"netlink: deleting tap '{ifname}': {exc.strerror}") from None
+    return True
 
 
 # --------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The host processes and resources a guest needs beside QEMU (issue 8), planned from the
 definition: what ``dry-run`` shows (``--json``: ``companions``; ``--explain``: the element
 each comes from) and what the supervisor starts, in this order, before QEMU and stops
-after it.  Pure: nothing here runs or touches a file.  :func:`make` gives the object that
-does (``qemuwrap/companions/``); ``runtime/companions.py`` runs it for the supervisor."""
+after it: swtpm, virtiofsd, then a tap per tap NIC.  Pure: nothing here runs or touches
+a file.  :func:`make` gives the object that does (``qemuwrap/companions/``);
+``runtime/companions.py`` runs it for the supervisor."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 from typing import Any
 
 from qemuwrap.conf.devices.filesystem import CacheMode, Filesystem
+from qemuwrap.conf.devices.net import TAP_TYPES, Interface, InterfaceType
 from qemuwrap.conf.devices.tpm import TPM, TPMBackendType
 from qemuwrap.conf.domain import Domain
 from qemuwrap.conf.xmlmodel import table
@@ -37,6 +39,15 @@ class Companion:
         self.source = source
         self.params = params
         self.setup = setup
+
+    def headline(self) -> str:
+        """One line for a dry run: what runs (its command line) or what is made."""
+        if self.argv is not None:
+            from qemuwrap.qemu.argv import shell_quote
+
+            return (f"{self.kind} for {self.device}, started first: "
+                    f"{' '.join(shell_quote(w) for w in self.argv)}")
+        return f"{self.kind} for {self.device}, made first: {self.why}"
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {"kind": self.kind, "device": self.device, "argv": self.argv,
@@ -100,8 +111,38 @@ def _virtiofsd(fs: Filesystem, paths: Paths) -> Companion:
          "thread_pool": pool})
 
 
+def _tap(dom: Domain, nic: Interface, ifname: str, paths: Paths) -> Companion:
+    """A tap for a ``bridge``/``network``/``ethernet`` NIC (``managed='no'``: one that
+    exists, only looked up), made before QEMU opens it by name and deleted after."""
+    src = nic.source
+    network = src.network if src is not None and nic.type == InterfaceType.NETWORK else None
+    bridge = src.bridge if src is not None and nic.type == InterfaceType.BRIDGE else None
+    managed = nic.target is None or nic.target.managed is not False
+    mtu = nic.mtu.size if nic.mtu is not None and nic.mtu.size else None
+    if not managed:
+        why = f"the existing tap {ifname} (managed='no'), looked up, left as it is"
+    else:
+        joins = (f"attached to the bridge of network '{network}'" if network
+                 else f"attached to bridge '{bridge}'" if bridge else "attached to nothing")
+        why = (f"tap {ifname} (MAC {'fe' + nic.mac[2:]}, "
+               f"MTU {mtu if mtu else 'of the bridge' if network or bridge else 'default'}) "
+               f"{joins}, deleted after QEMU ends")
+    node = nic.node
+    return Companion(
+        "tap", nic.alias_name or ifname, None, why, node,
+        {"ifname": ifname, "target_dev": nic.target.dev if nic.target is not None else None,
+         "managed": managed, "type": nic.type.value, "network": network,
+         "bridge": bridge, "mac": nic.mac, "mtu": mtu,
+         "queues": nic.queues if nic.is_virtio else 1, "guest": dom.name,
+         # Networks live under the guest's state root (net-start --state-dir).
+         "state_root": os.path.dirname(paths.state_dir),
+         "where": f"line {node.line}: {node.path}" if node is not None else None})
+
+
 def plan(dom: Domain, paths: Paths) -> list[Companion]:
     """Every companion of a completed definition (ids assigned), in start order."""
+    from qemuwrap.qemu.build.net import tap_names
+
     out: list[Companion] = []
     for tpm in dom.devices.tpms:
         if tpm.backend.type == TPMBackendType.EMULATOR:
@@ -109,4 +150,9 @@ def plan(dom: Domain, paths: Paths) -> list[Companion]:
     for fs in dom.devices.filesystems:
         if fs.virtiofs and fs.source.socket is None:
             out.append(_virtiofsd(fs, paths))
+    names = tap_names(dom)
+    for nic in dom.devices.interfaces:
+        if nic.type in TAP_TYPES:
+            assert nic.alias_name is not None
+            out.append(_tap(dom, nic, names[nic.alias_name], paths))
     return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -249,8 +250,10 @@ class Machine:
                     companion.stop(entry)
                 else:
                     clean_up(entry)
-            except Exception:  # noqa: BLE001 - the others must still be stopped
-                pass
+            except Exception as exc:  # noqa: BLE001 - the others must still be stopped
+                # One line in the supervisor's log (its stderr), naming the companion.
+                print(f"qemuwrap: {entry.kind} {entry.id}: not cleaned up: {exc}",
+                      file=sys.stderr, flush=True)
         self.companion_entries.clear()
         if record:
             self.on_change()

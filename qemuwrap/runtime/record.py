@@ -52,22 +52,42 @@ class Proc(_Plain):
         self.argv = argv if argv is not None else []
 
 
+class Link(_Plain):
+    """A network device made for the guest (a tap): deleted once the guest ends, if the
+    device of that ``name`` is still the one with ``index`` (the kernel's ifindex; a
+    later device that took the name is left alone).  A tap on a qemuwrap network also
+    names the guest's ``mac``, the ``bridge`` and dnsmasq's ``leases`` file, so the
+    guest's DHCP lease is released with it."""
+
+    __slots__ = ("name", "index", "mac", "bridge", "leases")
+
+    def __init__(self, name: str, index: int | None = None, mac: str | None = None,
+                 bridge: str | None = None, leases: str | None = None):
+        self.name = name
+        self.index = index
+        self.mac = mac
+        self.bridge = bridge
+        self.leases = leases
+
+
 class Companion(_Plain):
     """A host process or resource that lives as long as the guest's QEMU.
 
     ``kind`` names what it is ("swtpm", "virtiofsd", "tap", ...); ``proc`` is None for a
     resource without a process (a tap device); ``cleanup`` lists the paths removed once
-    it stopped.
+    it stopped; ``link`` the network device removed then (a record written before links
+    were recorded has none: the field is optional).
     """
 
-    __slots__ = ("kind", "id", "proc", "cleanup")
+    __slots__ = ("kind", "id", "proc", "cleanup", "link")
 
     def __init__(self, kind: str, id: str, proc: Proc | None = None,  # noqa: A002
-                 cleanup: list[str] | None = None):
+                 cleanup: list[str] | None = None, link: Link | None = None):
         self.kind = kind
         self.id = id
         self.proc = proc
         self.cleanup = cleanup if cleanup is not None else []
+        self.link = link
 
 
 class GuestRecord(_Plain):
@@ -130,7 +150,10 @@ class GuestRecord(_Plain):
 #: Field name -> how to check and build it, per class (nested records by class).
 _TYPES: dict[type, dict[str, object]] = {
     Proc: {"pid": int, "create_time": float, "argv": [str]},
-    Companion: {"kind": str, "id": str, "proc": (Proc, None), "cleanup": [str]},
+    Link: {"name": str, "index": (int, None), "mac": (str, None), "bridge": (str, None),
+           "leases": (str, None)},
+    Companion: {"kind": str, "id": str, "proc": (Proc, None), "cleanup": [str],
+                "link": (Link, None)},
     GuestRecord: {"name": str, "uuid": str, "state_dir": str, "qemu": (Proc, None),
                   "started": float, "genid": (str, None), "source": (str, None),
                   "env": {str: str}, "supervisor": (Proc, None), "console": (str, None),
@@ -140,7 +163,7 @@ _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string"}
 
 
 #: Fields with a default (the others are required).
-_REQUIRED = {Proc: ("pid", "create_time"), Companion: ("kind", "id"),
+_REQUIRED = {Proc: ("pid", "create_time"), Link: ("name",), Companion: ("kind", "id"),
              GuestRecord: ("name", "uuid", "state_dir", "started")}
 
 

@@ -2,11 +2,11 @@
 and the guest's NIC (``-device``), one pair per ``<interface>`` in document order.
 
 A tap interface (network, bridge, ethernet) is opened by QEMU by name; the network
-companion (``qemuwrap/companions/network.py``) makes the tap and gives the ``-netdev``
-options.  The tap's name is the launcher's (``ctx.tap_names``, alias to name, once the
-taps exist), else ``<target dev>``, else ``vnetN`` (what a start takes when that name
-is free: a dry run cannot know).  An ``<interface type='hostdev'>`` is a host device:
-it is built with the ``<hostdev>``s (``build/hostdev.py``), as libvirt does.
+companion (``qemuwrap/companions/network.py``) makes the tap before QEMU starts and gives
+the ``-netdev`` options.  The tap's name is decided from the definition alone
+(:func:`tap_names`: ``<target dev>``, else a name from the uuid and the NIC's place), so
+a dry run shows the very argv a start runs.  An ``<interface type='hostdev'>`` is a host
+device: it is built with the ``<hostdev>``s (``build/hostdev.py``), as libvirt does.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from qemuwrap.conf.devices.net import (
     NICModel,
     TxMode,
 )
+from qemuwrap.conf.domain import Domain
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.chardev import chardev, usb_address_props
@@ -56,14 +57,33 @@ def netdev_id(nic: Interface) -> str:
     return f"host{nic.alias_name}"
 
 
-def tap_name(ctx: BuildContext, index: int, nic: Interface) -> str:
-    """The tap QEMU opens for the ``index``-th tap interface (see the module's text)."""
-    names: dict[str, str] = getattr(ctx, "tap_names", None) or {}
-    if nic.alias_name in names:
-        return names[nic.alias_name]
-    if nic.target is not None:
-        return nic.target.dev
-    return f"vnet{index}"
+def tap_names(dom: Domain) -> dict[str, str]:
+    """NIC alias -> the tap QEMU opens, for every tap interface of a completed
+    definition: the one function every path takes its names from (the command's
+    ``-netdev``, the tap companions the supervisor starts, dry-run, restore, adopt).
+
+    ``<target dev>`` names the tap when the definition gives one (``managed='no'``: an
+    existing tap); else the name comes from the uuid and the NIC's position among the
+    ``<interface>``s (:func:`qemuwrap.companions.network.guest_tap_name`).  As in libvirt,
+    a ``<target dev>`` starting with ``vnet``, ``macvtap`` or ``macvlan`` is a name
+    libvirt generated and is chosen again (the model drops it, ``conf/devices/net.py``),
+    so a ``virsh dumpxml`` of a running guest does not pin the tap it had."""
+    from qemuwrap.companions.network import guest_tap_name
+
+    names = {}
+    for index, nic in enumerate(dom.devices.interfaces):
+        if nic.type not in TAP_TYPES:
+            continue
+        assert nic.alias_name is not None  # a completed definition: ids assigned
+        names[nic.alias_name] = nic.target.dev if nic.target is not None \
+            else guest_tap_name(dom.uuid_str, index)
+    return names
+
+
+def tap_name(ctx: BuildContext, nic: Interface) -> str:
+    """The tap QEMU opens for ``nic`` (see :func:`tap_names`)."""
+    assert nic.alias_name is not None
+    return tap_names(ctx.dom)[nic.alias_name]
 
 
 def use_vhost_net(ctx: BuildContext, nic: Interface) -> bool:
@@ -82,7 +102,7 @@ def vhost_device(nic: Interface) -> str:
     return "/dev/vhost-net"
 
 
-def netdev_options(ctx: BuildContext, nic: Interface, tap_index: int) -> str | None:
+def netdev_options(ctx: BuildContext, nic: Interface) -> str | None:
     """``-netdev`` for ``nic`` (qemuBuildHostNetProps); None when it has none."""
     from qemuwrap.companions import network as companion
 
@@ -90,7 +110,7 @@ def netdev_options(ctx: BuildContext, nic: Interface, tap_index: int) -> str | N
     props: list[tuple[str, Any]] = []
     if kind in TAP_TYPES:
         vhost = use_vhost_net(ctx, nic)
-        value = companion.netdev_options(ident, tap_name(ctx, tap_index, nic), vhost=vhost,
+        value = companion.netdev_options(ident, tap_name(ctx, nic), vhost=vhost,
                                          queues=nic.queues if nic.is_virtio else 1)
         extra: list[tuple[str, Any]] = []
         if vhost and nic.backend is not None and nic.backend.vhost:
@@ -201,26 +221,29 @@ def nic_device_options(ctx: BuildContext, nic: Interface) -> str:
 
 
 def build_interfaces(ctx: BuildContext) -> None:
-    taps = 0
     for nic in ctx.dom.devices.interfaces:
         if nic.type == InterfaceType.HOSTDEV:
             continue  # a host device: with the <hostdev>s
         if nic.type == InterfaceType.VHOSTUSER:
             assert nic.source is not None
             chardev(ctx, f"char{nic.alias_name}", _VhostUserSocket(nic), nic.node, wait=True)
-        value = netdev_options(ctx, nic, taps)
+        value = netdev_options(ctx, nic)
         if value is not None:
             ctx.cmd.add("-netdev", value, nic.node, "; ".join(host_notes(ctx, nic)) or None)
-        if nic.type in TAP_TYPES:
-            taps += 1
         ctx.cmd.add("-device", nic_device_options(ctx, nic), nic.node)
 
 
 def host_notes(ctx: BuildContext, nic: Interface) -> list[str]:
     """What ``--explain`` says about the host side of ``nic`` beyond its options."""
     notes = []
-    if nic.type in TAP_TYPES and nic.target is None and not getattr(ctx, "tap_names", None):
-        notes.append("the tap qemuwrap makes at start (the first free vnetN)")
+    if nic.type in TAP_TYPES:
+        if nic.target is not None and nic.target.managed is False:
+            notes.append(f"the existing tap '{nic.target.dev}' (managed='no'), used as it is")
+        else:
+            named = "named in <target dev>" if nic.target is not None else \
+                "named from the uuid and the NIC's position"
+            notes.append(f"a tap qemuwrap makes before QEMU starts ({named}) and deletes "
+                         "after QEMU ends")
     if nic.coalesce is not None:
         notes.append("<coalesce> not applied: libvirt sets it on the tap with ethtool")
     if nic.bandwidth is not None and nic.type not in TAP_TYPES:
