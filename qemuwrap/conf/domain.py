@@ -68,7 +68,7 @@ if TYPE_CHECKING:  # loaded when a definition has them (see xmlmodel.ChildField)
         QemuOverride,
     )
     from qemuwrap.conf.security import IDMap, KeyWrap, LaunchSecurity, Seclabel
-    from qemuwrap.conf.sysinfo import Sysinfo
+    from qemuwrap.conf.sysinfo import Sysinfo, SysinfoType
 
 
 class VirtType(enum.StrEnum):
@@ -291,11 +291,16 @@ class Domain(Element):
     devices: Devices = child(Devices, required=False)  # type: ignore[assignment]
     seclabels: list[Seclabel] = children(".security:Seclabel", tag="seclabel")
     keywrap: KeyWrap | None = child(".security:KeyWrap", tag="keywrap")
-    launch_security: LaunchSecurity | None = child(".security:LaunchSecurity", tag="launchSecurity")
-    qemu_commandline: QemuCommandline | None = child(".qemuns:QemuCommandline", tag=f"{QEMU_NS} commandline")
-    qemu_capabilities: QemuCapabilities | None = child(".qemuns:QemuCapabilities", tag=f"{QEMU_NS} capabilities")
-    qemu_deprecation: QemuDeprecation | None = child(".qemuns:QemuDeprecation", tag=f"{QEMU_NS} deprecation")
-    qemu_override: QemuOverride | None = child(".qemuns:QemuOverride", tag=f"{QEMU_NS} override")
+    launch_security: LaunchSecurity | None = child(
+        ".security:LaunchSecurity", tag="launchSecurity")
+    qemu_commandline: QemuCommandline | None = child(
+        ".qemuns:QemuCommandline", tag=f"{QEMU_NS} commandline")
+    qemu_capabilities: QemuCapabilities | None = child(
+        ".qemuns:QemuCapabilities", tag=f"{QEMU_NS} capabilities")
+    qemu_deprecation: QemuDeprecation | None = child(
+        ".qemuns:QemuDeprecation", tag=f"{QEMU_NS} deprecation")
+    qemu_override: QemuOverride | None = child(
+        ".qemuns:QemuOverride", tag=f"{QEMU_NS} override")
 
     # Not XML: where the identity came from (the write-back and clone need to know).
     memory_kib: int = internal(0)

@@ -176,6 +176,17 @@ class MaxMemory(Scaled):
 
 
 # --------------------------------------------------------------------------- <memoryBacking>
+class MemoryModel(enum.StrEnum):
+    """``<memory model>`` of a memory device (``conf/devices/memory.py``): here, beside
+    the guest's RAM, because the RAM's builders ask whether any device is an NVDIMM."""
+
+    DIMM = "dimm"
+    NVDIMM = "nvdimm"
+    VIRTIO_PMEM = "virtio-pmem"
+    VIRTIO_MEM = "virtio-mem"
+    SGX_EPC = "sgx-epc"
+
+
 class MemAccess(enum.StrEnum):
     SHARED = "shared"
     PRIVATE = "private"

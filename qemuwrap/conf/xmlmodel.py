@@ -21,6 +21,7 @@ the :class:`ParseContext`, and the parse goes on, so a user sees all of them in 
 from __future__ import annotations
 
 import enum
+import functools
 import importlib
 import re
 import sys
@@ -86,17 +87,23 @@ class Str(Kind[str]):
 
     def __init__(self, pattern: str | None = None, *, strip: bool = True,
                  empty: bool = True, what: str = "value"):
-        self.regex = re.compile(pattern) if pattern else None
         self.pattern = pattern
         self.strip = strip
         self.empty = empty
         self.what = what
 
+    @functools.cached_property
+    def regex(self) -> re.Pattern[str] | None:
+        """``pattern`` compiled when a value is first read: compiling the model's ~100
+        patterns cost more than the rest of its import."""
+        return re.compile(self.pattern) if self.pattern else None
+
     def parse(self, raw: str, name: str) -> str:
         value = raw.strip(XML_SPACE) if self.strip else raw
         if not self.empty and not value:
             raise KindError(f"{_what(name)} must not be empty")
-        if self.regex is not None and not self.regex.fullmatch(value):
+        regex = self.regex
+        if regex is not None and not regex.fullmatch(value):
             raise KindError(f"{_what(name)} '{_short(value)}' is not a valid {self.what}")
         return value
 

@@ -20,8 +20,8 @@ from qemuwrap.conf.xmlreader import Node
 from qemuwrap.qemu import hostdevices
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.chardev import usb_address_props
-from qemuwrap.qemu.build.net import acpi_props, boot_index, rom_props
-from qemuwrap.qemu.build.props import exact_opts, on_off
+from qemuwrap.qemu.build.net import boot_index, rom_props
+from qemuwrap.qemu.build.props import acpi_props, exact_opts, on_off
 
 #: usb-host's reset properties for each guestReset (qemuBuildUSBHostdevDevProps).
 GUEST_RESET = {"off": ("off", None), "uninitialized": ("on", "off"), "on": ("on", "on")}

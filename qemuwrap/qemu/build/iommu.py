@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from qemuwrap.conf.devices.iommu import IOMMUModel
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.build.net import acpi_props
-from qemuwrap.qemu.build.props import exact_opts, on_off
+from qemuwrap.qemu.build.props import acpi_props, exact_opts, on_off
 
 
 def build_iommu(ctx: BuildContext) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from qemuwrap.conf.devices.memballoon import BalloonModel
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.build.net import acpi_props
-from qemuwrap.qemu.build.props import exact_opts, on_off, virtio_props
+from qemuwrap.qemu.build.props import acpi_props, exact_opts, on_off, virtio_props
 
 BALLOON_DEVICES = table(BalloonModel, {
     BalloonModel.VIRTIO: "virtio-balloon-pci",

@@ -25,7 +25,7 @@ from qemuwrap.conf.devices.net import (
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.chardev import chardev, usb_address_props
-from qemuwrap.qemu.build.props import exact_opts, on_off, virtio_props
+from qemuwrap.qemu.build.props import acpi_props, exact_opts, on_off, virtio_props
 
 #: QEMU's NIC device for each model qemuwrap knows (another model name is passed to
 #: QEMU as a device name, as libvirt does).
@@ -140,11 +140,6 @@ def rom_props(dev: PCIDevice) -> list[tuple[str, Any]]:
         return [("romfile", "")]
     bar = None if rom.bar is None else (1 if rom.bar else 0)
     return [("rombar", bar), ("romfile", rom.file)]
-
-
-def acpi_props(dev: PCIDevice) -> list[tuple[str, Any]]:
-    """``acpi-index`` of a PCI device (libvirt adds it with the PCI address)."""
-    return [("acpi-index", dev.acpi.index if dev.acpi is not None else None)]
 
 
 def virtio_net_props(nic: Interface) -> list[tuple[str, Any]]:

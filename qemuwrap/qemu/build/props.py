@@ -12,9 +12,13 @@ item is always one of qemuwrap's constant device or backend names, never XML tex
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from qemuwrap.conf.devices.virtio import VirtioDriver
 from qemuwrap.qemu.argv import escape
+
+if TYPE_CHECKING:
+    from qemuwrap.conf.devices.address import PCIDevice
 
 
 def exact_opts(first: str | None, props: Iterable[tuple[str, object]]) -> str:
@@ -36,3 +40,8 @@ def virtio_props(driver: VirtioDriver | None) -> dict[str, str | None]:
         return {}
     return {"iommu_platform": on_off(driver.iommu), "ats": on_off(driver.ats),
             "packed": on_off(driver.packed), "page-per-vq": on_off(driver.page_per_vq)}
+
+
+def acpi_props(dev: PCIDevice) -> list[tuple[str, Any]]:
+    """``acpi-index`` of a PCI device (libvirt adds it with the PCI address)."""
+    return [("acpi-index", dev.acpi.index if dev.acpi is not None else None)]

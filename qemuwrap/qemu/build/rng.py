@@ -9,8 +9,7 @@ from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.chardev import chardev
-from qemuwrap.qemu.build.net import acpi_props
-from qemuwrap.qemu.build.props import exact_opts, virtio_props
+from qemuwrap.qemu.build.props import acpi_props, exact_opts, virtio_props
 
 RNG_DEVICES = table(RNGModel, {
     RNGModel.VIRTIO: "virtio-rng-pci",

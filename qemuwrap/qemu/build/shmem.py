@@ -7,8 +7,7 @@ from __future__ import annotations
 from qemuwrap.conf.devices.shmem import Shmem, ShmemModel, ShmemRole
 from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.build.net import acpi_props
-from qemuwrap.qemu.build.props import exact_opts, on_off
+from qemuwrap.qemu.build.props import acpi_props, exact_opts, on_off
 
 
 def shmem_device(ctx: BuildContext, shmem: Shmem) -> str:

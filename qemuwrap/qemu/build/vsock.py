@@ -6,8 +6,7 @@ from __future__ import annotations
 from qemuwrap.conf.devices.vsock import VsockModel
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.build.net import acpi_props
-from qemuwrap.qemu.build.props import exact_opts, virtio_props
+from qemuwrap.qemu.build.props import acpi_props, exact_opts, virtio_props
 
 VSOCK_DEVICES = table(VsockModel, {
     VsockModel.VIRTIO: "vhost-vsock-pci",

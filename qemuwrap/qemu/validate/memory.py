@@ -8,8 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.address import DIMMAddress
-from qemuwrap.conf.devices.memory import MemoryModel
-from qemuwrap.conf.memory import MAX_MEMORY_KIB
+from qemuwrap.conf.memory import MAX_MEMORY_KIB, MemoryModel
 from qemuwrap.conf.numa import Placement
 from qemuwrap.conf.xmlmodel import Element
 from qemuwrap.qemu import host
