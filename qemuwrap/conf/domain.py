@@ -11,7 +11,6 @@ modules of their own: ``cpu`` (and ``numa``), ``os``, ``features``, ``clock``,
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any
 
 from qemuwrap.conf import guid
 from qemuwrap.conf.clock import Clock, ClockOffset
@@ -57,6 +56,10 @@ from qemuwrap.conf.xmlmodel import (
 from qemuwrap.conf.xmlreader import Node, parse_bytes, read_file
 from qemuwrap.conf.xmlwriter import Writer
 from qemuwrap.errors import Problems, XMLError
+from qemuwrap.hints import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 if TYPE_CHECKING:  # loaded when a definition has them (see xmlmodel.ChildField)
     from qemuwrap.conf.cpu import CPU, Topology

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Any, ClassVar
 
 from qemuwrap.conf.cpuset import CPUSET, CPUSet
 from qemuwrap.conf.xmlmodel import (
@@ -29,6 +28,10 @@ from qemuwrap.conf.xmlmodel import (
 )
 from qemuwrap.conf.xmlreader import Node, to_int
 from qemuwrap.conf.xmlwriter import Writer
+from qemuwrap.hints import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 #: libvirt's memory units (virScaleInteger), in any ASCII case: b, byte, bytes; a prefix
 #: k, m, g, t, p or e alone or with "iB" is a power of 1024, with "B" a power of 1000.

@@ -26,20 +26,14 @@ import importlib
 import re
 import sys
 from collections.abc import Callable, Iterator
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    ClassVar,
-    Generic,
-    Literal,
-    TypeVar,
-    cast,
-    overload,
-)
 
 from qemuwrap.conf.xmlreader import XML_SPACE, Node, to_int
 from qemuwrap.conf.xmlwriter import Writer
 from qemuwrap.errors import XMLError
+from qemuwrap.hints import TYPE_CHECKING, Generic, TypeVar, cast, overload
+
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, Literal
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.Enum)
@@ -185,7 +179,11 @@ class Choice(Kind[E]):
 
     def __init__(self, enum_cls: type[E]):
         self.enum = enum_cls
-        self.lookup = {str(m.value): m for m in enum_cls}
+
+    @functools.cached_property
+    def lookup(self) -> dict[str, E]:
+        """Members by spelling, made when a value is first read or written."""
+        return {str(m.value): m for m in self.enum}
 
     def parse(self, raw: str, name: str) -> E:
         member = self.lookup.get(raw)

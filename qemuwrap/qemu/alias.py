@@ -6,11 +6,10 @@ alias (``scsi0.0``, ``usb.0``, ``virtio-serial0.0``, ``sound0.0``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from qemuwrap.conf.devices.address import Alias, Device, DIMMAddress, DriveAddress
 from qemuwrap.conf.devices.controller import Controller, ControllerModel, ControllerType
 from qemuwrap.conf.domain import Domain
+from qemuwrap.hints import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from qemuwrap.conf.devices.disk import Disk

@@ -14,10 +14,13 @@ element (``TAG``), so no kind's model module is imported for a guest without tha
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from qemuwrap.conf.devices.controller import Controller, ControllerType
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.pciaddr import CONTROLLER_CONNECT, NO_FLAGS, Conn
+
+if TYPE_CHECKING:
+    from typing import Any
 
 PCI_FLAGS = Conn.PCI_DEVICE | Conn.AUTOASSIGN
 PCIE_FLAGS = Conn.PCIE_DEVICE | Conn.AUTOASSIGN

@@ -7,12 +7,14 @@ memballoon, ...); this container only lists them.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from qemuwrap.conf.devices.address import Device
 from qemuwrap.conf.xmlmodel import Element, ParseContext, Path, child, children, text_child
+from qemuwrap.hints import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from qemuwrap.conf.devices.audio import Audio
     from qemuwrap.conf.devices.chardev import Channel, Console, Parallel, Serial
     from qemuwrap.conf.devices.controller import Controller

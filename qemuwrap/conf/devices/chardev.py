@@ -12,7 +12,6 @@ setting, the way libvirt reads it (``mode`` defaults to connect, a udp device's 
 from __future__ import annotations
 
 import enum
-from typing import Any
 
 from qemuwrap.conf.devices.address import Device, VirtioSerialAddress
 from qemuwrap.conf.xmlmodel import (
@@ -31,7 +30,11 @@ from qemuwrap.conf.xmlmodel import (
     text_child,
 )
 from qemuwrap.errors import XMLError
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.record import Record
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class CharType(enum.StrEnum):

@@ -11,7 +11,6 @@ What QEMU can do with it is judged in ``qemu/validate/disk.py``.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any
 
 from qemuwrap.conf.devices.address import DriveAddress, PCIDevice
 from qemuwrap.conf.xmlmodel import (
@@ -34,8 +33,11 @@ from qemuwrap.conf.xmlmodel import (
 )
 from qemuwrap.conf.xmlreader import Node
 from qemuwrap.conf.xmlwriter import Writer
+from qemuwrap.hints import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from qemuwrap.conf.domain import Domain
 
 

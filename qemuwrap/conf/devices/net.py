@@ -9,7 +9,6 @@ companion needs it: :meth:`Interface.host` gives its ``InterfaceHost``.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.address import PCIDevice
 from qemuwrap.conf.devices.chardev import Reconnect
@@ -37,6 +36,7 @@ from qemuwrap.conf.xmlmodel import (
     internal,
     text_child,
 )
+from qemuwrap.hints import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ipaddress import IPv4Address, IPv6Address

@@ -5,11 +5,10 @@ preallocation (with a thread context bound to the host nodes), host NUMA policy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from qemuwrap.conf.memory import AllocationMode, MemAccess, MemoryModel, MemorySourceType
 from qemuwrap.conf.numa import NumatuneMode
 from qemuwrap.conf.xmlmodel import table
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu import host
 from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext

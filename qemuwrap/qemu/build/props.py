@@ -12,12 +12,14 @@ item is always one of qemuwrap's constant device or backend names, never XML tex
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
 from qemuwrap.conf.devices.virtio import VirtioDriver
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.argv import escape
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from qemuwrap.conf.devices.address import PCIDevice
 
 

@@ -3,9 +3,8 @@ virDomainAudioDefValidate, virDomainEnsureAudioID); sound cards are ``sound.py``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from qemuwrap.conf.devices.audio import AudioType, find_audio
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.audio import AUDIO_DRIVERS
 
 if TYPE_CHECKING:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.address import DriveAddress
 from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
@@ -31,6 +30,7 @@ from qemuwrap.conf.devices.disk import (
     NetProtocol,
 )
 from qemuwrap.errors import UnsupportedError
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.disk import NARROW_SCSI, disk_device
 from qemuwrap.qemu.validate import refusal
 

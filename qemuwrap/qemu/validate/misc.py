@@ -8,9 +8,9 @@ builder only when the guest has that kind."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.memballoon import BalloonModel
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.memballoon import BALLOON_DEVICES
 
 if TYPE_CHECKING:

@@ -5,11 +5,11 @@ hypervisor features, lifecycle actions, launch security and libvirt-only extensi
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from qemuwrap.conf.clock import ClockOffset, TickPolicy, TimerName, TimerTrack
 from qemuwrap.conf.domain import CrashAction, RebootAction
 from qemuwrap.conf.os import LoaderType, NvramProtocol, NvramType, SmbiosMode
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.boot import pflash_images
 
 if TYPE_CHECKING:

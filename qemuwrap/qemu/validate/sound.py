@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from qemuwrap.conf.devices.sound import HDA_MODELS, CodecType, SoundModel
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.sound import CODEC_DEVICES, SOUND_DEVICES
 from qemuwrap.qemu.validate import has_usb
 from qemuwrap.qemu.validate.audio import check_audio_ref

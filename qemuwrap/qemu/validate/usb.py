@@ -3,13 +3,12 @@ qemuValidateDomainDeviceDefHub, ...RedirdevDef, ...SmartcardDef)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from qemuwrap.conf.devices.address import CCIDAddress
 from qemuwrap.conf.devices.chardev import CharType
 from qemuwrap.conf.devices.controller import ControllerType
 from qemuwrap.conf.devices.graphics import GraphicsType
 from qemuwrap.conf.devices.smartcard import SmartcardMode
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.smartcard import SMARTCARD_DEVICES
 from qemuwrap.qemu.validate import has_usb
 
