@@ -10,8 +10,6 @@ modules of their own: ``cpu`` (and ``numa``), ``os``, ``features``, ``clock``,
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf import guid
 from qemuwrap.conf.clock import Clock, ClockOffset
 from qemuwrap.conf.devices import Devices
@@ -38,6 +36,7 @@ from qemuwrap.conf.tuning import (
     Vcpu,
     Vcpus,
 )
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     QEMU_NS,
     YES_NO,
@@ -74,26 +73,26 @@ if TYPE_CHECKING:  # loaded when a definition has them (see xmlmodel.ChildField)
     from qemuwrap.conf.sysinfo import Sysinfo, SysinfoType
 
 
-class VirtType(enum.StrEnum):
+class VirtType(ValueSet):
     QEMU = "qemu"
     KVM = "kvm"
 
 
-class PowerOffAction(enum.StrEnum):
+class PowerOffAction(ValueSet):
     DESTROY = "destroy"
     RESTART = "restart"
     PRESERVE = "preserve"
     RENAME_RESTART = "rename-restart"
 
 
-class RebootAction(enum.StrEnum):
+class RebootAction(ValueSet):
     DESTROY = "destroy"
     RESTART = "restart"
     PRESERVE = "preserve"
     RENAME_RESTART = "rename-restart"
 
 
-class CrashAction(enum.StrEnum):
+class CrashAction(ValueSet):
     DESTROY = "destroy"
     RESTART = "restart"
     PRESERVE = "preserve"
@@ -102,14 +101,14 @@ class CrashAction(enum.StrEnum):
     COREDUMP_RESTART = "coredump-restart"
 
 
-class LockFailureAction(enum.StrEnum):
+class LockFailureAction(ValueSet):
     POWEROFF = "poweroff"
     RESTART = "restart"
     PAUSE = "pause"
     IGNORE = "ignore"
 
 
-class PerfEventName(enum.StrEnum):
+class PerfEventName(ValueSet):
     CMT = "cmt"
     MBMT = "mbmt"
     MBML = "mbml"

@@ -7,10 +7,10 @@ Sizes are kept in KiB (libvirt's unit for guest memory) and written back with
 
 from __future__ import annotations
 
-import enum
 import re
 
 from qemuwrap.conf.cpuset import CPUSET, CPUSet
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     ON_OFF,
     Element,
@@ -179,7 +179,7 @@ class MaxMemory(Scaled):
 
 
 # --------------------------------------------------------------------------- <memoryBacking>
-class MemoryModel(enum.StrEnum):
+class MemoryModel(ValueSet):
     """``<memory model>`` of a memory device (``conf/devices/memory.py``): here, beside
     the guest's RAM, because the RAM's builders ask whether any device is an NVDIMM."""
 
@@ -190,18 +190,18 @@ class MemoryModel(enum.StrEnum):
     SGX_EPC = "sgx-epc"
 
 
-class MemAccess(enum.StrEnum):
+class MemAccess(ValueSet):
     SHARED = "shared"
     PRIVATE = "private"
 
 
-class MemorySourceType(enum.StrEnum):
+class MemorySourceType(ValueSet):
     FILE = "file"
     ANONYMOUS = "anonymous"
     MEMFD = "memfd"
 
 
-class AllocationMode(enum.StrEnum):
+class AllocationMode(ValueSet):
     IMMEDIATE = "immediate"
     ONDEMAND = "ondemand"
 
