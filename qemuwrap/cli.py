@@ -44,13 +44,13 @@ def translate(path: str, *, caps_file: str | None = None, state_dir: str | None 
     from qemuwrap.conf.domain import load
     from qemuwrap.qemu import capabilities
     from qemuwrap.qemu.command import build_command
-    from qemuwrap.qemu.validate.disk import drop_missing_optional
-    from qemuwrap.qemu.validate.host import require_host
     from qemuwrap.statedir import guest_dir
 
     data, dom = load(path)
     caps = capabilities.for_domain(dom.devices.emulator, caps_file)
     if host_check:
+        from qemuwrap.qemu.validate.host import drop_missing_optional, require_host
+
         for line in drop_missing_optional(dom):  # libvirt's startupPolicy
             print(f"qemuwrap: {printable(path)}: note: {line}", file=sys.stderr)
     gdir = guest_dir(dom.name, state_dir)

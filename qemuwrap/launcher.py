@@ -94,8 +94,7 @@ def run(path: str | None, opts: Options, *, background: bool = False,
         if new_genid:
             dom.genid = guid.generate_v4()
         refuse_duplicate_genid(dom, opts)
-        from qemuwrap.qemu.validate.disk import drop_missing_optional
-        from qemuwrap.qemu.validate.host import require_host
+        from qemuwrap.qemu.validate.host import drop_missing_optional, require_host
 
         for line in drop_missing_optional(dom, cold_boot=restore is None and loadvm is None):
             print(f"qemuwrap: {printable(path or dom.name)}: note: {line}", file=sys.stderr)

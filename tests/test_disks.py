@@ -26,7 +26,8 @@ from qemuwrap.qemu.build.disk import (
 from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.command import build_command, complete_definition
 from qemuwrap.qemu.validate import resolve_machine
-from qemuwrap.qemu.validate.disk import check_host_storage, drop_missing_optional
+from qemuwrap.qemu.validate.disk import check_host_storage
+from qemuwrap.qemu.validate.host import drop_missing_optional
 
 from conftest import DEFAULT_CAPS
 

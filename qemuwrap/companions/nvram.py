@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 
 from qemuwrap.companions.storage import persistent_dir
@@ -46,6 +45,8 @@ def _copy_new(src: str, dst: str) -> None:
     winner's complete file is used)."""
     directory = os.path.dirname(dst) or "."
     os.makedirs(directory, mode=0o700, exist_ok=True)
+    import tempfile  # only when a guest starts: a dry run asks just for the path
+
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(dst)}.")  # 0600
     try:
         with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:

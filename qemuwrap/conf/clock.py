@@ -3,8 +3,7 @@ hypervclock, tsc, ...) with their tick policies."""
 
 from __future__ import annotations
 
-import enum
-
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     YES_NO,
     Element,
@@ -17,7 +16,7 @@ from qemuwrap.conf.xmlmodel import (
 )
 
 
-class ClockOffset(enum.StrEnum):
+class ClockOffset(ValueSet):
     UTC = "utc"
     LOCALTIME = "localtime"
     TIMEZONE = "timezone"
@@ -25,12 +24,12 @@ class ClockOffset(enum.StrEnum):
     ABSOLUTE = "absolute"
 
 
-class ClockBasis(enum.StrEnum):
+class ClockBasis(ValueSet):
     UTC = "utc"
     LOCALTIME = "localtime"
 
 
-class TimerName(enum.StrEnum):
+class TimerName(ValueSet):
     PLATFORM = "platform"
     PIT = "pit"
     RTC = "rtc"
@@ -41,21 +40,21 @@ class TimerName(enum.StrEnum):
     ARMVTIMER = "armvtimer"
 
 
-class TickPolicy(enum.StrEnum):
+class TickPolicy(ValueSet):
     DELAY = "delay"
     CATCHUP = "catchup"
     MERGE = "merge"
     DISCARD = "discard"
 
 
-class TimerTrack(enum.StrEnum):
+class TimerTrack(ValueSet):
     BOOT = "boot"
     GUEST = "guest"
     WALL = "wall"
     REALTIME = "realtime"
 
 
-class TSCMode(enum.StrEnum):
+class TSCMode(ValueSet):
     AUTO = "auto"
     NATIVE = "native"
     EMULATE = "emulate"

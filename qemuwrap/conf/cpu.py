@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.numa import Numa
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     ON_OFF,
     Element,
@@ -19,31 +18,31 @@ from qemuwrap.conf.xmlmodel import (
 )
 
 
-class CPUMode(enum.StrEnum):
+class CPUMode(ValueSet):
     CUSTOM = "custom"
     HOST_MODEL = "host-model"
     HOST_PASSTHROUGH = "host-passthrough"
     MAXIMUM = "maximum"
 
 
-class CPUMatch(enum.StrEnum):
+class CPUMatch(ValueSet):
     MINIMUM = "minimum"
     EXACT = "exact"
     STRICT = "strict"
 
 
-class CPUCheck(enum.StrEnum):
+class CPUCheck(ValueSet):
     NONE = "none"
     PARTIAL = "partial"
     FULL = "full"
 
 
-class Fallback(enum.StrEnum):
+class Fallback(ValueSet):
     ALLOW = "allow"
     FORBID = "forbid"
 
 
-class FeaturePolicy(enum.StrEnum):
+class FeaturePolicy(ValueSet):
     FORCE = "force"
     REQUIRE = "require"
     OPTIONAL = "optional"
@@ -51,13 +50,13 @@ class FeaturePolicy(enum.StrEnum):
     FORBID = "forbid"
 
 
-class CacheMode(enum.StrEnum):
+class CacheMode(ValueSet):
     EMULATE = "emulate"
     PASSTHROUGH = "passthrough"
     DISABLE = "disable"
 
 
-class PhysAddrMode(enum.StrEnum):
+class PhysAddrMode(ValueSet):
     EMULATE = "emulate"
     PASSTHROUGH = "passthrough"
 

@@ -10,12 +10,8 @@ modules of their own: ``cpu`` (and ``numa``), ``os``, ``features``, ``clock``,
 
 from __future__ import annotations
 
-import enum
-from typing import Any
-
 from qemuwrap.conf import guid
 from qemuwrap.conf.clock import Clock, ClockOffset
-from qemuwrap.conf.cpu import CPU, Topology
 from qemuwrap.conf.devices import Devices
 from qemuwrap.conf.features import Features
 from qemuwrap.conf.memory import (
@@ -28,16 +24,8 @@ from qemuwrap.conf.memory import (
     memory_unit_bytes,
     scaled_kib,
 )
-from qemuwrap.conf.numa import Numa, Numatune
+from qemuwrap.conf.numa import Numatune
 from qemuwrap.conf.os import OS, BootDev, OSBoot, OSType, OSTypeEl
-from qemuwrap.conf.qemuns import (
-    QemuCapabilities,
-    QemuCommandline,
-    QemuDeprecation,
-    QemuOverride,
-)
-from qemuwrap.conf.security import IDMap, KeyWrap, LaunchSecurity, Seclabel
-from qemuwrap.conf.sysinfo import Sysinfo, SysinfoType
 from qemuwrap.conf.tuning import (
     Blkiotune,
     CPUTune,
@@ -48,6 +36,7 @@ from qemuwrap.conf.tuning import (
     Vcpu,
     Vcpus,
 )
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     QEMU_NS,
     YES_NO,
@@ -66,28 +55,44 @@ from qemuwrap.conf.xmlmodel import (
 from qemuwrap.conf.xmlreader import Node, parse_bytes, read_file
 from qemuwrap.conf.xmlwriter import Writer
 from qemuwrap.errors import Problems, XMLError
+from qemuwrap.hints import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
+
+if TYPE_CHECKING:  # loaded when a definition has them (see xmlmodel.ChildField)
+    from qemuwrap.conf.cpu import CPU, Topology
+    from qemuwrap.conf.numa import Numa
+    from qemuwrap.conf.qemuns import (
+        QemuCapabilities,
+        QemuCommandline,
+        QemuDeprecation,
+        QemuOverride,
+    )
+    from qemuwrap.conf.security import IDMap, KeyWrap, LaunchSecurity, Seclabel
+    from qemuwrap.conf.sysinfo import Sysinfo, SysinfoType
 
 
-class VirtType(enum.StrEnum):
+class VirtType(ValueSet):
     QEMU = "qemu"
     KVM = "kvm"
 
 
-class PowerOffAction(enum.StrEnum):
+class PowerOffAction(ValueSet):
     DESTROY = "destroy"
     RESTART = "restart"
     PRESERVE = "preserve"
     RENAME_RESTART = "rename-restart"
 
 
-class RebootAction(enum.StrEnum):
+class RebootAction(ValueSet):
     DESTROY = "destroy"
     RESTART = "restart"
     PRESERVE = "preserve"
     RENAME_RESTART = "rename-restart"
 
 
-class CrashAction(enum.StrEnum):
+class CrashAction(ValueSet):
     DESTROY = "destroy"
     RESTART = "restart"
     PRESERVE = "preserve"
@@ -96,14 +101,14 @@ class CrashAction(enum.StrEnum):
     COREDUMP_RESTART = "coredump-restart"
 
 
-class LockFailureAction(enum.StrEnum):
+class LockFailureAction(ValueSet):
     POWEROFF = "poweroff"
     RESTART = "restart"
     PAUSE = "pause"
     IGNORE = "ignore"
 
 
-class PerfEventName(enum.StrEnum):
+class PerfEventName(ValueSet):
     CMT = "cmt"
     MBMT = "mbmt"
     MBML = "mbml"
@@ -270,11 +275,11 @@ class Domain(Element):
     cputune: CPUTune | None = child(CPUTune)
     numatune: Numatune | None = child(Numatune)
     resource: Resource | None = child(Resource)
-    sysinfos: list[Sysinfo] = children(Sysinfo)
+    sysinfos: list[Sysinfo] = children(".sysinfo:Sysinfo", tag="sysinfo")
     os: OS = child(OS, required=True)
-    idmap: IDMap | None = child(IDMap)
+    idmap: IDMap | None = child(".security:IDMap", tag="idmap")
     features: Features | None = child(Features)
-    cpu: CPU | None = child(CPU)
+    cpu: CPU | None = child(".cpu:CPU", tag="cpu")
     clock: Clock | None = child(Clock)
     on_poweroff: PowerOffAction = text_child("on_poweroff", PowerOffAction,
                                              default=PowerOffAction.DESTROY)
@@ -286,13 +291,18 @@ class Domain(Element):
     pm: PM | None = child(PM)
     perf: Perf | None = child(Perf)
     devices: Devices = child(Devices, required=False)  # type: ignore[assignment]
-    seclabels: list[Seclabel] = children(Seclabel)
-    keywrap: KeyWrap | None = child(KeyWrap)
-    launch_security: LaunchSecurity | None = child(LaunchSecurity)
-    qemu_commandline: QemuCommandline | None = child(QemuCommandline)
-    qemu_capabilities: QemuCapabilities | None = child(QemuCapabilities)
-    qemu_deprecation: QemuDeprecation | None = child(QemuDeprecation)
-    qemu_override: QemuOverride | None = child(QemuOverride)
+    seclabels: list[Seclabel] = children(".security:Seclabel", tag="seclabel")
+    keywrap: KeyWrap | None = child(".security:KeyWrap", tag="keywrap")
+    launch_security: LaunchSecurity | None = child(
+        ".security:LaunchSecurity", tag="launchSecurity")
+    qemu_commandline: QemuCommandline | None = child(
+        ".qemuns:QemuCommandline", tag=f"{QEMU_NS} commandline")
+    qemu_capabilities: QemuCapabilities | None = child(
+        ".qemuns:QemuCapabilities", tag=f"{QEMU_NS} capabilities")
+    qemu_deprecation: QemuDeprecation | None = child(
+        ".qemuns:QemuDeprecation", tag=f"{QEMU_NS} deprecation")
+    qemu_override: QemuOverride | None = child(
+        ".qemuns:QemuOverride", tag=f"{QEMU_NS} override")
 
     # Not XML: where the identity came from (the write-back and clone need to know).
     memory_kib: int = internal(0)
@@ -455,6 +465,10 @@ class Domain(Element):
 
     @property
     def sysinfo_smbios(self) -> Sysinfo | None:
+        if not self.sysinfos:
+            return None
+        from qemuwrap.conf.sysinfo import SysinfoType
+
         return next((s for s in self.sysinfos if s.type == SysinfoType.SMBIOS), None)
 
     @property

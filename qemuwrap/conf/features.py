@@ -3,9 +3,8 @@ Hyper-V enlightenments, KVM hints, PMU, VMware port, SMM, IOAPIC, ...)."""
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.memory import Scaled
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     ON_OFF,
     Element,
@@ -22,40 +21,40 @@ from qemuwrap.conf.xmlwriter import Writer
 SPINLOCKS_MIN = 0xFFF
 
 
-class GICVersion(enum.StrEnum):
+class GICVersion(ValueSet):
     HOST = "host"
     V2 = "2"
     V3 = "3"
 
 
-class IOAPICDriver(enum.StrEnum):
+class IOAPICDriver(ValueSet):
     QEMU = "qemu"
     KVM = "kvm"
 
 
-class HypervMode(enum.StrEnum):
+class HypervMode(ValueSet):
     CUSTOM = "custom"
     PASSTHROUGH = "passthrough"
 
 
-class MSRsUnknown(enum.StrEnum):
+class MSRsUnknown(ValueSet):
     IGNORE = "ignore"
     FAULT = "fault"
 
 
-class CapabilitiesPolicy(enum.StrEnum):
+class CapabilitiesPolicy(ValueSet):
     DEFAULT = "default"
     ALLOW = "allow"
     DENY = "deny"
 
 
-class HPTResizing(enum.StrEnum):
+class HPTResizing(ValueSet):
     ENABLED = "enabled"
     DISABLED = "disabled"
     REQUIRED = "required"
 
 
-class PowerPCCap(enum.StrEnum):
+class PowerPCCap(ValueSet):
     """cfpc and sbbc values (pSeries only)."""
 
     BROKEN = "broken"
@@ -63,7 +62,7 @@ class PowerPCCap(enum.StrEnum):
     FIXED = "fixed"
 
 
-class IBSValue(enum.StrEnum):
+class IBSValue(ValueSet):
     BROKEN = "broken"
     WORKAROUND = "workaround"
     FIXED_IBS = "fixed-ibs"

@@ -7,11 +7,10 @@ Sizes are kept in KiB (libvirt's unit for guest memory) and written back with
 
 from __future__ import annotations
 
-import enum
 import re
-from typing import Any, ClassVar
 
 from qemuwrap.conf.cpuset import CPUSET, CPUSet
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     ON_OFF,
     Element,
@@ -29,6 +28,10 @@ from qemuwrap.conf.xmlmodel import (
 )
 from qemuwrap.conf.xmlreader import Node, to_int
 from qemuwrap.conf.xmlwriter import Writer
+from qemuwrap.hints import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 #: libvirt's memory units (virScaleInteger), in any ASCII case: b, byte, bytes; a prefix
 #: k, m, g, t, p or e alone or with "iB" is a power of 1024, with "B" a power of 1000.
@@ -176,18 +179,29 @@ class MaxMemory(Scaled):
 
 
 # --------------------------------------------------------------------------- <memoryBacking>
-class MemAccess(enum.StrEnum):
+class MemoryModel(ValueSet):
+    """``<memory model>`` of a memory device (``conf/devices/memory.py``): here, beside
+    the guest's RAM, because the RAM's builders ask whether any device is an NVDIMM."""
+
+    DIMM = "dimm"
+    NVDIMM = "nvdimm"
+    VIRTIO_PMEM = "virtio-pmem"
+    VIRTIO_MEM = "virtio-mem"
+    SGX_EPC = "sgx-epc"
+
+
+class MemAccess(ValueSet):
     SHARED = "shared"
     PRIVATE = "private"
 
 
-class MemorySourceType(enum.StrEnum):
+class MemorySourceType(ValueSet):
     FILE = "file"
     ANONYMOUS = "anonymous"
     MEMFD = "memfd"
 
 
-class AllocationMode(enum.StrEnum):
+class AllocationMode(ValueSet):
     IMMEDIATE = "immediate"
     ONDEMAND = "ondemand"
 

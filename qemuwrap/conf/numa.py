@@ -3,10 +3,9 @@ interconnects) and where its memory lives on the host (``<numatune>``)."""
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.cpuset import CPUSET, CPUSet
 from qemuwrap.conf.memory import SIZE, UNIT, MemAccess, memory_unit_bytes, to_kib
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     YES_NO,
     Element,
@@ -23,32 +22,32 @@ LOCAL_DISTANCE = 10
 REMOTE_DISTANCE = 20
 
 
-class CacheAssociativity(enum.StrEnum):
+class CacheAssociativity(ValueSet):
     NONE = "none"
     DIRECT = "direct"
     FULL = "full"
 
 
-class CachePolicy(enum.StrEnum):
+class CachePolicy(ValueSet):
     NONE = "none"
     WRITEBACK = "writeback"
     WRITETHROUGH = "writethrough"
 
 
-class AccessType(enum.StrEnum):
+class AccessType(ValueSet):
     ACCESS = "access"
     READ = "read"
     WRITE = "write"
 
 
-class NumatuneMode(enum.StrEnum):
+class NumatuneMode(ValueSet):
     STRICT = "strict"
     PREFERRED = "preferred"
     INTERLEAVE = "interleave"
     RESTRICTIVE = "restrictive"
 
 
-class Placement(enum.StrEnum):
+class Placement(ValueSet):
     STATIC = "static"
     AUTO = "auto"
 

@@ -3,8 +3,7 @@ order and menu, direct kernel boot, SMBIOS mode and ACPI tables."""
 
 from __future__ import annotations
 
-import enum
-
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     YES_NO,
     Element,
@@ -24,45 +23,45 @@ from qemuwrap.conf.xmlreader import XML_SPACE, Node
 from qemuwrap.conf.xmlwriter import Writer
 
 
-class OSType(enum.StrEnum):
+class OSType(ValueSet):
     HVM = "hvm"
 
 
-class BootDev(enum.StrEnum):
+class BootDev(ValueSet):
     HD = "hd"
     CDROM = "cdrom"
     NETWORK = "network"
     FD = "fd"
 
 
-class Firmware(enum.StrEnum):
+class Firmware(ValueSet):
     BIOS = "bios"
     EFI = "efi"
 
 
-class FirmwareFeatureName(enum.StrEnum):
+class FirmwareFeatureName(ValueSet):
     ENROLLED_KEYS = "enrolled-keys"
     SECURE_BOOT = "secure-boot"
 
 
-class LoaderType(enum.StrEnum):
+class LoaderType(ValueSet):
     ROM = "rom"
     PFLASH = "pflash"
 
 
-class SmbiosMode(enum.StrEnum):
+class SmbiosMode(ValueSet):
     EMULATE = "emulate"
     HOST = "host"
     SYSINFO = "sysinfo"
 
 
-class NvramType(enum.StrEnum):
+class NvramType(ValueSet):
     FILE = "file"
     BLOCK = "block"
     NETWORK = "network"
 
 
-class NvramProtocol(enum.StrEnum):
+class NvramProtocol(ValueSet):
     """Network protocols an NVRAM image may live on (libvirt 9.0 allows every disk
     protocol; QEMU's -blockdev drivers of the same names)."""
 
@@ -79,7 +78,7 @@ class NvramProtocol(enum.StrEnum):
     NFS = "nfs"
 
 
-class ACPITableType(enum.StrEnum):
+class ACPITableType(ValueSet):
     SLIC = "slic"
 
 

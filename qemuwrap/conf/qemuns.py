@@ -5,8 +5,7 @@ escape hatch where XML text becomes options unchecked), ``<qemu:capabilities>``,
 
 from __future__ import annotations
 
-import enum
-
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     QEMU_NS,
     Element,
@@ -17,14 +16,14 @@ from qemuwrap.conf.xmlmodel import (
 )
 
 
-class DeprecationBehavior(enum.StrEnum):
+class DeprecationBehavior(ValueSet):
     NONE = "none"
     OMIT = "omit"
     REJECT = "reject"
     CRASH = "crash"
 
 
-class PropertyType(enum.StrEnum):
+class PropertyType(ValueSet):
     STRING = "string"
     SIGNED = "signed"
     UNSIGNED = "unsigned"

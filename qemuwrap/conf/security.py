@@ -7,8 +7,7 @@ qemuwrap applies no security driver: labels are read and written back and
 
 from __future__ import annotations
 
-import enum
-
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     ON_OFF,
     YES_NO,
@@ -24,18 +23,18 @@ from qemuwrap.conf.xmlmodel import (
 UINT = Int(0, 2**32 - 1)
 
 
-class SeclabelType(enum.StrEnum):
+class SeclabelType(ValueSet):
     DYNAMIC = "dynamic"
     STATIC = "static"
     NONE = "none"
 
 
-class CipherName(enum.StrEnum):
+class CipherName(ValueSet):
     AES = "aes"
     DEA = "dea"
 
 
-class LaunchSecurityType(enum.StrEnum):
+class LaunchSecurityType(ValueSet):
     SEV = "sev"
     S390_PV = "s390-pv"
 

@@ -3,9 +3,9 @@ fw_cfg entries (type='fwcfg')."""
 
 from __future__ import annotations
 
-import enum
 import re
 
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     Element,
     ParseContext,
@@ -18,19 +18,19 @@ from qemuwrap.conf.xmlmodel import (
 )
 
 
-class SysinfoType(enum.StrEnum):
+class SysinfoType(ValueSet):
     SMBIOS = "smbios"
     FWCFG = "fwcfg"
 
 
-class BiosEntryName(enum.StrEnum):
+class BiosEntryName(ValueSet):
     VENDOR = "vendor"
     VERSION = "version"
     DATE = "date"
     RELEASE = "release"
 
 
-class SystemEntryName(enum.StrEnum):
+class SystemEntryName(ValueSet):
     MANUFACTURER = "manufacturer"
     PRODUCT = "product"
     VERSION = "version"
@@ -40,7 +40,7 @@ class SystemEntryName(enum.StrEnum):
     FAMILY = "family"
 
 
-class BaseBoardEntryName(enum.StrEnum):
+class BaseBoardEntryName(ValueSet):
     MANUFACTURER = "manufacturer"
     PRODUCT = "product"
     VERSION = "version"
@@ -49,7 +49,7 @@ class BaseBoardEntryName(enum.StrEnum):
     LOCATION = "location"
 
 
-class ChassisEntryName(enum.StrEnum):
+class ChassisEntryName(ValueSet):
     MANUFACTURER = "manufacturer"
     VERSION = "version"
     SERIAL = "serial"

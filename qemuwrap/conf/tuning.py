@@ -10,10 +10,9 @@ qemuwrap runs no cgroup manager.
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.cpuset import CPUSET, CPUSet
 from qemuwrap.conf.numa import Placement
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     YES_NO,
     Element,
@@ -34,14 +33,14 @@ PERIOD = Int(1000, 1000000)
 QUOTA = Int(-1, 17592186044415)
 
 
-class Scheduler(enum.StrEnum):
+class Scheduler(ValueSet):
     BATCH = "batch"
     IDLE = "idle"
     FIFO = "fifo"
     RR = "rr"
 
 
-class CacheType(enum.StrEnum):
+class CacheType(ValueSet):
     BOTH = "both"
     CODE = "code"
     DATA = "data"

@@ -21,22 +21,19 @@ the :class:`ParseContext`, and the parse goes on, so a user sees all of them in 
 from __future__ import annotations
 
 import enum
+import functools
+import importlib
 import re
+import sys
 from collections.abc import Callable, Iterator
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    ClassVar,
-    Generic,
-    Literal,
-    TypeVar,
-    cast,
-    overload,
-)
 
 from qemuwrap.conf.xmlreader import XML_SPACE, Node, to_int
 from qemuwrap.conf.xmlwriter import Writer
 from qemuwrap.errors import XMLError
+from qemuwrap.hints import TYPE_CHECKING, Generic, TypeVar, cast, overload
+
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, Literal
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.Enum)
@@ -84,17 +81,23 @@ class Str(Kind[str]):
 
     def __init__(self, pattern: str | None = None, *, strip: bool = True,
                  empty: bool = True, what: str = "value"):
-        self.regex = re.compile(pattern) if pattern else None
         self.pattern = pattern
         self.strip = strip
         self.empty = empty
         self.what = what
 
+    @functools.cached_property
+    def regex(self) -> re.Pattern[str] | None:
+        """``pattern`` compiled when a value is first read: compiling the model's ~100
+        patterns cost more than the rest of its import."""
+        return re.compile(self.pattern) if self.pattern else None
+
     def parse(self, raw: str, name: str) -> str:
         value = raw.strip(XML_SPACE) if self.strip else raw
         if not self.empty and not value:
             raise KindError(f"{_what(name)} must not be empty")
-        if self.regex is not None and not self.regex.fullmatch(value):
+        regex = self.regex
+        if regex is not None and not regex.fullmatch(value):
             raise KindError(f"{_what(name)} '{_short(value)}' is not a valid {self.what}")
         return value
 
@@ -176,7 +179,11 @@ class Choice(Kind[E]):
 
     def __init__(self, enum_cls: type[E]):
         self.enum = enum_cls
-        self.lookup = {str(m.value): m for m in enum_cls}
+
+    @functools.cached_property
+    def lookup(self) -> dict[str, E]:
+        """Members by spelling, made when a value is first read or written."""
+        return {str(m.value): m for m in self.enum}
 
     def parse(self, raw: str, name: str) -> E:
         member = self.lookup.get(raw)
@@ -363,34 +370,58 @@ class TextField(Field):
 
 
 class ChildField(Field):
-    """One child element modelled by an Element class (``many``: a list of them)."""
+    """One child element modelled by an Element class (``many``: a list of them).
 
-    def __init__(self, cls: type[Element] | Callable[[], type[Element]], many: bool,
-                 required: bool):
+    The class may be named lazily, as ``"module:Class"`` (a leading dot: relative to the
+    declaring class's package) with the element's ``tag`` (its :meth:`Element.key`): its
+    module is imported the first time an element of that tag is read, or the class is
+    asked for (schema, tests), so a definition without such elements never loads it."""
+
+    def __init__(self, cls: type[Element] | Callable[[], type[Element]] | str, many: bool,
+                 required: bool, tag: str | None = None):
+        if isinstance(cls, str) and tag is None:
+            raise TypeError(f"{cls}: a class named by string needs its tag")
         self._cls = cls
+        self._package: str | None = None
+        self._tag = tag
         self.many = many
         self.required = required
         self.default = list if many else None
 
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        if isinstance(self._cls, str):  # relative to the package of the declaring class
+            self._package = sys.modules[owner.__module__].__package__
+
     @property
     def cls(self) -> type[Element]:
-        if not (isinstance(self._cls, type) and issubclass(self._cls, Element)):
-            self._cls = cast("Callable[[], type[Element]]", self._cls)()  # forward reference
+        ref = self._cls
+        if not (isinstance(ref, type) and issubclass(ref, Element)):
+            if isinstance(ref, str):
+                module, _, name = ref.partition(":")
+                ref = getattr(importlib.import_module(module, self._package), name)
+            else:
+                ref = cast("Callable[[], type[Element]]", ref)()  # forward reference
+            cls = cast("type[Element]", ref)
+            if self._tag is not None and cls.key() != self._tag:
+                raise TypeError(f"{self.name}: {cls.__name__} reads <{cls.key()}>, "
+                                f"not <{self._tag}>")
+            self._cls = cls
         return cast("type[Element]", self._cls)
 
     @property
     def key(self) -> str:
-        return self.cls.key()
+        return self._tag if self._tag is not None else self.cls.key()
 
     def read(self, node: Node, ctx: ParseContext) -> Any:
+        found = node.take(self.key)
+        if not found and not self.required:
+            return [] if self.many else None
         cls = self.cls
-        found = node.take(cls.key())
         if self.many:
             return [cls.from_node(child, ctx) for child in found]
         if not found:
-            if self.required:
-                raise node.error(f"missing <{cls.TAG}>")
-            return None
+            raise node.error(f"missing <{cls.TAG}>")
         for extra in found[1:]:
             ctx.record(extra.error(f"element '{cls.TAG}' can only appear once"))
         return cls.from_node(found[0], ctx)
@@ -584,18 +615,26 @@ def text(kind: Any, *, required: bool = False, default: Any = None) -> Any:
 
 
 @overload
+def child(cls: str, *, tag: str, required: bool = False) -> Any: ...
+@overload
 def child(cls: type[El] | Callable[[], type[El]], *, required: Literal[True]) -> El: ...
 @overload
 def child(cls: type[El] | Callable[[], type[El]],
           *, required: Literal[False] = False) -> El | None: ...
-def child(cls: Any, *, required: bool = False) -> Any:
-    """A child element modelled by ``cls`` (None when absent)."""
-    return ChildField(cls, False, required)
+def child(cls: Any, *, tag: str | None = None, required: bool = False) -> Any:
+    """A child element modelled by ``cls`` (None when absent); ``cls`` may be named
+    ``"module:Class"`` with its ``tag``, loaded when first needed (see ChildField)."""
+    return ChildField(cls, False, required, tag)
 
 
-def children(cls: type[El] | Callable[[], type[El]]) -> list[El]:
-    """Every child element modelled by ``cls``, in document order."""
-    return cast("list[El]", ChildField(cls, True, False))
+@overload
+def children(cls: str, *, tag: str) -> Any: ...
+@overload
+def children(cls: type[El] | Callable[[], type[El]]) -> list[El]: ...
+def children(cls: Any, *, tag: str | None = None) -> Any:
+    """Every child element modelled by ``cls``, in document order (``cls`` and ``tag``
+    as for :func:`child`)."""
+    return ChildField(cls, True, False, tag)
 
 
 @overload

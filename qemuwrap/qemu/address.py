@@ -32,7 +32,6 @@ from qemuwrap.conf.devices.controller import (
     PCIModelName,
     find_controller,
 )
-from qemuwrap.conf.devices.disk import DiskBus, assign_drive_addresses
 from qemuwrap.conf.domain import Domain
 from qemuwrap.errors import Problems
 from qemuwrap.qemu.alias import assign_aliases
@@ -289,7 +288,7 @@ class PCIPass:
         for ctrl in devs.controllers:
             self.place_controller(ctrl)
         for disk in devs.disks:
-            if disk.bus != DiskBus.VIRTIO or pci_present(disk):
+            if str(disk.bus) != "virtio" or pci_present(disk):
                 continue
             if not pci_wanted(disk):
                 kind = disk.address.VARIANT if disk.address is not None else "none"
@@ -551,7 +550,10 @@ def _serial_complete(dev: Device) -> bool:
 def assign_addresses(dom: Domain, machine: MachineType, caps: Capabilities) -> None:
     """Addresses for every device (libvirt's qemuDomainAssignAddresses, after its
     post-parse placed the drives), then libvirt's ids.  Raises every problem found."""
-    assign_drive_addresses(dom)
+    if dom.devices.disks:
+        from qemuwrap.conf.devices.disk import assign_drive_addresses
+
+        assign_drive_addresses(dom)
     problems: list = []
     try:
         assign_virtio_serial(dom)

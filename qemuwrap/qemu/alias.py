@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from qemuwrap.conf.devices.address import Alias, Device, DIMMAddress, DriveAddress
 from qemuwrap.conf.devices.controller import Controller, ControllerModel, ControllerType
-from qemuwrap.conf.devices.disk import Disk, DiskBus
 from qemuwrap.conf.domain import Domain
+from qemuwrap.hints import TYPE_CHECKING
 
-#: libvirt's alias prefix for disks by bus (qemuAssignDeviceDiskAlias).
-_DISK_PREFIX = {DiskBus.IDE: "ide", DiskBus.SATA: "sata", DiskBus.SCSI: "scsi",
-                DiskBus.FDC: "fdc"}
+if TYPE_CHECKING:
+    from qemuwrap.conf.devices.disk import Disk
+
+#: libvirt's alias prefix for disks by bus (qemuAssignDeviceDiskAlias), by spelling: the
+#: disk model is loaded only for a guest with disks.
+_DISK_PREFIX = {"ide": "ide", "sata": "sata", "scsi": "scsi", "fdc": "fdc"}
 #: libvirt keeps aliases with this prefix from the XML (user aliases).
 USER_PREFIX = "ua-"
 #: Memory devices by model (qemuAssignDeviceMemoryAlias).
@@ -51,6 +54,8 @@ def disk_alias(disk: Disk, scsi_models: dict[int, ControllerModel | None]) -> st
     """qemuAssignDeviceDiskAlias: a drive address names the disk, with the target
     for every SCSI controller but the LSI one (``scsi0-0-0`` on lsilogic,
     ``scsi0-0-0-0`` on virtio-scsi)."""
+    from qemuwrap.conf.devices.disk import DiskBus
+
     addr = disk.address
     if disk.bus == DiskBus.VIRTIO:
         return f"virtio-disk{disk.index}"

@@ -24,33 +24,19 @@ from qemuwrap.qemu.build import (
     BuildContext,
     Paths,
 )
-from qemuwrap.qemu.build.audio import build_audios
 from qemuwrap.qemu.build.boot import (
     build_boot,
     build_loader,
     build_pflash,
     build_secure_pflash,
 )
-from qemuwrap.qemu.build.chardev import build_chardevs
 from qemuwrap.qemu.build.clock import build_clock
-from qemuwrap.qemu.build.companion_devices import build_filesystems, build_tpms
 from qemuwrap.qemu.build.controller import (
     build_ccid_controllers,
     build_controllers,
     build_global_controllers,
 )
 from qemuwrap.qemu.build.cpu import build_cpu
-from qemuwrap.qemu.build.disk import build_disks
-from qemuwrap.qemu.build.extras import (
-    build_compat,
-    build_launch_security,
-    build_passthrough,
-    build_vmcoreinfo,
-)
-from qemuwrap.qemu.build.graphics import build_graphics
-from qemuwrap.qemu.build.hostdev import build_hostdevs
-from qemuwrap.qemu.build.input import build_inputs
-from qemuwrap.qemu.build.iommu import build_iommu
 from qemuwrap.qemu.build.machine import (
     build_accel,
     build_actions,
@@ -62,19 +48,6 @@ from qemuwrap.qemu.build.machine import (
     build_tseg,
 )
 from qemuwrap.qemu.build.memballoon import build_memballoon
-from qemuwrap.qemu.build.memdev import assign_memory_slots, build_memory_devices
-from qemuwrap.qemu.build.net import build_interfaces
-from qemuwrap.qemu.build.numa import build_numa
-from qemuwrap.qemu.build.panic import build_panics
-from qemuwrap.qemu.build.rng import build_rngs
-from qemuwrap.qemu.build.shmem import build_shmems
-from qemuwrap.qemu.build.smartcard import build_smartcards
-from qemuwrap.qemu.build.sound import build_sounds
-from qemuwrap.qemu.build.sysinfo import build_fw_cfg, build_smbios
-from qemuwrap.qemu.build.usb import build_hubs, build_redirdevs
-from qemuwrap.qemu.build.video import build_video
-from qemuwrap.qemu.build.vsock import build_vsock
-from qemuwrap.qemu.build.watchdog import build_watchdogs
 from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.defaults import add_implicit_devices
 from qemuwrap.qemu.firmware import fill_domain as fill_firmware
@@ -119,7 +92,10 @@ def complete_definition(dom: Domain, caps: Capabilities) -> MachineType:
     add_implicit_devices(dom, machine, caps)
     add_default_audio(dom.devices.audios, [g.type for g in dom.devices.graphics])
     machine = validate(dom, caps)
-    assign_memory_slots(dom)
+    if dom.devices.memories:
+        from qemuwrap.qemu.build.memdev import assign_memory_slots
+
+        assign_memory_slots(dom)
     assign_addresses(dom, machine, caps)
     assign_boot_order(dom)
     return machine
@@ -133,13 +109,21 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     completes a definition when it starts a guest. ``incoming``: QEMU waits for a
     saved state (``-incoming defer``; the restore feeds it over QMP). ``loadvm``: QEMU
     starts from an internal snapshot of that name.
+
+    The builders of an area a guest does not use (a kind of device, NUMA, SMBIOS,
+    the qemu namespace) are not imported: each is called only when there is something
+    for it to build, which is also when it would add options.
     """
     machine = complete_definition(dom, caps)
     cmd = Command(binary=dom.devices.emulator or caps.emulator)
     ctx = BuildContext(dom, caps, machine, Paths(os.fspath(state_dir)), cmd)
+    devs = dom.devices
     cmd.env.update(LC_ALL="C", PATH=QEMU_PATH, HOME=ctx.paths.state_dir)
     cmd.add("-name", optstr(guest=dom.name, debug_threads="on"), dom.nodes.get("name"))
-    build_compat(ctx)
+    if dom.qemu_deprecation is not None:
+        from qemuwrap.qemu.build.extras import build_compat
+
+        build_compat(ctx)
     cmd.add("-S", why="start paused: qemuwrap checks the genid over QMP, then resumes")
     build_pflash(ctx)
     build_machine(ctx)
@@ -151,12 +135,18 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     build_memory(ctx)
     build_smp(ctx)
     build_iothreads(ctx)
-    build_numa(ctx)
+    if dom.numa is not None:
+        from qemuwrap.qemu.build.numa import build_numa
+
+        build_numa(ctx)
     cmd.add("-uuid", dom.uuid_str, dom.nodes.get("uuid"), why="uuid generated (not in the XML)")
-    build_smbios(ctx)
-    build_fw_cfg(ctx)
+    if dom.sysinfos:
+        from qemuwrap.qemu.build.sysinfo import build_fw_cfg, build_smbios
+
+        build_smbios(ctx)
+        build_fw_cfg(ctx)
     build_vmgenid(ctx)
-    if not dom.devices.graphics:
+    if not devs.graphics:
         cmd.add("-display", "none", why="no <graphics> in the XML")
     cmd.add("-no-user-config", why="only what the XML says")
     cmd.add("-nodefaults", why="only what the XML says")
@@ -165,37 +155,109 @@ def build_command(dom: Domain, caps: Capabilities, state_dir: os.PathLike | str,
     build_actions(ctx)
     build_pm(ctx)
     build_boot(ctx)
-    build_iommu(ctx)
+    if devs.iommu is not None:
+        from qemuwrap.qemu.build.iommu import build_iommu
+
+        build_iommu(ctx)
     build_global_controllers(ctx)
     build_controllers(ctx)
-    build_memory_devices(ctx)
-    build_hubs(ctx)
+    if devs.memories:
+        from qemuwrap.qemu.build.memdev import build_memory_devices
+
+        build_memory_devices(ctx)
+    if devs.hubs:
+        from qemuwrap.qemu.build.usb import build_hubs
+
+        build_hubs(ctx)
     build_ccid_controllers(ctx)
-    build_disks(ctx)
-    build_filesystems(ctx)
-    build_interfaces(ctx)
-    build_smartcards(ctx)
-    build_chardevs(ctx)
-    build_tpms(ctx)
-    build_inputs(ctx)
-    build_audios(ctx)
-    build_graphics(ctx)
-    build_video(ctx)
-    build_sounds(ctx)
-    build_watchdogs(ctx)
-    build_redirdevs(ctx)
-    build_hostdevs(ctx)
+    if devs.disks:
+        from qemuwrap.qemu.build.disk import build_disks
+
+        build_disks(ctx)
+    if devs.filesystems:
+        from qemuwrap.qemu.build.companion_devices import build_filesystems
+
+        build_filesystems(ctx)
+    if devs.interfaces:
+        from qemuwrap.qemu.build.net import build_interfaces
+
+        build_interfaces(ctx)
+    if devs.smartcards:
+        from qemuwrap.qemu.build.smartcard import build_smartcards
+
+        build_smartcards(ctx)
+    if devs.serials or devs.parallels or devs.channels or devs.consoles:
+        from qemuwrap.qemu.build.chardev import build_chardevs
+
+        build_chardevs(ctx)
+    if devs.tpms:
+        from qemuwrap.qemu.build.companion_devices import build_tpms
+
+        build_tpms(ctx)
+    if devs.inputs:
+        from qemuwrap.qemu.build.input import build_inputs
+
+        build_inputs(ctx)
+    if devs.audios:
+        from qemuwrap.qemu.build.audio import build_audios
+
+        build_audios(ctx)
+    if devs.graphics:
+        from qemuwrap.qemu.build.graphics import build_graphics
+
+        build_graphics(ctx)
+    if devs.videos:
+        from qemuwrap.qemu.build.video import build_video
+
+        build_video(ctx)
+    if devs.sounds:
+        from qemuwrap.qemu.build.sound import build_sounds
+
+        build_sounds(ctx)
+    if devs.watchdogs:
+        from qemuwrap.qemu.build.watchdog import build_watchdogs
+
+        build_watchdogs(ctx)
+    if devs.redirdevs:
+        from qemuwrap.qemu.build.redirdev import build_redirdevs
+
+        build_redirdevs(ctx)
+    if devs.hostdevs or any(nic.type == "hostdev" for nic in devs.interfaces):
+        from qemuwrap.qemu.build.hostdev import build_hostdevs
+
+        build_hostdevs(ctx)
     if incoming:
         cmd.add("-incoming", "defer", why="restore: state comes over QMP")
     build_memballoon(ctx)
-    build_rngs(ctx)
-    build_vmcoreinfo(ctx)
-    build_launch_security(ctx)
+    if devs.rngs:
+        from qemuwrap.qemu.build.rng import build_rngs
+
+        build_rngs(ctx)
+    if dom.features is not None and dom.features.vmcoreinfo is not None:
+        from qemuwrap.qemu.build.extras import build_vmcoreinfo
+
+        build_vmcoreinfo(ctx)
+    if dom.launch_security is not None:
+        from qemuwrap.qemu.build.extras import build_launch_security
+
+        build_launch_security(ctx)
     if loadvm is not None:
         cmd.add("-loadvm", loadvm, why="revert: start from this snapshot")
-    build_panics(ctx)
-    build_shmems(ctx)
-    build_vsock(ctx)
+    if devs.panics:
+        from qemuwrap.qemu.build.panic import build_panics
+
+        build_panics(ctx)
+    if devs.shmems:
+        from qemuwrap.qemu.build.shmem import build_shmems
+
+        build_shmems(ctx)
+    if devs.vsock is not None:
+        from qemuwrap.qemu.build.vsock import build_vsock
+
+        build_vsock(ctx)
     cmd.add("-msg", "timestamp=on", why="timestamps in QEMU's log")
-    build_passthrough(ctx)
+    if dom.qemu_commandline is not None:
+        from qemuwrap.qemu.build.extras import build_passthrough
+
+        build_passthrough(ctx)
     return cmd

@@ -8,7 +8,6 @@ a file.  :func:`make` gives the object that does (``qemuwrap/companions/``);
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from qemuwrap.conf.devices.filesystem import CacheMode, Filesystem
 from qemuwrap.conf.devices.net import TAP_TYPES, Interface, InterfaceType
@@ -16,8 +15,12 @@ from qemuwrap.conf.devices.tpm import TPM, TPMBackendType
 from qemuwrap.conf.domain import Domain
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.conf.xmlreader import Node
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build import Paths
 from qemuwrap.qemu.build.companion_devices import TPM_SOCKET_NAME, VIRTIOFS_SOCKET_NAME
+
+if TYPE_CHECKING:
+    from typing import Any
 
 #: libvirt's <cache mode> -> virtiofsd's -o cache= (libvirt's default is virtiofsd's).
 VIRTIOFSD_CACHE = table(CacheMode, {CacheMode.NONE: "none", CacheMode.ALWAYS: "always"})

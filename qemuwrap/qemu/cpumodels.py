@@ -9,7 +9,10 @@ serve capabilities files without it.
 
 from __future__ import annotations
 
-from typing import Any
+from qemuwrap.hints import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Model names and their aliases (``Haswell`` is ``Haswell-v1``), without host/max/base.
 QEMU_7_2_MODELS = frozenset((

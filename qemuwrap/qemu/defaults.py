@@ -19,7 +19,6 @@ from qemuwrap.conf.devices.address import (
     DriveAddress,
     VirtioSerialAddress,
 )
-from qemuwrap.conf.devices.chardev import ChannelTargetType, ConsoleTargetType
 from qemuwrap.conf.devices.controller import (
     Controller,
     ControllerModel,
@@ -27,10 +26,8 @@ from qemuwrap.conf.devices.controller import (
     Master,
     find_controller,
 )
-from qemuwrap.conf.devices.disk import DiskBus, assign_drive_addresses
 from qemuwrap.conf.devices.input import Input, InputBus, InputType
 from qemuwrap.conf.devices.memballoon import BalloonModel, MemBalloon
-from qemuwrap.conf.devices.video import Video
 from qemuwrap.conf.domain import Domain
 from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.validate import MachineType
@@ -39,16 +36,20 @@ M = ControllerModel
 #: q35's default USB controller: the first of these this QEMU has (USB3, then USB2).
 Q35_USB_MODELS = ((M.QEMU_XHCI, "qemu-xhci"), (M.NEC_XHCI, "nec-usb-xhci"),
                   (M.ICH9_EHCI1, "ich9-usb-ehci1"))
-#: Controllers a disk bus implies (virDomainDefAddDiskControllersForType), in order.
-DISK_CONTROLLERS = ((ControllerType.SCSI, DiskBus.SCSI), (ControllerType.FDC, DiskBus.FDC),
-                    (ControllerType.IDE, DiskBus.IDE), (ControllerType.SATA, DiskBus.SATA))
+#: Controllers a disk bus implies (virDomainDefAddDiskControllersForType), in order;
+#: the bus by its spelling (the disk model is loaded only for a guest with disks).
+DISK_CONTROLLERS = ((ControllerType.SCSI, "scsi"), (ControllerType.FDC, "fdc"),
+                    (ControllerType.IDE, "ide"), (ControllerType.SATA, "sata"))
 
 
 def add_implicit_devices(dom: Domain, machine: MachineType, caps: Capabilities) -> None:
     """Complete ``dom`` in place, as libvirt's post-parse does."""
     add_default_devices(dom, machine, caps)
     set_controller_models(dom)
-    assign_drive_addresses(dom)  # libvirt places drives before it adds their controllers
+    if dom.devices.disks:  # libvirt places drives before it adds their controllers
+        from qemuwrap.conf.devices.disk import assign_drive_addresses
+
+        assign_drive_addresses(dom)
     add_implicit_controllers(dom)
     set_controller_models(dom)  # implicit SCSI controllers get their model too
     add_implicit_video(dom)
@@ -126,10 +127,10 @@ def add_implicit_controllers(dom: Domain) -> None:
         for index in range(max(indexes, default=-1) + 1):
             add_controller(dom, kind, index)
     for chan in devs.channels:
-        if chan.target.type == ChannelTargetType.VIRTIO:
+        if chan.target.type == "virtio":
             add_controller(dom, ControllerType.VIRTIO_SERIAL, _serial_controller(chan))
     for console in devs.consoles:
-        if console.target_type == ConsoleTargetType.VIRTIO:
+        if console.target_type == "virtio":
             add_controller(dom, ControllerType.VIRTIO_SERIAL, _serial_controller(console))
     for card in devs.smartcards:
         if card.address is None:
@@ -155,4 +156,6 @@ def add_implicit_video(dom: Domain) -> None:
     which for QEMU on x86 is a Cirrus VGA (qemuDomainDefaultVideoDevice)."""
     devs = dom.devices
     if devs.graphics and not devs.videos:
+        from qemuwrap.conf.devices.video import Video
+
         devs.videos.append(Video.implicit())

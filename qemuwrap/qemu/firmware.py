@@ -342,7 +342,6 @@ def fill_domain(dom, machine: str) -> None:
     pflash loader without an NVRAM file gets the guest's own (``companions/nvram.py``:
     copied from the template when the guest starts).  ``machine`` is the canonical
     machine type."""
-    from qemuwrap.companions import nvram as nvram_store
     from qemuwrap.conf.features import SMM, Features
     from qemuwrap.conf.os import (
         Firmware as FirmwareKind,
@@ -401,6 +400,8 @@ readonly=True, type=LoaderType(fw.loader_type),
             nvram = os_el.nvram = Nvram()
         if nvram.template is None:
             nvram.template = _template_for(loader.path, os_el.arch, machine)
+        from qemuwrap.companions import nvram as nvram_store  # only for a UEFI guest
+
         nvram.path = nvram_store.default_path(dom.name)
 
 

@@ -7,31 +7,20 @@ address.  On a machine with a PCIe root (q35) PCIe devices and modern virtio dev
 need a PCIe slot, which in practice means a pcie-root-port of their own; transitional
 virtio devices and conventional PCI cards need a conventional slot (a pci-bridge).
 Values are compared by their XML spelling, so a model another area adds later needs no
-change here unless libvirt treats it differently.
+change here unless libvirt treats it differently; devices are told apart by their
+element (``TAG``), so no kind's model module is imported for a guest without that kind.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
-from qemuwrap.conf.devices.chardev import Serial
 from qemuwrap.conf.devices.controller import Controller, ControllerType
-from qemuwrap.conf.devices.disk import Disk
-from qemuwrap.conf.devices.filesystem import Filesystem
-from qemuwrap.conf.devices.hostdev import Hostdev
-from qemuwrap.conf.devices.input import Input
-from qemuwrap.conf.devices.iommu import IOMMU
-from qemuwrap.conf.devices.memballoon import MemBalloon
-from qemuwrap.conf.devices.memory import MemoryDevice
-from qemuwrap.conf.devices.net import Interface
-from qemuwrap.conf.devices.panic import Panic
-from qemuwrap.conf.devices.rng import RNG
-from qemuwrap.conf.devices.shmem import Shmem
-from qemuwrap.conf.devices.sound import Sound
-from qemuwrap.conf.devices.video import Video
-from qemuwrap.conf.devices.vsock import Vsock
-from qemuwrap.conf.devices.watchdog import Watchdog
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.pciaddr import CONTROLLER_CONNECT, NO_FLAGS, Conn
+
+if TYPE_CHECKING:
+    from typing import Any
 
 PCI_FLAGS = Conn.PCI_DEVICE | Conn.AUTOASSIGN
 PCIE_FLAGS = Conn.PCIE_DEVICE | Conn.AUTOASSIGN
@@ -67,56 +56,11 @@ def _virtio(model: str | None, virtio: int) -> int:
 def connect_flags(dev: object, pcie: int, virtio: int) -> int:
     """The connection ``dev`` needs; ``pcie``/``virtio``: the flags a PCIe device and a
     modern virtio device get on this machine."""
-    if isinstance(dev, Controller):
-        return _controller(dev, pcie, virtio)
-    if isinstance(dev, Interface):
-        if str(dev.type) == "hostdev" or str(dev.model) == "usb-net":
-            return NO_FLAGS
-        model = str(dev.model)
-        if model in NIC_VIRTIO:
-            return virtio
-        if model == TRANSITIONAL:
-            return PCI_FLAGS
-        return pcie if model in NIC_PCIE else PCI_FLAGS
-    if isinstance(dev, Disk):
-        return _virtio(_get(dev, "model"), virtio) if str(dev.bus) == "virtio" else NO_FLAGS
-    if isinstance(dev, MemBalloon):
-        model = str(dev.model)
-        return NO_FLAGS if model in ("none", "xen") else _virtio(model, virtio)
-    if isinstance(dev, Video):
-        model = str(dev.model.type)
-        if model == "virtio":
-            return virtio
-        if model == "bochs":
-            return pcie
-        return PCI_FLAGS if model in VIDEO_PCI else NO_FLAGS
-    if isinstance(dev, Sound):
-        return PCI_FLAGS if str(dev.model) in SOUND_PCI else NO_FLAGS
-    if isinstance(dev, Input):
-        return _virtio(_get(dev, "model"), virtio) if str(dev.bus) == "virtio" else NO_FLAGS
-    if isinstance(dev, RNG):
-        return _virtio(str(dev.model), virtio)
-    if isinstance(dev, Watchdog):
-        return PCI_FLAGS if str(dev.model) == "i6300esb" else NO_FLAGS
-    if isinstance(dev, Shmem):
-        return PCI_FLAGS
-    if isinstance(dev, Filesystem):
-        return _filesystem(dev, virtio)
-    if isinstance(dev, Hostdev):
-        return _hostdev(dev, pcie, virtio)
-    if isinstance(dev, Serial):
-        return PCI_FLAGS if _get(dev, "target", "type") == "pci-serial" else NO_FLAGS
-    if isinstance(dev, IOMMU):
-        return virtio | Conn.INTEGRATED if str(dev.model) == "virtio" else NO_FLAGS
-    if isinstance(dev, Vsock):
-        return _virtio(_get(dev, "model"), virtio)  # no model: virtio (post-parse)
-    if isinstance(dev, MemoryDevice):
-        return virtio if str(dev.model) in MEMORY_VIRTIO else NO_FLAGS
-    if isinstance(dev, Panic):
-        return PCI_FLAGS | Conn.INTEGRATED if str(dev.model) == "pvpanic" else NO_FLAGS
-    return NO_FLAGS
+    kind = _KINDS.get(getattr(dev, "TAG", ""))
+    return NO_FLAGS if kind is None else kind(dev, pcie, virtio)
 
 
+# Each kind's rule, by element; the device is typed Any: its class need not be loaded.
 def _controller(ctrl: Controller, pcie: int, virtio: int) -> int:
     model = str(ctrl.model) if ctrl.model is not None else None
     kind = ctrl.type
@@ -138,7 +82,56 @@ def _controller(ctrl: Controller, pcie: int, virtio: int) -> int:
     return NO_FLAGS  # fdc, ccid, xenbus, isa
 
 
-def _filesystem(fs: Filesystem, virtio: int) -> int:
+def _interface(nic: Any, pcie: int, virtio: int) -> int:
+    if str(nic.type) == "hostdev" or str(nic.model) == "usb-net":
+        return NO_FLAGS
+    model = str(nic.model)
+    if model in NIC_VIRTIO:
+        return virtio
+    if model == TRANSITIONAL:
+        return PCI_FLAGS
+    return pcie if model in NIC_PCIE else PCI_FLAGS
+
+
+def _disk(disk: Any, pcie: int, virtio: int) -> int:
+    return _virtio(_get(disk, "model"), virtio) if str(disk.bus) == "virtio" else NO_FLAGS
+
+
+def _memballoon(balloon: Any, pcie: int, virtio: int) -> int:
+    model = str(balloon.model)
+    return NO_FLAGS if model in ("none", "xen") else _virtio(model, virtio)
+
+
+def _video(video: Any, pcie: int, virtio: int) -> int:
+    model = str(video.model.type)
+    if model == "virtio":
+        return virtio
+    if model == "bochs":
+        return pcie
+    return PCI_FLAGS if model in VIDEO_PCI else NO_FLAGS
+
+
+def _sound(sound: Any, pcie: int, virtio: int) -> int:
+    return PCI_FLAGS if str(sound.model) in SOUND_PCI else NO_FLAGS
+
+
+def _input(inp: Any, pcie: int, virtio: int) -> int:
+    return _virtio(_get(inp, "model"), virtio) if str(inp.bus) == "virtio" else NO_FLAGS
+
+
+def _rng(rng: Any, pcie: int, virtio: int) -> int:
+    return _virtio(str(rng.model), virtio)
+
+
+def _watchdog(dog: Any, pcie: int, virtio: int) -> int:
+    return PCI_FLAGS if str(dog.model) == "i6300esb" else NO_FLAGS
+
+
+def _shmem(shmem: Any, pcie: int, virtio: int) -> int:
+    return PCI_FLAGS
+
+
+def _filesystem(fs: Any, pcie: int, virtio: int) -> int:
     driver = _get(fs, "driver", "type")
     if driver == "virtiofs":
         return virtio
@@ -147,7 +140,7 @@ def _filesystem(fs: Filesystem, virtio: int) -> int:
     return _virtio(_get(fs, "model"), virtio)  # virtio-9p-pci
 
 
-def _hostdev(dev: Hostdev, pcie: int, virtio: int) -> int:
+def _hostdev(dev: Any, pcie: int, virtio: int) -> int:
     kind = str(dev.type)
     if str(dev.mode) != "subsystem" or kind not in ("pci", "scsi_host", "mdev"):
         return NO_FLAGS
@@ -156,3 +149,32 @@ def _hostdev(dev: Hostdev, pcie: int, virtio: int) -> int:
     # A host PCI device libvirt cannot look at, an mdev, or one the XML placed: PCIe
     # (as almost every assignable device is).
     return pcie
+
+
+def _serial(serial: Any, pcie: int, virtio: int) -> int:
+    return PCI_FLAGS if _get(serial, "target", "type") == "pci-serial" else NO_FLAGS
+
+
+def _iommu(iommu: Any, pcie: int, virtio: int) -> int:
+    return virtio | Conn.INTEGRATED if str(iommu.model) == "virtio" else NO_FLAGS
+
+
+def _vsock(vsock: Any, pcie: int, virtio: int) -> int:
+    return _virtio(_get(vsock, "model"), virtio)  # no model: virtio (post-parse)
+
+
+def _memory(mem: Any, pcie: int, virtio: int) -> int:
+    return virtio if str(mem.model) in MEMORY_VIRTIO else NO_FLAGS
+
+
+def _panic(panic: Any, pcie: int, virtio: int) -> int:
+    return PCI_FLAGS | Conn.INTEGRATED if str(panic.model) == "pvpanic" else NO_FLAGS
+
+
+#: Every kind that may take a PCI slot, by element; any other kind takes none.
+_KINDS: dict[str, Callable[[Any, int, int], int]] = {
+    "controller": _controller, "interface": _interface, "disk": _disk,
+    "memballoon": _memballoon, "video": _video, "sound": _sound, "input": _input,
+    "rng": _rng, "watchdog": _watchdog, "shmem": _shmem, "filesystem": _filesystem,
+    "hostdev": _hostdev, "serial": _serial, "iommu": _iommu, "vsock": _vsock,
+    "memory": _memory, "panic": _panic}

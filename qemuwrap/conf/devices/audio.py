@@ -7,8 +7,7 @@ type); one given to another type is refused here rather than dropped.
 
 from __future__ import annotations
 
-import enum
-
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     YES_NO,
     Element,
@@ -23,7 +22,7 @@ UINT = Int(1, 2**32 - 1)  # libvirt's unsigned, VIR_XML_PROP_NONZERO
 COUNT = Int(0, 2**32 - 1)  # unsigned, zero allowed
 
 
-class AudioType(enum.StrEnum):
+class AudioType(ValueSet):
     NONE = "none"
     ALSA = "alsa"
     COREAUDIO = "coreaudio"
@@ -36,7 +35,7 @@ class AudioType(enum.StrEnum):
     DBUS = "dbus"
 
 
-class AudioFormat(enum.StrEnum):
+class AudioFormat(ValueSet):
     U8 = "u8"
     S8 = "s8"
     U16 = "u16"
@@ -46,7 +45,7 @@ class AudioFormat(enum.StrEnum):
     F32 = "f32"
 
 
-class SDLAudioDriver(enum.StrEnum):
+class SDLAudioDriver(ValueSet):
     """SDL's own driver (exported to QEMU as ``SDL_AUDIODRIVER``)."""
 
     ESD = "esd"

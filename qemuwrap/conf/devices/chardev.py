@@ -11,10 +11,8 @@ setting, the way libvirt reads it (``mode`` defaults to connect, a udp device's 
 
 from __future__ import annotations
 
-import enum
-from typing import Any
-
 from qemuwrap.conf.devices.address import Device, VirtioSerialAddress
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     ON_OFF,
     YES_NO,
@@ -31,10 +29,14 @@ from qemuwrap.conf.xmlmodel import (
     text_child,
 )
 from qemuwrap.errors import XMLError
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.record import Record
 
+if TYPE_CHECKING:
+    from typing import Any
 
-class CharType(enum.StrEnum):
+
+class CharType(ValueSet):
     NULL = "null"
     VC = "vc"
     PTY = "pty"
@@ -52,24 +54,24 @@ class CharType(enum.StrEnum):
     DBUS = "dbus"
 
 
-class SourceMode(enum.StrEnum):
+class SourceMode(ValueSet):
     BIND = "bind"
     CONNECT = "connect"
 
 
-class TCPProtocol(enum.StrEnum):
+class TCPProtocol(ValueSet):
     RAW = "raw"
     TELNET = "telnet"
     TELNETS = "telnets"
     TLS = "tls"
 
 
-class MouseMode(enum.StrEnum):
+class MouseMode(ValueSet):
     SERVER = "server"
     CLIENT = "client"
 
 
-class SerialTargetType(enum.StrEnum):
+class SerialTargetType(ValueSet):
     ISA_SERIAL = "isa-serial"
     USB_SERIAL = "usb-serial"
     PCI_SERIAL = "pci-serial"
@@ -79,7 +81,7 @@ class SerialTargetType(enum.StrEnum):
     ISA_DEBUG = "isa-debug"
 
 
-class SerialModelName(enum.StrEnum):
+class SerialModelName(ValueSet):
     ISA_SERIAL = "isa-serial"
     USB_SERIAL = "usb-serial"
     PCI_SERIAL = "pci-serial"
@@ -124,7 +126,7 @@ SERIAL_ADDRESS = {
 }
 
 
-class ConsoleTargetType(enum.StrEnum):
+class ConsoleTargetType(ValueSet):
     SERIAL = "serial"
     VIRTIO = "virtio"
     XEN = "xen"
@@ -135,13 +137,13 @@ class ConsoleTargetType(enum.StrEnum):
     SCLPLM = "sclplm"
 
 
-class ChannelTargetType(enum.StrEnum):
+class ChannelTargetType(ValueSet):
     VIRTIO = "virtio"
     GUESTFWD = "guestfwd"
     XEN = "xen"
 
 
-class ChannelState(enum.StrEnum):
+class ChannelState(ValueSet):
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"
 

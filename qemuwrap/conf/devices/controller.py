@@ -14,6 +14,7 @@ import enum
 
 from qemuwrap.conf.devices.address import PCIAddress, PCIDevice, USBAddress
 from qemuwrap.conf.devices.virtio import VirtioDriver
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     ON_OFF,
     Element,
@@ -27,7 +28,7 @@ from qemuwrap.conf.xmlmodel import (
 from qemuwrap.errors import XMLError
 
 
-class ControllerType(enum.StrEnum):
+class ControllerType(ValueSet):
     IDE = "ide"
     FDC = "fdc"
     SCSI = "scsi"
@@ -40,7 +41,7 @@ class ControllerType(enum.StrEnum):
     ISA = "isa"
 
 
-class ControllerModel(enum.StrEnum):
+class ControllerModel(ValueSet):
     """Every model of every controller type (libvirt keeps one enum per type; one set
     here, checked per type in ``Controller.check``, with the per-type enums below)."""
 
@@ -90,7 +91,7 @@ class ControllerModel(enum.StrEnum):
 
 # The per-type value sets (libvirt's virDomainControllerModel{PCI,USB,SCSI,...}): the
 # builders' tables are keyed by these, so each table covers exactly one type's models.
-class PCIModel(enum.StrEnum):
+class PCIModel(ValueSet):
     PCI_ROOT = "pci-root"
     PCIE_ROOT = "pcie-root"
     PCI_BRIDGE = "pci-bridge"
@@ -103,7 +104,7 @@ class PCIModel(enum.StrEnum):
     PCIE_TO_PCI_BRIDGE = "pcie-to-pci-bridge"
 
 
-class USBModel(enum.StrEnum):
+class USBModel(ValueSet):
     PIIX3_UHCI = "piix3-uhci"
     PIIX4_UHCI = "piix4-uhci"
     EHCI = "ehci"
@@ -120,7 +121,7 @@ class USBModel(enum.StrEnum):
     NONE = "none"
 
 
-class SCSIModel(enum.StrEnum):
+class SCSIModel(ValueSet):
     AUTO = "auto"
     BUSLOGIC = "buslogic"
     LSILOGIC = "lsilogic"
@@ -136,19 +137,19 @@ class SCSIModel(enum.StrEnum):
     DC390 = "dc390"
 
 
-class VirtioSerialModel(enum.StrEnum):
+class VirtioSerialModel(ValueSet):
     VIRTIO = "virtio"
     VIRTIO_TRANSITIONAL = "virtio-transitional"
     VIRTIO_NON_TRANSITIONAL = "virtio-non-transitional"
 
 
-class IDEModel(enum.StrEnum):
+class IDEModel(ValueSet):
     PIIX3 = "piix3"
     PIIX4 = "piix4"
     ICH6 = "ich6"
 
 
-class SATAModel(enum.StrEnum):
+class SATAModel(ValueSet):
     AHCI = "ahci"
 
 
@@ -160,7 +161,7 @@ MODEL_ENUMS: dict[ControllerType, type[enum.StrEnum]] = {
 }
 
 
-class PCIModelName(enum.StrEnum):
+class PCIModelName(ValueSet):
     """``<model name>``: the QEMU device behind a PCI controller model."""
 
     PCI_BRIDGE = "pci-bridge"

@@ -10,10 +10,8 @@ What QEMU can do with it is judged in ``qemu/validate/disk.py``.
 
 from __future__ import annotations
 
-import enum
-from typing import TYPE_CHECKING, Any
-
 from qemuwrap.conf.devices.address import DriveAddress, PCIDevice
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     ON_OFF,
     YES_NO,
@@ -34,13 +32,16 @@ from qemuwrap.conf.xmlmodel import (
 )
 from qemuwrap.conf.xmlreader import Node
 from qemuwrap.conf.xmlwriter import Writer
+from qemuwrap.hints import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from qemuwrap.conf.domain import Domain
 
 
 # --------------------------------------------------------------------------- value sets
-class DiskType(enum.StrEnum):
+class DiskType(ValueSet):
     FILE = "file"
     BLOCK = "block"
     DIR = "dir"
@@ -50,14 +51,14 @@ class DiskType(enum.StrEnum):
     VHOSTUSER = "vhostuser"
 
 
-class DiskDevice(enum.StrEnum):
+class DiskDevice(ValueSet):
     DISK = "disk"
     CDROM = "cdrom"
     FLOPPY = "floppy"
     LUN = "lun"
 
 
-class DiskBus(enum.StrEnum):
+class DiskBus(ValueSet):
     IDE = "ide"
     FDC = "fdc"
     SCSI = "scsi"
@@ -69,7 +70,7 @@ class DiskBus(enum.StrEnum):
     SD = "sd"
 
 
-class DiskModel(enum.StrEnum):
+class DiskModel(ValueSet):
     """virtio-blk's flavour: libvirt's default, or forced (non-)transitional."""
 
     VIRTIO = "virtio"
@@ -77,7 +78,7 @@ class DiskModel(enum.StrEnum):
     VIRTIO_NON_TRANSITIONAL = "virtio-non-transitional"
 
 
-class DiskFormat(enum.StrEnum):
+class DiskFormat(ValueSet):
     """libvirt's image formats (virStorageFileFormat, without 'none')."""
 
     RAW = "raw"
@@ -111,11 +112,11 @@ class DriverFormat(Choice[DiskFormat]):
         self.lookup = {**self.lookup, "aio": DiskFormat.RAW}
 
 
-class DriverName(enum.StrEnum):
+class DriverName(ValueSet):
     QEMU = "qemu"
 
 
-class CacheMode(enum.StrEnum):
+class CacheMode(ValueSet):
     DEFAULT = "default"
     NONE = "none"
     WRITETHROUGH = "writethrough"
@@ -124,60 +125,60 @@ class CacheMode(enum.StrEnum):
     UNSAFE = "unsafe"
 
 
-class ErrorPolicy(enum.StrEnum):
+class ErrorPolicy(ValueSet):
     STOP = "stop"
     REPORT = "report"
     IGNORE = "ignore"
     ENOSPACE = "enospace"
 
 
-class IoMode(enum.StrEnum):
+class IoMode(ValueSet):
     NATIVE = "native"
     THREADS = "threads"
     IO_URING = "io_uring"
 
 
-class DiscardMode(enum.StrEnum):
+class DiscardMode(ValueSet):
     UNMAP = "unmap"
     IGNORE = "ignore"
 
 
-class DetectZeroes(enum.StrEnum):
+class DetectZeroes(ValueSet):
     OFF = "off"
     ON = "on"
     UNMAP = "unmap"
 
 
-class SnapshotMode(enum.StrEnum):
+class SnapshotMode(ValueSet):
     NO = "no"
     INTERNAL = "internal"
     EXTERNAL = "external"
     MANUAL = "manual"
 
 
-class StartupPolicy(enum.StrEnum):
+class StartupPolicy(ValueSet):
     MANDATORY = "mandatory"
     REQUISITE = "requisite"
     OPTIONAL = "optional"
 
 
-class TrayState(enum.StrEnum):
+class TrayState(ValueSet):
     OPEN = "open"
     CLOSED = "closed"
 
 
-class SGIO(enum.StrEnum):
+class SGIO(ValueSet):
     FILTERED = "filtered"
     UNFILTERED = "unfiltered"
 
 
-class GeometryTrans(enum.StrEnum):
+class GeometryTrans(ValueSet):
     NONE = "none"
     AUTO = "auto"
     LBA = "lba"
 
 
-class NetProtocol(enum.StrEnum):
+class NetProtocol(ValueSet):
     NBD = "nbd"
     RBD = "rbd"
     SHEEPDOG = "sheepdog"
@@ -208,25 +209,25 @@ ONE_HOST = frozenset({NetProtocol.NBD, NetProtocol.SHEEPDOG, NetProtocol.ISCSI,
                       NetProtocol.TFTP, NetProtocol.SSH, NetProtocol.VXHS, NetProtocol.NFS})
 
 
-class HostTransport(enum.StrEnum):
+class HostTransport(ValueSet):
     TCP = "tcp"
     UNIX = "unix"
     RDMA = "rdma"
 
 
-class PoolMode(enum.StrEnum):
+class PoolMode(ValueSet):
     HOST = "host"
     DIRECT = "direct"
 
 
-class SourceSocketType(enum.StrEnum):
+class SourceSocketType(ValueSet):
     """``<source type>`` of a vhostuser (a UNIX socket) or nvme (a PCI device) disk."""
 
     UNIX = "unix"
     PCI = "pci"
 
 
-class SecretType(enum.StrEnum):
+class SecretType(ValueSet):
     ISCSI = "iscsi"
     CEPH = "ceph"
     PASSPHRASE = "passphrase"
@@ -235,7 +236,7 @@ class SecretType(enum.StrEnum):
     VTPM = "vtpm"
 
 
-class EncryptionFormat(enum.StrEnum):
+class EncryptionFormat(ValueSet):
     DEFAULT = "default"
     QCOW = "qcow"
     LUKS = "luks"
@@ -243,28 +244,28 @@ class EncryptionFormat(enum.StrEnum):
     LUKS_ANY = "luks-any"
 
 
-class EncryptionEngine(enum.StrEnum):
+class EncryptionEngine(ValueSet):
     QEMU = "qemu"
     LIBRBD = "librbd"
 
 
-class MirrorJob(enum.StrEnum):
+class MirrorJob(ValueSet):
     COPY = "copy"
     ACTIVE_COMMIT = "active-commit"
 
 
-class MirrorReady(enum.StrEnum):
+class MirrorReady(ValueSet):
     YES = "yes"
     ABORT = "abort"
     PIVOT = "pivot"
 
 
-class PRMode(enum.StrEnum):
+class PRMode(ValueSet):
     CLIENT = "client"
     SERVER = "server"
 
 
-class SliceType(enum.StrEnum):
+class SliceType(ValueSet):
     STORAGE = "storage"
 
 

@@ -3,9 +3,8 @@ or virtiofs (a virtiofsd companion per filesystem, or an external daemon's socke
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.address import PCIDevice
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     ON_OFF,
     Element,
@@ -19,7 +18,7 @@ from qemuwrap.conf.xmlmodel import (
 )
 
 
-class FilesystemType(enum.StrEnum):
+class FilesystemType(ValueSet):
     MOUNT = "mount"
     BLOCK = "block"
     FILE = "file"
@@ -29,13 +28,13 @@ class FilesystemType(enum.StrEnum):
     VOLUME = "volume"
 
 
-class AccessMode(enum.StrEnum):
+class AccessMode(ValueSet):
     PASSTHROUGH = "passthrough"
     MAPPED = "mapped"
     SQUASH = "squash"
 
 
-class FSDriverType(enum.StrEnum):
+class FSDriverType(ValueSet):
     PATH = "path"
     HANDLE = "handle"
     LOOP = "loop"
@@ -44,29 +43,29 @@ class FSDriverType(enum.StrEnum):
     VIRTIOFS = "virtiofs"
 
 
-class WritePolicy(enum.StrEnum):
+class WritePolicy(ValueSet):
     IMMEDIATE = "immediate"
 
 
-class FSModel(enum.StrEnum):
+class FSModel(ValueSet):
     VIRTIO = "virtio"
     VIRTIO_TRANSITIONAL = "virtio-transitional"
     VIRTIO_NON_TRANSITIONAL = "virtio-non-transitional"
 
 
-class MultiDevs(enum.StrEnum):
+class MultiDevs(ValueSet):
     DEFAULT = "default"
     REMAP = "remap"
     FORBID = "forbid"
     WARN = "warn"
 
 
-class CacheMode(enum.StrEnum):
+class CacheMode(ValueSet):
     NONE = "none"
     ALWAYS = "always"
 
 
-class SandboxMode(enum.StrEnum):
+class SandboxMode(ValueSet):
     NAMESPACE = "namespace"
     CHROOT = "chroot"
 

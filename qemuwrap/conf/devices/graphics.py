@@ -9,9 +9,8 @@ port ``-1`` means autoport, SPICE without any port listens nowhere (``type='none
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.audio import AudioRef
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     ON_OFF,
     YES_NO,
@@ -27,7 +26,7 @@ from qemuwrap.conf.xmlmodel import (
 )
 
 
-class GraphicsType(enum.StrEnum):
+class GraphicsType(ValueSet):
     SDL = "sdl"
     VNC = "vnc"
     RDP = "rdp"
@@ -37,20 +36,20 @@ class GraphicsType(enum.StrEnum):
     DBUS = "dbus"
 
 
-class ListenType(enum.StrEnum):
+class ListenType(ValueSet):
     ADDRESS = "address"
     NETWORK = "network"
     SOCKET = "socket"
     NONE = "none"
 
 
-class SharePolicy(enum.StrEnum):
+class SharePolicy(ValueSet):
     ALLOW_EXCLUSIVE = "allow-exclusive"
     FORCE_SHARED = "force-shared"
     IGNORE = "ignore"
 
 
-class Connected(enum.StrEnum):
+class Connected(ValueSet):
     """What happens to connected clients when the password changes."""
 
     FAIL = "fail"
@@ -58,7 +57,7 @@ class Connected(enum.StrEnum):
     KEEP = "keep"
 
 
-class SpiceChannelName(enum.StrEnum):
+class SpiceChannelName(ValueSet):
     MAIN = "main"
     DISPLAY = "display"
     INPUTS = "inputs"
@@ -69,13 +68,13 @@ class SpiceChannelName(enum.StrEnum):
     USBREDIR = "usbredir"
 
 
-class SpiceChannelMode(enum.StrEnum):
+class SpiceChannelMode(ValueSet):
     ANY = "any"
     SECURE = "secure"
     INSECURE = "insecure"
 
 
-class ImageCompression(enum.StrEnum):
+class ImageCompression(ValueSet):
     AUTO_GLZ = "auto_glz"
     AUTO_LZ = "auto_lz"
     QUIC = "quic"
@@ -84,7 +83,7 @@ class ImageCompression(enum.StrEnum):
     OFF = "off"
 
 
-class WanCompression(enum.StrEnum):
+class WanCompression(ValueSet):
     """``<jpeg>`` and ``<zlib>`` compression over a WAN."""
 
     AUTO = "auto"
@@ -92,13 +91,13 @@ class WanCompression(enum.StrEnum):
     ALWAYS = "always"
 
 
-class StreamingMode(enum.StrEnum):
+class StreamingMode(ValueSet):
     FILTER = "filter"
     ALL = "all"
     OFF = "off"
 
 
-class MouseMode(enum.StrEnum):
+class MouseMode(ValueSet):
     SERVER = "server"
     CLIENT = "client"
 

@@ -7,9 +7,8 @@ host PCI or USB device), so :class:`HostdevSource` is shared with ``net.py``.
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.address import PCIDevice
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     ON_OFF,
     YES_NO,
@@ -26,12 +25,12 @@ from qemuwrap.conf.xmlmodel import (
 )
 
 
-class HostdevMode(enum.StrEnum):
+class HostdevMode(ValueSet):
     SUBSYSTEM = "subsystem"
     CAPABILITIES = "capabilities"
 
 
-class HostdevType(enum.StrEnum):
+class HostdevType(ValueSet):
     USB = "usb"
     PCI = "pci"
     SCSI = "scsi"
@@ -43,25 +42,25 @@ class HostdevType(enum.StrEnum):
     NET = "net"
 
 
-class PCIBackend(enum.StrEnum):
+class PCIBackend(ValueSet):
     KVM = "kvm"
     VFIO = "vfio"
     XEN = "xen"
 
 
-class USBGuestReset(enum.StrEnum):
+class USBGuestReset(ValueSet):
     OFF = "off"
     UNINITIALIZED = "uninitialized"
     ON = "on"
 
 
-class StartupPolicy(enum.StrEnum):
+class StartupPolicy(ValueSet):
     MANDATORY = "mandatory"
     REQUISITE = "requisite"
     OPTIONAL = "optional"
 
 
-class HostdevProtocol(enum.StrEnum):
+class HostdevProtocol(ValueSet):
     """A SCSI host device's source (a local adapter or iSCSI), or vhost for scsi_host."""
 
     ADAPTER = "adapter"
@@ -69,7 +68,7 @@ class HostdevProtocol(enum.StrEnum):
     VHOST = "vhost"
 
 
-class HostdevModel(enum.StrEnum):
+class HostdevModel(ValueSet):
     """vhost-scsi's virtio models (scsi_host) and a mediated device's (mdev)."""
 
     VIRTIO = "virtio"
@@ -83,14 +82,14 @@ class HostdevModel(enum.StrEnum):
 MDEV_MODELS = (HostdevModel.VFIO_PCI, HostdevModel.VFIO_CCW, HostdevModel.VFIO_AP)
 
 
-class HostAddressType(enum.StrEnum):
+class HostAddressType(ValueSet):
     PCI = "pci"
     USB = "usb"
     SCSI = "scsi"
     MDEV = "mdev"
 
 
-class TeamingType(enum.StrEnum):
+class TeamingType(ValueSet):
     PERSISTENT = "persistent"
     TRANSIENT = "transient"
 

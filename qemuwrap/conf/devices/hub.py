@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.address import Device
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import attr
 
 
-class HubType(enum.StrEnum):
+class HubType(ValueSet):
     USB = "usb"
 
 

@@ -4,14 +4,13 @@ with the guest's PS/2 devices (``evdev``)."""
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.address import Device
 from qemuwrap.conf.devices.virtio import VirtioDriver
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import ON_OFF, Element, ParseContext, Path, attr, child
 
 
-class InputType(enum.StrEnum):
+class InputType(ValueSet):
     MOUSE = "mouse"
     TABLET = "tablet"
     KEYBOARD = "keyboard"
@@ -19,7 +18,7 @@ class InputType(enum.StrEnum):
     EVDEV = "evdev"
 
 
-class InputBus(enum.StrEnum):
+class InputBus(ValueSet):
     PS2 = "ps2"
     USB = "usb"
     VIRTIO = "virtio"
@@ -28,17 +27,17 @@ class InputBus(enum.StrEnum):
     NONE = "none"
 
 
-class InputModel(enum.StrEnum):
+class InputModel(ValueSet):
     VIRTIO = "virtio"
     VIRTIO_TRANSITIONAL = "virtio-transitional"
     VIRTIO_NON_TRANSITIONAL = "virtio-non-transitional"
 
 
-class GrabMode(enum.StrEnum):
+class GrabMode(ValueSet):
     ALL = "all"
 
 
-class GrabToggle(enum.StrEnum):
+class GrabToggle(ValueSet):
     CTRL_CTRL = "ctrl-ctrl"
     ALT_ALT = "alt-alt"
     SHIFT_SHIFT = "shift-shift"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.address import PCIDevice
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import ON_OFF, Element, Int, ParseContext, attr, child
 
 
-class IOMMUModel(enum.StrEnum):
+class IOMMUModel(ValueSet):
     INTEL = "intel"
     SMMUV3 = "smmuv3"
     VIRTIO = "virtio"

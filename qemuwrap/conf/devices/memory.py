@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf import guid
 from qemuwrap.conf.cpuset import CPUSet, CPUSetKind
 from qemuwrap.conf.devices.address import Device
-from qemuwrap.conf.memory import MemAccess, Scaled
+from qemuwrap.conf.memory import MemAccess, MemoryModel, Scaled
 from qemuwrap.conf.xmlmodel import (
     YES_NO,
     Element,
@@ -22,14 +20,6 @@ from qemuwrap.conf.xmlmodel import (
     text,
     text_child,
 )
-
-
-class MemoryModel(enum.StrEnum):
-    DIMM = "dimm"
-    NVDIMM = "nvdimm"
-    VIRTIO_PMEM = "virtio-pmem"
-    VIRTIO_MEM = "virtio-mem"
-    SGX_EPC = "sgx-epc"
 
 
 class PageSize(Scaled):

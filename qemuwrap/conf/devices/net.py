@@ -8,9 +8,6 @@ companion needs it: :meth:`Interface.host` gives its ``InterfaceHost``.
 
 from __future__ import annotations
 
-import enum
-from typing import TYPE_CHECKING
-
 from qemuwrap.conf.devices.address import PCIDevice
 from qemuwrap.conf.devices.chardev import Reconnect
 from qemuwrap.conf.devices.hostdev import (
@@ -22,6 +19,7 @@ from qemuwrap.conf.devices.hostdev import (
     as_pci,
 )
 from qemuwrap.conf.devices.virtio import VirtioDriver
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     ON_OFF,
     YES_NO,
@@ -37,6 +35,7 @@ from qemuwrap.conf.xmlmodel import (
     internal,
     text_child,
 )
+from qemuwrap.hints import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ipaddress import IPv4Address, IPv6Address
@@ -44,7 +43,7 @@ if TYPE_CHECKING:
     from qemuwrap.conf.network import InterfaceHost
 
 
-class InterfaceType(enum.StrEnum):
+class InterfaceType(ValueSet):
     USER = "user"
     ETHERNET = "ethernet"
     VHOSTUSER = "vhostuser"
@@ -66,7 +65,7 @@ class InterfaceType(enum.StrEnum):
 TAP_TYPES = (InterfaceType.NETWORK, InterfaceType.BRIDGE, InterfaceType.ETHERNET)
 
 
-class NICModel(enum.StrEnum):
+class NICModel(ValueSet):
     VIRTIO = "virtio"
     VIRTIO_TRANSITIONAL = "virtio-transitional"
     VIRTIO_NON_TRANSITIONAL = "virtio-non-transitional"
@@ -116,17 +115,17 @@ class NICModelName(Str):
         return self._known.get(value.lower(), value)
 
 
-class MACType(enum.StrEnum):
+class MACType(ValueSet):
     GENERATED = "generated"
     STATIC = "static"
 
 
-class TxMode(enum.StrEnum):
+class TxMode(ValueSet):
     IOTHREAD = "iothread"
     TIMER = "timer"
 
 
-class NetDriverName(enum.StrEnum):
+class NetDriverName(ValueSet):
     QEMU = "qemu"
     VHOST = "vhost"
     KVM = "kvm"
@@ -134,40 +133,40 @@ class NetDriverName(enum.StrEnum):
     XEN = "xen"
 
 
-class LinkState(enum.StrEnum):
+class LinkState(ValueSet):
     UP = "up"
     DOWN = "down"
 
 
-class VirtualPortType(enum.StrEnum):
+class VirtualPortType(ValueSet):
     QBG = "802.1Qbg"
     QBH = "802.1Qbh"
     OPENVSWITCH = "openvswitch"
     MIDONET = "midonet"
 
 
-class DirectMode(enum.StrEnum):
+class DirectMode(ValueSet):
     VEPA = "vepa"
     PRIVATE = "private"
     BRIDGE = "bridge"
     PASSTHROUGH = "passthrough"
 
 
-class VlanNativeMode(enum.StrEnum):
+class VlanNativeMode(ValueSet):
     TAGGED = "tagged"
     UNTAGGED = "untagged"
 
 
-class PortForwardProto(enum.StrEnum):
+class PortForwardProto(ValueSet):
     TCP = "tcp"
     UDP = "udp"
 
 
-class NetBackendType(enum.StrEnum):
+class NetBackendType(ValueSet):
     PASST = "passt"
 
 
-class AddrFamily(enum.StrEnum):
+class AddrFamily(ValueSet):
     IPV4 = "ipv4"
     IPV6 = "ipv6"
 

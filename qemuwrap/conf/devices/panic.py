@@ -3,13 +3,12 @@ crash MSRs, a PCI pvpanic device)."""
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.address import ISAAddress, PCIDevice
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import ParseContext, attr
 
 
-class PanicModel(enum.StrEnum):
+class PanicModel(ValueSet):
     ISA = "isa"
     PSERIES = "pseries"
     HYPERV = "hyperv"

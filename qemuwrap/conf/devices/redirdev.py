@@ -7,9 +7,8 @@ The host end is a character device source, modelled by ``chardev.CharDevice``.
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.chardev import CharDevice, CharType
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     YES_NO,
     Element,
@@ -23,7 +22,7 @@ from qemuwrap.conf.xmlmodel import (
 from qemuwrap.conf.xmlreader import to_int
 
 
-class RedirdevBus(enum.StrEnum):
+class RedirdevBus(ValueSet):
     USB = "usb"
 
 

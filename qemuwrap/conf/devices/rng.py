@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.address import PCIDevice
 from qemuwrap.conf.devices.chardev import (
     CharLog,
@@ -17,19 +15,20 @@ from qemuwrap.conf.devices.chardev import (
     chr_sources,
 )
 from qemuwrap.conf.devices.virtio import VirtioDriver
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import Element, Int, ParseContext, Path, attr, child, text
 
 #: libvirt's default source of model='random' (qemuDomainRNGDefPostParse).
 DEFAULT_RANDOM_FILE = "/dev/random"
 
 
-class RNGModel(enum.StrEnum):
+class RNGModel(ValueSet):
     VIRTIO = "virtio"
     VIRTIO_TRANSITIONAL = "virtio-transitional"
     VIRTIO_NON_TRANSITIONAL = "virtio-non-transitional"
 
 
-class RNGBackendModel(enum.StrEnum):
+class RNGBackendModel(ValueSet):
     RANDOM = "random"
     EGD = "egd"
     BUILTIN = "builtin"

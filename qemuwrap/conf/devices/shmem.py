@@ -4,9 +4,8 @@
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.address import PCIDevice
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     ON_OFF,
     Element,
@@ -25,13 +24,13 @@ DEFAULT_SIZE = 4 << 20
 DEFAULT_SERVER = "/var/lib/libvirt/shmem-{name}-sock"
 
 
-class ShmemModel(enum.StrEnum):
+class ShmemModel(ValueSet):
     IVSHMEM = "ivshmem"
     IVSHMEM_PLAIN = "ivshmem-plain"
     IVSHMEM_DOORBELL = "ivshmem-doorbell"
 
 
-class ShmemRole(enum.StrEnum):
+class ShmemRole(ValueSet):
     MASTER = "master"
     PEER = "peer"
 

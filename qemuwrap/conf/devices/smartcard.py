@@ -4,9 +4,8 @@ a remote client over a character device (``passthrough``)."""
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.chardev import CharDevice, CharType
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import (
     Element,
     ParseContext,
@@ -24,7 +23,7 @@ DEFAULT_DATABASE = "/etc/pki/nssdb"
 SPICEVMC_SMARTCARD = "smartcard"
 
 
-class SmartcardMode(enum.StrEnum):
+class SmartcardMode(ValueSet):
     HOST = "host"
     HOST_CERTIFICATES = "host-certificates"
     PASSTHROUGH = "passthrough"

@@ -3,14 +3,13 @@ plays through."""
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.address import PCIDevice
 from qemuwrap.conf.devices.audio import AudioRef
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import Element, ParseContext, attr, child, children
 
 
-class SoundModel(enum.StrEnum):
+class SoundModel(ValueSet):
     SB16 = "sb16"
     ES1370 = "es1370"
     PCSPK = "pcspk"
@@ -21,7 +20,7 @@ class SoundModel(enum.StrEnum):
     USB = "usb"
 
 
-class CodecType(enum.StrEnum):
+class CodecType(ValueSet):
     DUPLEX = "duplex"
     MICRO = "micro"
     OUTPUT = "output"

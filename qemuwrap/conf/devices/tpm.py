@@ -3,37 +3,36 @@ through, or an external swtpm socket."""
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.address import Device
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import YES_NO, Element, ParseContext, Path, Str, attr, child, flag
 
 
-class TPMModel(enum.StrEnum):
+class TPMModel(ValueSet):
     TPM_TIS = "tpm-tis"
     TPM_CRB = "tpm-crb"
     TPM_SPAPR = "tpm-spapr"
     SPAPR_TPM_PROXY = "spapr-tpm-proxy"
 
 
-class TPMBackendType(enum.StrEnum):
+class TPMBackendType(ValueSet):
     PASSTHROUGH = "passthrough"
     EMULATOR = "emulator"
     EXTERNAL = "external"
 
 
-class TPMVersion(enum.StrEnum):
+class TPMVersion(ValueSet):
     V1_2 = "1.2"
     V2_0 = "2.0"
 
 
-class TPMSourceType(enum.StrEnum):
+class TPMSourceType(ValueSet):
     UNIX = "unix"
     FILE = "file"
     DIR = "dir"
 
 
-class TPMSourceMode(enum.StrEnum):
+class TPMSourceMode(ValueSet):
     CONNECT = "connect"
 
 

@@ -9,17 +9,16 @@ command follow libvirt's order.
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.address import PCIDevice
 from qemuwrap.conf.devices.virtio import VirtioDriver
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import YES_NO, Element, Int, ParseContext, Path, attr, child
 from qemuwrap.errors import XMLError
 
 UINT = Int(0, 2**32 - 1)  # libvirt's virStrToLong_uip
 
 
-class VideoModel(enum.StrEnum):
+class VideoModel(ValueSet):
     VGA = "vga"
     CIRRUS = "cirrus"
     VMVGA = "vmvga"
@@ -34,7 +33,7 @@ class VideoModel(enum.StrEnum):
     RAMFB = "ramfb"
 
 
-class VideoBackend(enum.StrEnum):
+class VideoBackend(ValueSet):
     QEMU = "qemu"
     VHOSTUSER = "vhostuser"
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.address import PCIDevice
 from qemuwrap.conf.devices.virtio import VirtioDriver
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import YES_NO, Element, Int, ParseContext, attr, child
 
 
-class VsockModel(enum.StrEnum):
+class VsockModel(ValueSet):
     VIRTIO = "virtio"
     VIRTIO_TRANSITIONAL = "virtio-transitional"
     VIRTIO_NON_TRANSITIONAL = "virtio-non-transitional"

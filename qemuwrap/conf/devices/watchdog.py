@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import enum
-
 from qemuwrap.conf.devices.address import PCIDevice
+from qemuwrap.conf.valueset import ValueSet
 from qemuwrap.conf.xmlmodel import ParseContext, attr
 
 
-class WatchdogModel(enum.StrEnum):
+class WatchdogModel(ValueSet):
     I6300ESB = "i6300esb"
     IB700 = "ib700"
     DIAG288 = "diag288"
     ITCO = "itco"
 
 
-class WatchdogAction(enum.StrEnum):
+class WatchdogAction(ValueSet):
     RESET = "reset"
     SHUTDOWN = "shutdown"
     POWEROFF = "poweroff"

@@ -4,7 +4,6 @@ CPU clock flags (kvmclock, hypervclock, tsc frequency) are in ``-cpu`` (build/cp
 
 from __future__ import annotations
 
-import datetime
 import time
 
 from qemuwrap.conf.clock import ClockBasis, ClockOffset, TickPolicy, TimerName, TimerTrack
@@ -29,6 +28,8 @@ def rtc_base(ctx: BuildContext) -> tuple[str, str | None]:
     if clock.offset == ClockOffset.TIMEZONE or (clock.offset == ClockOffset.LOCALTIME
                                                and not moving):
         return "localtime", None
+    import datetime  # for a clock that is not the host's: off the usual path
+
     if clock.offset == ClockOffset.ABSOLUTE:
         then = datetime.datetime.fromtimestamp(clock.start or 0, datetime.UTC)
         return then.strftime("%Y-%m-%dT%H:%M:%S"), None

@@ -12,8 +12,6 @@ in force from the first guest I/O), and nothing else differs.
 
 from __future__ import annotations
 
-from typing import Any
-
 from qemuwrap.conf.devices.address import DriveAddress, USBAddress
 from qemuwrap.conf.devices.controller import Controller, ControllerModel, ControllerType
 from qemuwrap.conf.devices.disk import (
@@ -34,8 +32,12 @@ from qemuwrap.conf.devices.disk import (
 )
 from qemuwrap.conf.domain import BootDev
 from qemuwrap.conf.xmlmodel import table
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext
+
+if TYPE_CHECKING:
+    from typing import Any
 
 #: The guest device of a disk (device='disk') on each bus.
 DISK_DEVICES = table(DiskBus, {

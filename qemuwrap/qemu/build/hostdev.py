@@ -4,8 +4,6 @@ devices, SCSI generic devices, vhost-scsi and mediated devices, in libvirt's ord
 
 from __future__ import annotations
 
-from typing import Any
-
 from qemuwrap.conf.devices.address import UnassignedAddress
 from qemuwrap.conf.devices.hostdev import (
     Hostdev,
@@ -17,11 +15,15 @@ from qemuwrap.conf.devices.hostdev import (
 from qemuwrap.conf.devices.net import Interface, InterfaceType
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.conf.xmlreader import Node
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu import hostdevices
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.chardev import usb_address_props
 from qemuwrap.qemu.build.net import boot_index, rom_props
 from qemuwrap.qemu.build.props import exact_opts, on_off
+
+if TYPE_CHECKING:
+    from typing import Any
 
 #: usb-host's reset properties for each guestReset (qemuBuildUSBHostdevDevProps).
 GUEST_RESET = {"off": ("off", None), "uninitialized": ("on", "off"), "on": ("on", "on")}

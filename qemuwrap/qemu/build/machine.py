@@ -5,9 +5,9 @@ qemuBuildMemCommandLine, qemuBuildSmpCommandLine, qemuBuildPMCommandLine)."""
 
 from __future__ import annotations
 
-from qemuwrap.conf.devices.memory import MemoryModel
 from qemuwrap.conf.domain import CrashAction, PowerOffAction, RebootAction, VirtType
 from qemuwrap.conf.features import IOAPICDriver
+from qemuwrap.conf.memory import MemoryModel
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu import tuning
 from qemuwrap.qemu.argv import optstr

@@ -5,14 +5,17 @@ preallocation (with a thread context bound to the host nodes), host NUMA policy.
 
 from __future__ import annotations
 
-from qemuwrap.conf.devices.memory import MemoryDevice, MemoryModel
-from qemuwrap.conf.memory import AllocationMode, MemAccess, MemorySourceType
+from qemuwrap.conf.memory import AllocationMode, MemAccess, MemoryModel, MemorySourceType
 from qemuwrap.conf.numa import NumatuneMode
 from qemuwrap.conf.xmlmodel import table
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu import host
 from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.record import Factory, Record
+
+if TYPE_CHECKING:
+    from qemuwrap.conf.devices.memory import MemoryDevice
 
 #: numatune mode -> QEMU's memory policy; 'restrictive' leaves the policy to cgroups.
 POLICIES = table(NumatuneMode, {NumatuneMode.STRICT: "bind",

@@ -11,8 +11,6 @@ device: it is built with the ``<hostdev>``s (``build/hostdev.py``), as libvirt d
 
 from __future__ import annotations
 
-from typing import Any
-
 from qemuwrap.conf.devices.address import PCIDevice
 from qemuwrap.conf.devices.net import (
     TAP_TYPES,
@@ -24,9 +22,13 @@ from qemuwrap.conf.devices.net import (
 )
 from qemuwrap.conf.domain import Domain
 from qemuwrap.conf.xmlmodel import table
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build import BuildContext
 from qemuwrap.qemu.build.chardev import chardev, usb_address_props
 from qemuwrap.qemu.build.props import exact_opts, on_off, virtio_props
+
+if TYPE_CHECKING:
+    from typing import Any
 
 #: QEMU's NIC device for each model qemuwrap knows (another model name is passed to
 #: QEMU as a device name, as libvirt does).

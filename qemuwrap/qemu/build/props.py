@@ -36,3 +36,4 @@ def virtio_props(driver: VirtioDriver | None) -> dict[str, str | None]:
         return {}
     return {"iommu_platform": on_off(driver.iommu), "ats": on_off(driver.ats),
             "packed": on_off(driver.packed), "page-per-vq": on_off(driver.page_per_vq)}
+

@@ -9,8 +9,10 @@ each, in document order), so a user fixes a definition in one round.  The builde
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
+from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
 from qemuwrap.conf.domain import Domain
 from qemuwrap.conf.xmlmodel import Element
 from qemuwrap.conf.xmlreader import Node
@@ -48,6 +50,12 @@ class Validation:
         return False
 
 
+def has_usb(v: Validation) -> bool:
+    """Whether the guest has a USB bus: a USB controller that is not model 'none'."""
+    return any(c.type == ControllerType.USB and c.model != ControllerModel.NONE
+               for c in v.dom.devices.controllers)
+
+
 def refusal(where: Element | Node | None, message: str) -> UnsupportedError:
     """``line N: /path: message`` (or just the message for an element built in code)."""
     node = where.node if isinstance(where, Element) else where
@@ -63,32 +71,28 @@ def refusal(where: Element | Node | None, message: str) -> UnsupportedError:
 
 Check = Callable[[Validation], None]
 
+#: Every area's checks (``qemu/validate/AREA.py``'s CHECKS), in the order their messages
+#: read best (then sorted by line), with the <devices> lists that give the area work
+#: (none: always checked).  An area whose devices a guest does not have would find
+#: nothing, and is not imported: a small definition loads a small part of the model.
+AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("machine", ()), ("cpu", ()), ("memory", ()), ("platform", ()), ("disk", ("disks",)),
+    ("companion_devices", ("tpms", "filesystems")), ("input", ("inputs",)),
+    ("graphics", ("graphics",)), ("audio", ("audios",)), ("sound", ("sounds",)),
+    ("video", ("videos",)),
+    ("usb", ("hubs", "redirdevs", "smartcards")), ("controller", ()),
+    ("net", ("interfaces",)), ("chardev", ("serials", "parallels", "channels", "consoles")),
+    ("hostdev", ("hostdevs", "interfaces")), ("misc", ()))
 
-def _checks() -> list[Check]:
-    """Every area's checks, in the order their messages read best (then sorted by line)."""
-    from qemuwrap.qemu.validate import (
-        audio,
-        chardev,
-        companion_devices,
-        controller,
-        cpu,
-        disk,
-        graphics,
-        hostdev,
-        input,
-        machine,
-        memory,
-        misc,
-        net,
-        platform,
-        usb,
-        video,
-    )
 
-    return [*machine.CHECKS, *cpu.CHECKS, *memory.CHECKS, *platform.CHECKS,
-            *disk.CHECKS, *companion_devices.CHECKS, *input.CHECKS,
-            *graphics.CHECKS, *audio.CHECKS, *video.CHECKS, *usb.CHECKS, *controller.CHECKS,
-            *net.CHECKS, *chardev.CHECKS, *hostdev.CHECKS, *misc.CHECKS]
+def _checks(dom: Domain) -> list[Check]:
+    """The checks of every area ``dom`` gives work, in AREAS' order."""
+    devs = dom.devices
+    out: list[Check] = []
+    for area, kinds in AREAS:
+        if not kinds or any(getattr(devs, kind) for kind in kinds):
+            out += importlib.import_module(f"{__name__}.{area}").CHECKS
+    return out
 
 
 def validate(dom: Domain, caps: Capabilities) -> MachineType:
@@ -97,7 +101,7 @@ def validate(dom: Domain, caps: Capabilities) -> MachineType:
     v = Validation(dom, caps, machine)
     v.errors.extend(early)
     if not early:
-        for check in _checks():
+        for check in _checks(dom):
             check(v)
     if v.errors:
         v.errors.sort(key=lambda e: getattr(e, "line", 0))
@@ -105,5 +109,5 @@ def validate(dom: Domain, caps: Capabilities) -> MachineType:
     return machine
 
 
-__all__ = ["X86_ARCHES", "MachineType", "Validation", "classify_machine", "refusal",
-           "resolve_machine", "validate"]
+__all__ = ["X86_ARCHES", "MachineType", "Validation", "classify_machine", "has_usb",
+           "refusal", "resolve_machine", "validate"]

@@ -1,16 +1,11 @@
-"""Checks of audio backends and sound cards (libvirt's qemuValidateDomainDeviceDefAudio
-and ...Sound, virDomainAudioDefValidate, virDomainEnsureAudioID)."""
+"""Checks of audio backends (libvirt's qemuValidateDomainDeviceDefAudio,
+virDomainAudioDefValidate, virDomainEnsureAudioID); sound cards are ``sound.py``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from qemuwrap.conf.devices.audio import AudioType, find_audio
-from qemuwrap.conf.devices.graphics import GraphicsType
-from qemuwrap.conf.devices.sound import HDA_MODELS, CodecType, SoundModel
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.audio import AUDIO_DRIVERS
-from qemuwrap.qemu.build.sound import CODEC_DEVICES, SOUND_DEVICES
-from qemuwrap.qemu.validate.usb import has_usb
 
 if TYPE_CHECKING:
     from qemuwrap.qemu.validate import Validation
@@ -47,7 +42,7 @@ def check_audios(v: Validation) -> None:
         elif available is not None and driver not in available:
             v.refuse(audio, f"{v.caps.emulator} has no '{driver}' audio backend (QEMU's "
                             f"audio-{driver} module is not installed)")
-        elif audio.type == AudioType.SPICE and GraphicsType.SPICE not in gtypes:
+        elif audio.type == AudioType.SPICE and "spice" not in gtypes:
             v.refuse(audio, "Spice audio is not supported without spice graphics")
         elif audio.type == AudioType.DBUS and not _has_display(v, "dbus"):
             v.refuse(audio, "D-Bus audio is not supported with this QEMU "
@@ -70,24 +65,4 @@ def check_audio_ref(v: Validation, where, audio_id: int, what: str) -> None:
                         "(SDL graphics get no default one)")
 
 
-def check_sounds(v: Validation) -> None:
-    for sound in v.dom.devices.sounds:
-        if sound.model == SoundModel.ICH7:
-            v.refuse(sound, "sound card model 'ich7' is not supported by qemu")
-            continue
-        if sound.model == SoundModel.USB and not has_usb(v):
-            v.refuse(sound, "a USB sound card needs a USB controller (not model 'none')")
-            continue
-        device = SOUND_DEVICES.get(sound.model)
-        if device is not None and not v.require_device(device, sound):
-            continue
-        if sound.model in HDA_MODELS:
-            for codec in sound.codecs:
-                v.require_device(CODEC_DEVICES[codec.type], codec)
-            if not sound.codecs:
-                v.require_device(CODEC_DEVICES[CodecType.DUPLEX], sound)
-        if sound.model != SoundModel.PCSPK:  # the speaker just stays silent without one
-            check_audio_ref(v, sound, sound.audio_id, f"sound card '{sound.model}'")
-
-
-CHECKS = [check_audios, check_sounds]
+CHECKS = [check_audios]

@@ -5,7 +5,6 @@ that fits, TLS certificates."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.chardev import (
     ChannelTargetType,
@@ -15,6 +14,7 @@ from qemuwrap.conf.devices.chardev import (
     chr_spec,
 )
 from qemuwrap.conf.devices.graphics import GraphicsType
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.chardev import SERIAL_DEVICES, TLS_DIRS
 
 if TYPE_CHECKING:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from qemuwrap.conf.devices.filesystem import AccessMode, FilesystemType
 from qemuwrap.conf.devices.tpm import TPMBackendType, TPMModel, TPMVersion
 from qemuwrap.errors import QemuwrapError
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.companion_devices import UNBUILDABLE_9P
 
 if TYPE_CHECKING:

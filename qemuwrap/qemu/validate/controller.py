@@ -3,8 +3,6 @@ qemuValidateDomainDeviceDefController and the controller rules of its post-parse
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from qemuwrap.conf.devices.address import PCIAddress
 from qemuwrap.conf.devices.controller import (
     Controller,
@@ -13,6 +11,7 @@ from qemuwrap.conf.devices.controller import (
     PCIModel,
     PCIModelName,
 )
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.controller import controller_device
 
 if TYPE_CHECKING:

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from qemuwrap.conf.cpu import CacheMode, CPUMode, FeaturePolicy, PhysAddrMode
 from qemuwrap.conf.cpuset import CPUSet
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.cpu import qemu_feature
 from qemuwrap.qemu.cpumodels import cpu_features, cpu_models
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.address import DriveAddress
 from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
@@ -29,9 +28,9 @@ from qemuwrap.conf.devices.disk import (
     ErrorPolicy,
     IoMode,
     NetProtocol,
-    StartupPolicy,
 )
 from qemuwrap.errors import UnsupportedError
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.disk import NARROW_SCSI, disk_device
 from qemuwrap.qemu.validate import refusal
 
@@ -378,8 +377,8 @@ def check_host_storage(dom: Domain, module_dirs: tuple[str, ...] = QEMU_MODULE_D
     does not exist (of any layer), a block device that is not one, a QEMU block module
     that is not installed, an NVMe controller or vhost-user socket that is not there.
 
-    Call :func:`drop_missing_optional` first: missing images whose startupPolicy lets
-    them go are dropped, as libvirt drops them."""
+    Call ``validate.host.drop_missing_optional`` first: missing images whose
+    startupPolicy lets them go are dropped, as libvirt drops them."""
     problems: list[UnsupportedError] = []
     for disk in dom.devices.disks:
         for message in _host_problems(disk, module_dirs):
@@ -432,27 +431,3 @@ def _is_socket(path: str) -> bool:
         return stat.S_ISSOCK(os.stat(path).st_mode)
     except OSError:
         return False
-
-
-def drop_missing_optional(dom: Domain, cold_boot: bool = True) -> list[str]:
-    """libvirt's startup policies (qemuDomainCheckDiskStartupPolicy): a missing
-    'optional' image, or a 'requisite' one when the guest resumes saved state, is
-    dropped: a cdrom or floppy is left empty, a disk is left out.  One line per drop."""
-    dropped = []
-    for disk in list(dom.devices.disks):
-        policy = disk.src.startupPolicy if disk.src is not None else None
-        if policy is None or policy == StartupPolicy.MANDATORY or disk.source is None:
-            continue
-        if policy == StartupPolicy.REQUISITE and cold_boot:
-            continue  # requisite: a missing image fails a cold start
-        if os.path.exists(disk.source):
-            continue
-        if disk.device in (DiskDevice.CDROM, DiskDevice.FLOPPY):
-            dropped.append(f"disk '{disk.target_dev}': {disk.source} does not exist; the "
-                           f"drive is left empty (startupPolicy='{policy}')")
-            disk.source = None
-        else:
-            dropped.append(f"disk '{disk.target_dev}': {disk.source} does not exist; the "
-                           f"disk is left out (startupPolicy='{policy}')")
-            dom.devices.disks.remove(disk)
-    return dropped

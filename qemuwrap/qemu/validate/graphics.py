@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.audio import AudioType, find_audio
 from qemuwrap.conf.devices.graphics import (
@@ -23,6 +22,7 @@ from qemuwrap.conf.devices.graphics import (
     _Listening,
 )
 from qemuwrap.errors import QemuwrapError
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.graphics import VNC_PORT_MIN, network_address
 from qemuwrap.qemu.validate.audio import check_audio_ref, displays
 

@@ -1,10 +1,10 @@
 """What this host must have for a built command to run (dry-run, validate, start): disk
-images that exist, the host devices, sockets, bridges and taps the other devices name
-(``validate/devhost.py``), UNIX socket paths short enough for the kernel, a state
-directory that can hold the guest's sockets.  Kept apart from translation
-(``build_command`` never looks at the host's files), so golden commands stay the same on
-every machine; the CLI and the launcher run these checks, and a problem is one line, not
-a QEMU failure later."""
+images that exist (those a startupPolicy lets go are dropped first), the host devices,
+sockets, bridges and taps the other devices name (``validate/devhost.py``), UNIX socket
+paths short enough for the kernel, a state directory that can hold the guest's sockets.
+Kept apart from translation (``build_command`` never looks at the host's files), so
+golden commands stay the same on every machine; the CLI and the launcher run these
+checks, and a problem is one line, not a QEMU failure later."""
 
 from __future__ import annotations
 
@@ -36,9 +36,13 @@ def _chardev_socket_paths(cmd: Command) -> list[str]:
 def check_host(dom: Domain, cmd: Command, state_dir: str) -> list[UnsupportedError]:
     """Every problem this host has with running ``cmd`` (one refusal each)."""
     from qemuwrap.qemu.validate.devhost import check_host_devices
-    from qemuwrap.qemu.validate.disk import check_host_storage
 
-    problems = check_host_storage(dom) + check_host_devices(dom)
+    problems: list[UnsupportedError] = []
+    if dom.devices.disks:
+        from qemuwrap.qemu.validate.disk import check_host_storage
+
+        problems += check_host_storage(dom)
+    problems += check_host_devices(dom)
     for path in [*(os.path.join(state_dir, s) for s in STATE_SOCKETS),
                  *_chardev_socket_paths(cmd)]:
         if len(os.fsencode(path)) > MAX_SOCKET_PATH:
@@ -66,6 +70,34 @@ def _state_dir_problems(dom: Domain, state_dir: str) -> list[UnsupportedError]:
         return [refusal(dom, f"the state directory {state_dir} cannot hold the guest's "
                              f"sockets: {path} is not writable by this user")]
     return []
+
+
+def drop_missing_optional(dom: Domain, cold_boot: bool = True) -> list[str]:
+    """libvirt's startup policies (qemuDomainCheckDiskStartupPolicy): a missing
+    'optional' image, or a 'requisite' one when the guest resumes saved state, is
+    dropped: a cdrom or floppy is left empty, a disk is left out.  One line per drop."""
+    dropped: list[str] = []
+    if not dom.devices.disks:
+        return dropped
+    from qemuwrap.conf.devices.disk import DiskDevice, StartupPolicy
+
+    for disk in list(dom.devices.disks):
+        policy = disk.src.startupPolicy if disk.src is not None else None
+        if policy is None or policy == StartupPolicy.MANDATORY or disk.source is None:
+            continue
+        if policy == StartupPolicy.REQUISITE and cold_boot:
+            continue  # requisite: a missing image fails a cold start
+        if os.path.exists(disk.source):
+            continue
+        if disk.device in (DiskDevice.CDROM, DiskDevice.FLOPPY):
+            dropped.append(f"disk '{disk.target_dev}': {disk.source} does not exist; the "
+                           f"drive is left empty (startupPolicy='{policy}')")
+            disk.source = None
+        else:
+            dropped.append(f"disk '{disk.target_dev}': {disk.source} does not exist; the "
+                           f"disk is left out (startupPolicy='{policy}')")
+            dom.devices.disks.remove(disk)
+    return dropped
 
 
 def require_host(dom: Domain, cmd: Command, state_dir: str) -> None:

@@ -6,11 +6,11 @@ device this host lacks is refused with the device's name, before QEMU runs."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.address import UnassignedAddress
 from qemuwrap.conf.devices.hostdev import Hostdev, HostdevMode, HostdevType
 from qemuwrap.conf.devices.net import InterfaceType
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu import hostdevices
 from qemuwrap.qemu.build.hostdev import MODEL_DEVICES, model_device, usb_host
 

@@ -3,11 +3,10 @@ a passthrough or evdev input grabs is a host check (``validate/uihost.py``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from qemuwrap.conf.devices.input import InputBus, InputModel, InputType
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.input import input_device
-from qemuwrap.qemu.validate.usb import has_usb
+from qemuwrap.qemu.validate import has_usb
 
 if TYPE_CHECKING:
     from qemuwrap.qemu.validate import Validation

@@ -4,10 +4,10 @@ memory, and the generation ID (which only a pc or q35 machine with ACPI shows a 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from qemuwrap.conf.domain import Domain
 from qemuwrap.errors import UnsupportedError
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.record import Record
 

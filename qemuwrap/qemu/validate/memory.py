@@ -5,13 +5,11 @@ would hit)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from qemuwrap.conf.devices.address import DIMMAddress
-from qemuwrap.conf.devices.memory import MemoryModel
-from qemuwrap.conf.memory import MAX_MEMORY_KIB
+from qemuwrap.conf.memory import MAX_MEMORY_KIB, MemoryModel
 from qemuwrap.conf.numa import Placement
 from qemuwrap.conf.xmlmodel import Element
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu import host
 
 if TYPE_CHECKING:

@@ -1,24 +1,17 @@
 """Checks of the other devices: random number generators, the watchdog, panic
 notifiers, the memory balloon, the IOMMU, vsock and shared memory (libvirt's
-qemuValidateDomain* for each), and what they need from this host."""
+qemuValidateDomain* for each), and what they need from this host.
+
+Every guest has a balloon, few have the rest: each check imports its kind's model and
+builder only when the guest has that kind."""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
-from qemuwrap.conf.devices.iommu import IOMMUModel
 from qemuwrap.conf.devices.memballoon import BalloonModel
-from qemuwrap.conf.devices.panic import PanicModel
-from qemuwrap.conf.devices.rng import RNGBackendModel
-from qemuwrap.conf.devices.shmem import ShmemModel
-from qemuwrap.conf.devices.watchdog import WatchdogAction, WatchdogModel
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.memballoon import BALLOON_DEVICES
-from qemuwrap.qemu.build.panic import PANIC_DEVICES
-from qemuwrap.qemu.build.rng import RNG_DEVICES
-from qemuwrap.qemu.build.vsock import VSOCK_DEVICES
-from qemuwrap.qemu.build.watchdog import WATCHDOG_DEVICES
-from qemuwrap.qemu.validate.chardev import check_host_end
 
 if TYPE_CHECKING:
     from qemuwrap.qemu.validate import Validation
@@ -39,6 +32,12 @@ def check_virtio_iommu(v: Validation, dev, model: str | None) -> None:
 
 
 def check_rngs(v: Validation) -> None:
+    if not v.dom.devices.rngs:
+        return
+    from qemuwrap.conf.devices.rng import RNGBackendModel
+    from qemuwrap.qemu.build.rng import RNG_DEVICES
+    from qemuwrap.qemu.validate.chardev import check_host_end
+
     for rng in v.dom.devices.rngs:
         v.require_device(RNG_DEVICES[rng.model], rng)
         check_virtio_iommu(v, rng, rng.model)
@@ -49,6 +48,11 @@ def check_rngs(v: Validation) -> None:
 
 def check_watchdogs(v: Validation) -> None:
     dogs = v.dom.devices.watchdogs
+    if not dogs:
+        return
+    from qemuwrap.conf.devices.watchdog import WatchdogAction, WatchdogModel
+    from qemuwrap.qemu.build.watchdog import WATCHDOG_DEVICES
+
     for extra in dogs[1:]:
         v.refuse(extra, "only a single watchdog device is supported")
     for dog in dogs[:1]:
@@ -66,6 +70,11 @@ def check_watchdogs(v: Validation) -> None:
 
 
 def check_panics(v: Validation) -> None:
+    if not v.dom.devices.panics:
+        return
+    from qemuwrap.conf.devices.panic import PanicModel
+    from qemuwrap.qemu.build.panic import PANIC_DEVICES
+
     for panic in v.dom.devices.panics:
         model = panic.model
         if model in (PanicModel.PSERIES, PanicModel.S390):
@@ -91,6 +100,8 @@ def check_iommu(v: Validation) -> None:
     iommu = v.dom.devices.iommu
     if iommu is None:
         return
+    from qemuwrap.conf.devices.iommu import IOMMUModel
+
     if iommu.model == IOMMUModel.SMMUV3:
         v.refuse(iommu, "IOMMU model 'smmuv3' is for ARM virt machines only: not supported")
         return
@@ -121,6 +132,8 @@ def check_vsock(v: Validation) -> None:
     vsock = v.dom.devices.vsock
     if vsock is None:
         return
+    from qemuwrap.qemu.build.vsock import VSOCK_DEVICES
+
     assert vsock.model is not None
     if not v.require_device(VSOCK_DEVICES[vsock.model], vsock):
         return
@@ -131,6 +144,10 @@ def check_vsock(v: Validation) -> None:
 
 
 def check_shmems(v: Validation) -> None:
+    if not v.dom.devices.shmems:
+        return
+    from qemuwrap.conf.devices.shmem import ShmemModel
+
     for shmem in v.dom.devices.shmems:
         model = shmem.model
         if model == ShmemModel.IVSHMEM:

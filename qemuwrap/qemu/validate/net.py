@@ -4,7 +4,6 @@ qemuDomainValidateActualNetDef), and of what their host ends need from this host
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.net import (
     TAP_TYPES,
@@ -13,6 +12,7 @@ from qemuwrap.conf.devices.net import (
     InterfaceType,
     NICModel,
 )
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.net import NIC_DEVICES, nic_device, vhost_device
 from qemuwrap.qemu.validate.misc import check_virtio_iommu
 

@@ -5,12 +5,11 @@ hypervisor features, lifecycle actions, launch security and libvirt-only extensi
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from qemuwrap.conf.clock import ClockOffset, TickPolicy, TimerName, TimerTrack
 from qemuwrap.conf.domain import CrashAction, RebootAction
 from qemuwrap.conf.os import LoaderType, NvramProtocol, NvramType, SmbiosMode
-from qemuwrap.conf.security import LaunchSecurityType
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.boot import pflash_images
 
 if TYPE_CHECKING:
@@ -136,6 +135,8 @@ def check_security(v: Validation) -> None:
                               "architecture")
     sec = dom.launch_security
     if sec is not None:
+        from qemuwrap.conf.security import LaunchSecurityType
+
         if sec.type == LaunchSecurityType.S390_PV:
             v.refuse(sec, "launch security type 's390-pv' is only for s390 guests")
         elif not os.path.exists(SEV_DEVICE):

@@ -3,28 +3,32 @@ files and devices that exist (a named DRM render node, the directory of a VNC/SP
 socket, SPICE's TLS certificates, a D-Bus bus, an evdev input, an OSS sound device, the
 NSS database of a host smartcard).  A host check (``validate/host.py`` runs it in
 dry-run, validate and start; ``--no-host-check`` skips it), not part of translation: a
-golden command is the same on every machine, and libvirt 9.0 translates these too."""
+golden command is the same on every machine, and libvirt 9.0 translates these too.
+Every guest has inputs and an audio backend; the display and smartcard models are loaded
+only for a guest that has them."""
 
 from __future__ import annotations
 
 import os
 
 from qemuwrap.conf.devices.audio import AudioType
-from qemuwrap.conf.devices.graphics import (
-    GraphicsDBus,
-    GraphicsSpice,
-    GraphicsType,
-    ListenType,
-    _Listening,
-)
 from qemuwrap.conf.devices.input import InputType
-from qemuwrap.conf.devices.smartcard import DEFAULT_DATABASE, SmartcardMode
-from qemuwrap.qemu.build.graphics import SPICE_TLS_DIR
 from qemuwrap.qemu.validate.audio import OSS_DEFAULT_DEVICE
-from qemuwrap.qemu.validate.graphics import SPICE_TLS_FILES, dbus_socket
 
 
 def _graphics(h) -> None:
+    if not h.dom.devices.graphics:
+        return
+    from qemuwrap.conf.devices.graphics import (
+        GraphicsDBus,
+        GraphicsSpice,
+        GraphicsType,
+        ListenType,
+        _Listening,
+    )
+    from qemuwrap.qemu.build.graphics import SPICE_TLS_DIR
+    from qemuwrap.qemu.validate.graphics import SPICE_TLS_FILES, dbus_socket
+
     for gfx in h.dom.devices.graphics:
         gl = gfx.__dict__.get("gl")
         if gl is not None and gl.rendernode is not None and (
@@ -72,6 +76,10 @@ def _audio(h) -> None:
 
 
 def _smartcards(h) -> None:
+    if not h.dom.devices.smartcards:
+        return
+    from qemuwrap.conf.devices.smartcard import DEFAULT_DATABASE, SmartcardMode
+
     for card in h.dom.devices.smartcards:
         if card.mode == SmartcardMode.PASSTHROUGH:
             continue

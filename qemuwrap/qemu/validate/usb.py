@@ -3,23 +3,17 @@ qemuValidateDomainDeviceDefHub, ...RedirdevDef, ...SmartcardDef)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from qemuwrap.conf.devices.address import CCIDAddress
 from qemuwrap.conf.devices.chardev import CharType
-from qemuwrap.conf.devices.controller import ControllerModel, ControllerType
+from qemuwrap.conf.devices.controller import ControllerType
 from qemuwrap.conf.devices.graphics import GraphicsType
 from qemuwrap.conf.devices.smartcard import SmartcardMode
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.smartcard import SMARTCARD_DEVICES
+from qemuwrap.qemu.validate import has_usb
 
 if TYPE_CHECKING:
     from qemuwrap.qemu.validate import Validation
-
-
-def has_usb(v: Validation) -> bool:
-    """Whether the guest has a USB bus: a USB controller that is not model 'none'."""
-    return any(c.type == ControllerType.USB and c.model != ControllerModel.NONE
-               for c in v.dom.devices.controllers)
 
 
 def _chardev_needs_display(v: Validation, where, chr_type: CharType | None) -> None:

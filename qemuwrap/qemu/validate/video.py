@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import TYPE_CHECKING
 
 from qemuwrap.conf.devices.video import Video, VideoModel
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build.video import GL_DEVICES, PRIMARY_DEVICES, video_device
 
 if TYPE_CHECKING:
