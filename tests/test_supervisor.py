@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from qemuwrap.conf.domain import load
-from qemuwrap.supervisor import LaunchError, Plan, Supervisor, sd_notify
+from qemuwrap.supervisor import Guest, LaunchError, Plan, Supervisor, sd_notify
 
 from conftest import XML2ARGV
 
@@ -112,7 +112,7 @@ def busy_supervisor() -> tuple[Supervisor, FakeQMP]:
     from qemuwrap.runtime.record import Proc
 
     _data, dom = load(str(XML2ARGV / "genid.xml"))
-    sup = Supervisor(Plan(dom, cmd=None), gdir=None)  # type: ignore[arg-type]
+    sup = Supervisor(Plan(Guest.of(dom), cmd=None), gdir=None)  # type: ignore[arg-type]
     qmp = FakeQMP()
     machine = FakeMachine("")
     machine.qmp = qmp  # type: ignore[attr-defined]
@@ -138,7 +138,8 @@ def test_a_snapshot_in_flight_leaves_the_supervisor_serving():
     assert client.sent == []  # not answered yet: QEMU is writing
     asker = FakeConn()
     sup._on_request(asker, {"request": "status"})  # type: ignore[arg-type]
-    assert asker.sent == [{"ok": True, "state": "paused (snapshot)", "stopping": False}]
+    assert asker.sent == [{"ok": True, "state": "paused (snapshot)", "stopping": False,
+                          "agent_socket": None}]
     for request in ({"request": "suspend"}, {"request": "resume"},
                     {"request": "snapshot-delete", "name": "s0"}):
         with pytest.raises(QemuwrapError, match=r"the guest is busy \(snapshot\)"):
@@ -147,7 +148,8 @@ def test_a_snapshot_in_flight_leaves_the_supervisor_serving():
     assert client.sent == [{"ok": True}]
     sup._on_request(asker, {"request": "status"})  # type: ignore[arg-type]
     qmp.answer("query-status", {"status": "running"})  # asked again: no job now
-    assert asker.sent[-1] == {"ok": True, "state": "running", "stopping": False}
+    assert asker.sent[-1] == {"ok": True, "state": "running", "stopping": False,
+                            "agent_socket": None}
     # HMP says failures as text; and QEMU may end meanwhile.
     sup._on_request(client, {"request": "snapshot-delete", "name": "s9"})  # type: ignore
     qmp.answer("human-monitor-command", "Error: Snapshot 's9' not found\r\n")
@@ -169,5 +171,6 @@ def test_status_when_qemu_does_not_answer():
     sup._on_request(asker, {"request": "status"})  # type: ignore[arg-type]
     assert qmp.calls[0][:3] == ("query-status", None, STATUS_TIMEOUT)
     qmp.answer("query-status", error=MonitorError("no answer"))
-    assert asker.sent == [{"ok": True, "state": "not responding", "stopping": False}]
+    assert asker.sent == [{"ok": True, "state": "not responding", "stopping": False,
+                          "agent_socket": None}]
     sup.loop.close()  # type: ignore[union-attr]
