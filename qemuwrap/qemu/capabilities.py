@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 #: Bump when the cached layout or the meaning of a field changes: old caches re-probe.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 #: Lines of QEMU's stderr quoted in a probe error.
 STDERR_TAIL_LINES = 3
 
@@ -67,6 +67,13 @@ class Capabilities(Record):
     devices: frozenset[str]
     machines: tuple[Machine, ...]
     accelerators: frozenset[str]
+    #: CPU models (``query-cpu-definitions``) and the feature flags of ``max``; empty
+    #: when unknown (an older capabilities file): qemu/cpumodels.py then has QEMU 7.2's.
+    cpu_models: frozenset[str] = frozenset()
+    cpu_features: frozenset[str] = frozenset()
+    #: The flags ``max`` turns on under TCG: the "host CPU" libvirt checks an optional
+    #: ``<feature>`` against for a TCG guest (its host-model is made from them).
+    tcg_cpu_features: frozenset[str] = frozenset()
 
     def has_device(self, name: str) -> bool:
         return name in self.devices
@@ -91,6 +98,9 @@ class Capabilities(Record):
             "machines": [{"name": m.name, "alias": m.alias, "is_default": m.is_default}
                          for m in self.machines],
             "devices": sorted(self.devices),
+            "cpu_models": sorted(self.cpu_models),
+            "cpu_features": sorted(self.cpu_features),
+            "tcg_cpu_features": sorted(self.tcg_cpu_features),
         }
 
     @classmethod
@@ -118,6 +128,10 @@ class Capabilities(Record):
                 devices=frozenset(_list_of(d, "devices", str)),
                 machines=tuple(machines),
                 accelerators=frozenset(_list_of(d, "accelerators", str)),
+                cpu_models=frozenset(_list_of(d, "cpu_models", str, optional=True)),
+                cpu_features=frozenset(_list_of(d, "cpu_features", str, optional=True)),
+                tcg_cpu_features=frozenset(_list_of(d, "tcg_cpu_features", str,
+                                                    optional=True)),
             )
         except KeyError as exc:
             raise CapabilitiesError(f"bad capabilities data: missing {exc}") from None
@@ -149,7 +163,9 @@ def _str(d: dict, key: str) -> str:
     return value
 
 
-def _list_of(d: dict, key: str, kind: type) -> list:
+def _list_of(d: dict, key: str, kind: type, *, optional: bool = False) -> list:
+    if optional and key not in d:
+        return []
     value = d[key]
     if not (isinstance(value, list) and all(isinstance(v, kind) for v in value)):
         raise ValueError(f"{key!r} must be a list of {kind.__name__}")
@@ -272,7 +288,7 @@ async def _converse(proc: subprocess.Popen, sock: str) -> dict:
                     raise _Exited(proc.returncode) from None
         await asyncio.sleep(0.005)
     try:
-        replies = {
+        replies: dict[str, object] = {
             "version": await qmp.execute("query-version"),
             "target": await qmp.execute("query-target"),
             "machines": await qmp.execute("query-machines"),
@@ -281,6 +297,11 @@ async def _converse(proc: subprocess.Popen, sock: str) -> dict:
             "accel": await qmp.execute("qom-list-types",
                                        {"implements": "accel", "abstract": False}),
         }
+        target = replies["target"]
+        if isinstance(target, dict) and target.get("arch") in ("x86_64", "i386"):
+            replies["cpus"] = await qmp.execute("query-cpu-definitions")
+            replies["cpu_max"] = await qmp.execute(
+                "query-cpu-model-expansion", {"type": "full", "model": {"name": "max"}})
         # QEMU has answered commands, so it is fully up and exits cleanly on quit; the
         # quit reply itself can lose the race with QEMU closing the socket.
         with contextlib.suppress(Exception):
@@ -298,6 +319,8 @@ def _caps_from_replies(emulator: str, r: dict) -> Capabilities:
         return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
     qemu = r["version"]["qemu"]
+    # probed under TCG (-machine none,accel=tcg): max's flags are TCG's
+    max_props = r["cpu_max"]["model"]["props"] if "cpu_max" in r else {}
     machines = sorted((Machine(m["name"], m.get("alias"), bool(m.get("is-default", False)))
                        for m in r["machines"]), key=lambda m: natural(m.name))
     return Capabilities(
@@ -310,7 +333,26 @@ def _caps_from_replies(emulator: str, r: dict) -> Capabilities:
         # the abstract base "accel" is listed too; real ones are "<name>-accel"
         accelerators=frozenset(t["name"].removesuffix("-accel") for t in r["accel"]
                                if t["name"].endswith("-accel")),
+        cpu_models=frozenset(c["name"] for c in r.get("cpus", ())
+                             if c["name"] not in ("host", "max", "base")),
+        cpu_features=frozenset(k for k, v in max_props.items()
+                               if isinstance(v, bool) and _is_cpu_flag(k)),
+        tcg_cpu_features=frozenset(k for k, v in max_props.items()
+                                   if v is True and _is_cpu_flag(k)),
     )
+
+
+#: Boolean properties of an x86 CPU object that are QEMU's settings, not CPUID flags.
+_CPU_SETTINGS = frozenset((
+    "check", "cpuid-0xb", "enforce", "fill-mtrr-mask", "full-cpuid-auto-level",
+    "host-cache-info", "host-phys-bits", "hv-enforce-cpuid", "hv-passthrough",
+    "kvm-no-smi-migration", "kvm-pv-enforce-cpuid", "l3-cache", "legacy-cache",
+    "kvm", "migratable", "pmu", "realized", "start-powered-off", "tcg-cpuid",
+    "vmware-cpuid-freq"))
+
+
+def _is_cpu_flag(name: str) -> bool:
+    return name not in _CPU_SETTINGS and not name.startswith("x-")
 
 
 def _kill(proc: subprocess.Popen) -> None:

@@ -1,10 +1,10 @@
 """QEMU 7.2's x86 CPU models and CPU feature flags, as its QMP reports them
 (``query-cpu-definitions``; the boolean feature properties of ``max-x86_64-cpu``).
 
-A stand-in, measured once on this machine's qemu-system-x86_64 7.2: the probed
-capabilities (``qemu/capabilities.py``) do not list CPU models or features yet.  When
-they do (a ``cpu_models`` field), :func:`cpu_models` uses them and these tables only
-serve capabilities files without it.
+The probed capabilities (``qemu/capabilities.py``) list them (``cpu_models``,
+``cpu_features``, and ``tcg_cpu_features``: what ``max`` turns on under TCG); these
+tables, measured once on this machine's qemu-system-x86_64 7.2, serve capabilities
+files written before the probe asked for them.
 """
 
 from __future__ import annotations
@@ -109,3 +109,9 @@ def cpu_features(caps: Any) -> frozenset[str]:
     """The CPU feature flags of this QEMU."""
     probed = getattr(caps, "cpu_features", None)
     return frozenset(probed) if probed else QEMU_7_2_FEATURES
+
+
+def tcg_cpu_features(caps: Any) -> frozenset[str] | None:
+    """The flags TCG's ``max`` CPU has (None: this capabilities file does not say)."""
+    probed = getattr(caps, "tcg_cpu_features", None)
+    return frozenset(probed) if probed else None

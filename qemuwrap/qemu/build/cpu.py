@@ -10,7 +10,7 @@ from qemuwrap.conf.features import ENLIGHTENMENTS, HypervMode
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.argv import optstr
 from qemuwrap.qemu.build import BuildContext
-from qemuwrap.qemu.cpumodels import cpu_features
+from qemuwrap.qemu.cpumodels import cpu_features, tcg_cpu_features
 
 #: libvirt's CPU feature names that QEMU spells otherwise (virQEMUCapsCPUFeaturesX86).
 FEATURE_NAMES = {"cmp_legacy": "cmp-legacy", "ds_cpl": "ds-cpl", "fxsr_opt": "fxsr-opt",
@@ -21,7 +21,7 @@ FEATURE_NAMES = {"cmp_legacy": "cmp-legacy", "ds_cpl": "ds-cpl", "fxsr_opt": "fx
 FEATURE_SWITCH = table(FeaturePolicy, {FeaturePolicy.FORCE: "on", FeaturePolicy.REQUIRE: "on",
                                        FeaturePolicy.DISABLE: "off",
                                        FeaturePolicy.FORBID: "off"},
-                       not_mapped={FeaturePolicy.OPTIONAL: "left to the model"})
+                       not_mapped={FeaturePolicy.OPTIONAL: "what the host CPU has"})
 
 
 def qemu_feature(name: str) -> str:
@@ -73,16 +73,29 @@ def cpu_options(ctx: BuildContext) -> list[str]:
         if cpu.model is not None and cpu.model.vendor_id is not None:
             parts.append(optstr(vendor=cpu.model.vendor_id))
         known = cpu_features(ctx.caps)
+        host = _host_flags(ctx)
         for feature in cpu.features:
-            switch = FEATURE_SWITCH.get(feature.policy)
-            if switch is None:
-                continue
             name = qemu_feature(feature.name)
+            switch = FEATURE_SWITCH.get(feature.policy)
+            if switch is None:  # optional: what the host CPU has, when we know it
+                if host is None:
+                    continue
+                switch = "on" if name in host or feature.name in host else "off"
             if switch == "off" and name not in known and feature.name not in known:
                 continue  # unknown to QEMU: already off (libvirt skips it too)
             parts.append(optstr(**{name: switch}))
     parts.extend(_flags(ctx))
     return parts
+
+
+def _host_flags(ctx: BuildContext) -> frozenset[str] | None:
+    """The flags an optional ``<feature>`` of a custom CPU is checked against, as
+    libvirt turns it into on or off: under TCG, what QEMU's ``max`` has there (libvirt's
+    host CPU for a TCG guest). None under KVM (not probed: the model decides)."""
+    if ctx.dom.type == VirtType.KVM or ctx.dom.cpu is None or \
+            ctx.dom.cpu.effective_mode != CPUMode.CUSTOM:
+        return None
+    return tcg_cpu_features(ctx.caps)
 
 
 def _flags(ctx: BuildContext) -> list[str]:
