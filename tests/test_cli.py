@@ -217,3 +217,14 @@ def test_network_definitions_through_the_cli(tmp_path):
     assert json.loads(qw("net-list", "--json").stdout) == []
     res = qw("net-start", "nosuch")
     assert res.returncode == 1 and len(res.stderr.splitlines()) == 1
+
+
+def test_dry_run_explain_says_what_an_element_asks_that_is_not_applied():
+    """A note beside the option of the element (here -machine, from <os><type>): a
+    currentMemory without a balloon is accepted, as libvirt does, and said."""
+    res = qemuwrap("dry-run", "--explain", str(XML2ARGV / "balloon-needed.xml"), *BASE)
+    assert res.returncode == 0, res.stderr
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("-machine "))
+    assert "# line 7: <type arch='x86_64' machine='pc'>hvm</type> (qemuwrap: " \
+           "<currentMemory> not applied: without a memballoon the guest has all of " \
+           "<memory> (as under libvirt))" in line

@@ -137,7 +137,8 @@ class Path(Str):
 
 
 class Int(Kind[int]):
-    """An integer as libvirt reads it: decimal (``base`` 0: C's strtol, 0x hex, 0 octal)."""
+    """An integer as libvirt reads it: decimal (``base`` 0: C's strtol, 0x hex, 0 octal;
+    8: octal, as file modes)."""
 
     def __init__(self, minimum: int = 0, maximum: int | None = None, *, base: int = 10,
                  hex_format: int | None = None, octal_format: int | None = None):
@@ -151,7 +152,7 @@ class Int(Kind[int]):
         try:
             return to_int(raw, _what(name), self.minimum, self.maximum, self.base)
         except ValueError as exc:
-            if self.base == 0 and "out of range" in str(exc):
+            if self.base in (0, 8) and "out of range" in str(exc):
                 raise KindError(str(exc), False) from None  # a range rng cannot state
             raise
 
@@ -165,6 +166,8 @@ class Int(Kind[int]):
     def rng(self, text: bool = False) -> str:
         if self.base == 0:  # strtol's spellings; the range is the model's to check
             return _pattern("(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", text)
+        if self.base == 8:
+            return _pattern("[0-7]+", text)
         digits = "-?[0-9]+" if self.minimum < 0 else "[0-9]+"
         ws = "\\s*" if text else ""
         params = f'<param name="pattern">{ws}{digits}{ws}</param>'

@@ -224,6 +224,11 @@ def to_int(raw: str, what: str, minimum: int, maximum: int | None, base: int = 1
         digits, radix = next((match[group], r) for group, r
                              in (("hex", 16), ("oct", 8), ("dec", 10))
                              if match[group] is not None)
+    elif base == 8:  # file modes: strtol base 8 ('644' is 0644)
+        if not (digits.isascii() and digits.isdigit() and "8" not in digits
+                and "9" not in digits):
+            raise ValueError(f"{what} '{_shorten(raw)}' is not an octal number")
+        radix = 8
     else:
         if raw[:1] == "-" and minimum < 0:
             sign, digits = "-", raw[1:]

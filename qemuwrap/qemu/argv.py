@@ -160,6 +160,8 @@ class Command(Record):
                 if len(first) > 72:
                     first = first[:69] + "..."
                 note = f"line {arg.source.line}: {first}"
+                if arg.why:  # what the element asks that the option does not do
+                    note += f" (qemuwrap: {arg.why})"
             else:
                 note = f"qemuwrap: {arg.why}" if arg.why else ""
             rows.append((text, note))

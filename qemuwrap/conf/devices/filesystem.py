@@ -133,8 +133,8 @@ class Filesystem(PCIDevice):
     accessmode: AccessMode | None = attr(AccessMode)
     model: FSModel | None = attr(FSModel)
     multidevs: MultiDevs | None = attr(MultiDevs)
-    fmode: int | None = attr(Int(0, 0o777, base=0, octal_format=4))
-    dmode: int | None = attr(Int(0, 0o777, base=0, octal_format=4))
+    fmode: int | None = attr(Int(0, 0o777, base=8, octal_format=4))  # libvirt: base 8
+    dmode: int | None = attr(Int(0, 0o777, base=8, octal_format=4))
     driver: FSDriver | None = child(FSDriver)
     binary: FSBinary | None = child(FSBinary)
     source: FSSource = child(FSSource, required=True)

@@ -97,6 +97,10 @@ def domain_notes(ctx: BuildContext) -> list[str]:
         out.append("CPU pinning and schedulers applied to QEMU's threads after start "
                    "(qemu/tuning.py)")
     out.extend(tuning.unenforced(dom))
+    if (dom.current_memory_kib is not None and dom.current_memory_kib < dom.memory_kib
+            and dom.devices.memballoon.model == "none"):
+        out.append("<currentMemory> not applied: without a memballoon the guest has all "
+                   "of <memory> (as under libvirt)")
     if dom.seclabels:
         out.append("<seclabel> not applied (qemuwrap runs no security driver)")
     if dom.perf is not None:

@@ -103,14 +103,6 @@ def check_genid(v: Validation) -> None:
                        "(without ACPI the guest cannot see the vmgenid device)")
 
 
-def check_memory(v: Validation) -> None:
-    dom = v.dom
-    if (dom.current_memory_kib is not None and dom.current_memory_kib < dom.memory_kib
-            and dom.devices.memballoon.model == "none"):
-        v.refuse(dom.nodes.get("currentMemory"),
-                 "currentMemory below memory needs <memballoon model='virtio'/>")
-
-
 #: QEMU 7.2's vCPU limits per machine family (MachineClass max_cpus).
 MAX_VCPUS = {"pc": 255, "q35": 288}
 
@@ -123,4 +115,4 @@ def check_vcpu_count(v: Validation) -> None:
                            f"'{v.machine.name}' (at most {limit})")
 
 
-CHECKS = [check_emulator, check_genid, check_machine, check_memory, check_vcpu_count]
+CHECKS = [check_emulator, check_genid, check_machine, check_vcpu_count]
