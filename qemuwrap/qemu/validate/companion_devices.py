@@ -45,6 +45,8 @@ def check_tpms(v: Validation) -> None:
 
 
 def check_filesystems(v: Validation) -> None:
+    from qemuwrap.qemu.validate.misc import check_virtio_iommu
+
     for fs in v.dom.devices.filesystems:
         if fs.type != FilesystemType.MOUNT:
             v.refuse(fs, f"filesystem type '{fs.type}' is for containers; QEMU guests share "
@@ -71,6 +73,7 @@ def check_filesystems(v: Validation) -> None:
         else:
             if fs.source.dir is None:
                 v.refuse(fs.source, "a 9p filesystem needs <source dir=...>")
+            check_virtio_iommu(v, fs, fs.model)
             v.require_device("virtio-9p-pci", fs)
 
 

@@ -81,6 +81,10 @@ def check_controllers(v: Validation) -> None:
             check_usb(v, ctrl)
         if ctrl.driver is not None and ctrl.driver.iothread is not None:
             check_iothread(v, ctrl)
+        if str(ctrl.model).startswith("virtio") or kind == ControllerType.VIRTIO_SERIAL:
+            from qemuwrap.qemu.validate.misc import check_virtio_iommu
+
+            check_virtio_iommu(v, ctrl, ctrl.model)
         device = controller_device(ctrl, v.q35)
         if device is not None:
             v.require_device(CANONICAL.get(device, device), ctrl)

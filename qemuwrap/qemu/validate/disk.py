@@ -185,6 +185,9 @@ def _frontend_problems(v: Validation, disk: Disk) -> Iterator[str]:
                      "ats", "packed", "page_per_vq"):
             if getattr(drv, name) is not None:
                 yield f"driver attribute '{name}' is only for virtio disks"
+    elif drv.iommu and not v.q35 and not str(disk.model).endswith("non-transitional"):
+        yield (f"<driver iommu='on'> needs a modern-only virtio device: on machine "
+               f"'{v.machine.name}' use model 'virtio-non-transitional'")
     if drv.io == IoMode.NATIVE and drv.cache not in (CacheMode.NONE, CacheMode.DIRECTSYNC):
         yield "io='native' needs cache='none' or cache='directsync'"
     if drv.copy_on_read:
