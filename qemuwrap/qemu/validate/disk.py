@@ -150,6 +150,9 @@ def _frontend_problems(v: Validation, disk: Disk) -> Iterator[str]:
     virtio = bus == DiskBus.VIRTIO
     drv = disk.driver
     geo = disk.geometry
+    if bus == DiskBus.USB and device == DiskDevice.CDROM and not disk.has_media:
+        yield ("an empty usb cdrom cannot start: QEMU's usb-storage has no tray and needs "
+               "a medium (give it a <source>, or put the cdrom on sata, ide or scsi)")
     if geo is not None:
         if bus == DiskBus.USB:
             yield "CHS geometry can not be set for 'usb' bus"
