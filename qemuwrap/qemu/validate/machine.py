@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from qemuwrap.conf.domain import Domain
+from qemuwrap.conf.domain import Domain, VirtType
 from qemuwrap.errors import UnsupportedError
 from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.capabilities import Capabilities
@@ -103,6 +103,9 @@ def check_genid(v: Validation) -> None:
                        "(without ACPI the guest cannot see the vmgenid device)")
 
 
+#: More vCPUs than this need x2APIC with KVM's kernel irqchip (QEMU: "current -smp
+#: configuration requires kernel irqchip and X2APIC API support").
+TCG_MAX_APIC_VCPUS = 255
 #: QEMU 7.2's vCPU limits per machine family (MachineClass max_cpus).
 MAX_VCPUS = {"pc": 255, "q35": 288}
 
@@ -113,6 +116,10 @@ def check_vcpu_count(v: Validation) -> None:
     if limit is not None and dom.vcpus > limit:
         v.refuse(dom.vcpu, f"{dom.vcpus} vCPUs are not supported by machine type "
                            f"'{v.machine.name}' (at most {limit})")
+    elif dom.vcpus > TCG_MAX_APIC_VCPUS and dom.type != VirtType.KVM:
+        # x2APIC ids above 254 need KVM's kernel irqchip; QEMU refuses at start
+        v.refuse(dom.vcpu, f"{dom.vcpus} vCPUs need KVM (x2APIC with a kernel irqchip): "
+                           f"under TCG QEMU 7.2 runs at most {TCG_MAX_APIC_VCPUS}")
 
 
 CHECKS = [check_emulator, check_genid, check_machine, check_vcpu_count]
