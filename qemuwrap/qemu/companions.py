@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 from qemuwrap.conf.devices.filesystem import CacheMode, Filesystem
-from qemuwrap.conf.devices.net import TAP_TYPES, Interface, InterfaceType
 from qemuwrap.conf.devices.tpm import TPM, TPMBackendType
 from qemuwrap.conf.domain import Domain
 from qemuwrap.conf.xmlmodel import table
@@ -21,6 +20,8 @@ from qemuwrap.qemu.build.companion_devices import TPM_SOCKET_NAME, VIRTIOFS_SOCK
 
 if TYPE_CHECKING:
     from typing import Any
+
+    from qemuwrap.conf.devices.net import Interface
 
 #: libvirt's <cache mode> -> virtiofsd's -o cache= (libvirt's default is virtiofsd's).
 VIRTIOFSD_CACHE = table(CacheMode, {CacheMode.NONE: "none", CacheMode.ALWAYS: "always"})
@@ -117,6 +118,8 @@ def _virtiofsd(fs: Filesystem, paths: Paths) -> Companion:
 def _tap(dom: Domain, nic: Interface, ifname: str, paths: Paths) -> Companion:
     """A tap for a ``bridge``/``network``/``ethernet`` NIC (``managed='no'``: one that
     exists, only looked up), made before QEMU opens it by name and deleted after."""
+    from qemuwrap.conf.devices.net import InterfaceType
+
     src = nic.source
     network = src.network if src is not None and nic.type == InterfaceType.NETWORK else None
     bridge = src.bridge if src is not None and nic.type == InterfaceType.BRIDGE else None
@@ -144,8 +147,6 @@ def _tap(dom: Domain, nic: Interface, ifname: str, paths: Paths) -> Companion:
 
 def plan(dom: Domain, paths: Paths) -> list[Companion]:
     """Every companion of a completed definition (ids assigned), in start order."""
-    from qemuwrap.qemu.build.net import tap_names
-
     out: list[Companion] = []
     for tpm in dom.devices.tpms:
         if tpm.backend.type == TPMBackendType.EMULATOR:
@@ -153,9 +154,14 @@ def plan(dom: Domain, paths: Paths) -> list[Companion]:
     for fs in dom.devices.filesystems:
         if fs.virtiofs and fs.source.socket is None:
             out.append(_virtiofsd(fs, paths))
-    names = tap_names(dom)
-    for nic in dom.devices.interfaces:
-        if nic.type in TAP_TYPES:
-            assert nic.alias_name is not None
-            out.append(_tap(dom, nic, names[nic.alias_name], paths))
+    if not dom.devices.interfaces:
+        return out  # the NIC model and the tap companion's module stay unloaded
+    from qemuwrap.conf.devices.net import TAP_TYPES
+    from qemuwrap.qemu.build.net import tap_names
+
+    taps = [nic for nic in dom.devices.interfaces if nic.type in TAP_TYPES]
+    names = tap_names(dom) if taps else {}
+    for nic in taps:
+        assert nic.alias_name is not None
+        out.append(_tap(dom, nic, names[nic.alias_name], paths))
     return out
