@@ -190,6 +190,11 @@ def cmd_clone(args) -> int:
             "macs": [{"old": o, "new": n} for o, n in result.macs],
             "disks": [{"target": d.target, "old": d.old_path, "new": d.new_path,
                        "format": d.format, "overlay": d.overlay} for d in result.disks],
+            "nvram": None if result.nvram is None else {
+                "old": result.nvram.old_path, "new": result.nvram.new_path,
+                "copied": result.nvram.copied},
+            "tpm": None if result.tpm is None else {
+                "old": result.tpm.old_dir, "new": result.tpm.new_dir},
             "warnings": list(result.warnings)}
     _emit(args, data, clone.describe(result))
     if not args.json:
