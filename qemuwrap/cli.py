@@ -567,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("console", cmd_console, "attach to the guest's serial console (Ctrl-] "
                 "leaves)")
     by_name(p)
-    p = command("logs", cmd_logs, "show the guest's logs (supervisor, QEMU, serial)")
+    p = command("logs", cmd_logs, "show the guest's logs (supervisor, QEMU, serial, "
+                "companions)")
     by_name(p)
     p.add_argument("-f", "--follow", action="store_true", help="keep showing what is "
                    "appended")
