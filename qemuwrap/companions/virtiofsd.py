@@ -42,6 +42,10 @@ def virtiofsd_argv(source: str, fd: int | str = "FD", cache: str = "auto", xattr
     return argv
 
 
+def _privileged() -> bool:
+    return os.geteuid() == 0
+
+
 def _read_from(log_fd: int | None, offset: int) -> str:
     """What the file behind ``log_fd`` holds from ``offset`` on (at most 64 KiB)."""
     if log_fd is None:
@@ -77,7 +81,7 @@ class Virtiofsd(Daemon):
         if not os.access(self.binary, os.X_OK):
             lines.append(f"virtiofsd: {self.binary} not found (Debian package "
                          "qemu-system-common)")
-        elif os.geteuid() != 0:
+        elif not _privileged():
             lines.append("virtiofsd: QEMU 7.2's virtiofsd needs root (it sandboxes itself "
                          "in new namespaces): start the guest as root, or share "
                          f"{self.source} over 9p (remove <driver type='virtiofs'/>)")
