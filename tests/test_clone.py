@@ -544,3 +544,54 @@ def test_a_failed_tpm_copy_removes_the_nvram_copy(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path / "data" / "nvram")) == ["src_VARS.fd"]
     assert os.listdir(tmp_path / "data" / "swtpm") == [UUID]
     assert not dst.exists()
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_a_uefi_tpm_clone_starts_on_its_own_copies(tmp_path, demo_image, monkeypatch):
+    """The source ran once (its VARS made, its TPM manufactured); the clone starts on the
+    copies clone made: the VARS path in its live definition is its own, its swtpm runs
+    on the state under its new uuid, not manufactured again, and the guest sees EFI and
+    its TPM 2.0."""
+    if not os.path.exists("/usr/share/qemu/firmware/60-edk2-x86_64.json"):
+        pytest.skip("needs OVMF's firmware descriptors (Debian package ovmf)")
+    if shutil.which("swtpm") is None or shutil.which("swtpm_setup") is None:
+        pytest.skip("needs swtpm and swtpm_setup (Debian packages swtpm, swtpm-tools)")
+    data = tmp_path / "data"
+    monkeypatch.setenv("QEMUWRAP_DATA_DIR", str(data))
+    env = Env(tmp_path, demo_image)
+    try:
+        path = env.xml(cmdline="iomem=relaxed qemuwrap.poweroff=1", extra_devices=(
+            "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>"))
+        text = re.sub(r"machine='[^']*'", "machine='q35'", path.read_text(), count=1)
+        # Secure boot off: enforced, it would lock /dev/mem (the genid's way) down.
+        path.write_text(text.replace("<os>", "<os firmware='efi'><firmware><feature "
+                                     "enabled='no' name='secure-boot'/></firmware>", 1))
+        res = env.qw("run", str(path), timeout=240)
+        assert res.returncode == 0, res.stderr
+        src_uuid = load(str(path))[1].uuid_str
+        src_tpm = data / "swtpm" / src_uuid / "tpm2"
+        assert (data / "nvram" / "demo_VARS.fd").is_file()
+        assert (src_tpm / "tpm2-00.permall").is_file()
+
+        twin = tmp_path / "twin.xml"
+        res = clone(str(path), str(twin), "twin", state_dir=str(env.root))
+        new_vars = data / "nvram" / "twin_VARS.fd"
+        new_tpm = data / "swtpm" / res.new_uuid / "tpm2"
+        assert new_vars.read_bytes() == (data / "nvram" / "demo_VARS.fd").read_bytes()
+        res2 = env.qw("start", str(twin))
+        assert res2.returncode == 0, res2.stderr
+        out = env.wait_serial("twin", r"genid: [0-9a-f-]{36}", timeout=240)
+        assert "efi: yes" in out and "tpm: version 2 pcr0 " in out, out
+        assert f"genid: {res.new_genid}" in out
+        live = (env.gdir("twin") / "domain.xml").read_text()
+        assert f">{new_vars}</nvram>" in live
+        rec = env.record("twin")
+        [swtpm_entry] = [c for c in rec["companions"] if c["kind"] == "swtpm"]
+        assert f"dir={new_tpm},mode=0600" in swtpm_entry["proc"]["argv"]
+        # Not manufactured again: swtpm_setup would have authored a new state in its log.
+        swtpm_log = (env.gdir("twin") / "swtpm.log").read_text(errors="replace")
+        assert "Successfully authored TPM state" not in swtpm_log
+        assert env.qw("destroy", "twin").returncode == 0
+    finally:
+        env.cleanup()
