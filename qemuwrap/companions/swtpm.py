@@ -9,7 +9,7 @@ certificates, NVRAM locked, never overwritten). Each start runs ``swtpm socket``
 control socket in the guest's runtime state directory; QEMU's tpm-emulator backend
 connects to it, and ``--terminate`` makes swtpm end when QEMU lets go. QEMU migrates the
 TPM's volatile state itself, so ``save``/``restore`` need nothing more than the same state
-directory.
+directory; ``clone`` copies the directory to the new uuid's (:func:`clone_state`).
 
 The pure functions (paths, command lines) serve the plan ``dry-run`` shows
 (``qemu/companions.py``); QEMU's side is built in ``qemu/build/companion_devices.py``.
