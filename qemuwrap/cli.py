@@ -190,6 +190,11 @@ def cmd_clone(args) -> int:
             "macs": [{"old": o, "new": n} for o, n in result.macs],
             "disks": [{"target": d.target, "old": d.old_path, "new": d.new_path,
                        "format": d.format, "overlay": d.overlay} for d in result.disks],
+            "nvram": None if result.nvram is None else {
+                "old": result.nvram.old_path, "new": result.nvram.new_path,
+                "copied": result.nvram.copied},
+            "tpm": None if result.tpm is None else {
+                "old": result.tpm.old_dir, "new": result.tpm.new_dir},
             "warnings": list(result.warnings)}
     _emit(args, data, clone.describe(result))
     if not args.json:
@@ -562,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("console", cmd_console, "attach to the guest's serial console (Ctrl-] "
                 "leaves)")
     by_name(p)
-    p = command("logs", cmd_logs, "show the guest's logs (supervisor, QEMU, serial)")
+    p = command("logs", cmd_logs, "show the guest's logs (supervisor, QEMU, serial, "
+                "companions)")
     by_name(p)
     p.add_argument("-f", "--follow", action="store_true", help="keep showing what is "
                    "appended")

@@ -6,6 +6,10 @@ tell it is a copy (the genid spec: the ID changes when a VM is "imported, copied
 cloned"). Its writable disks become new files beside the source disks: by default a
 qcow2 overlay backed by the source disk (fast; the source disk must not change any more,
 or the clone sees corrupt data), with ``copy=True`` a full independent copy.
+A UEFI guest's variable store (NVRAM) is copied to the file qemuwrap gives the new name
+(``companions/nvram.py``), written into the new definition, and an emulated TPM's state
+is copied under the new uuid (``companions/swtpm.py``): the copy boots with the same
+boot entries and keys, and the same sealed secrets, as a disk copy keeps its data.
 
 Never half a clone: every check comes first, new disk files are created only under
 names nobody else holds, anything this call created is removed if a later step fails,
@@ -16,6 +20,7 @@ the whole clone, so it cannot be started while its disks are being read.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Callable, Collection
 from typing import TypeVar
@@ -45,6 +50,22 @@ class ClonedDisk(Record):
     source_format: str = "raw"
 
 
+class ClonedNvram(Record):
+    """The UEFI variable store: the source's file (None: it has none yet, it never
+    started) and the clone's, copied from it or made from the template at first start."""
+
+    old_path: str | None
+    new_path: str
+    copied: bool
+
+
+class ClonedTpm(Record):
+    """An emulated TPM's state directory, copied for the new uuid."""
+
+    old_dir: str
+    new_dir: str
+
+
 class CloneResult(Record):
     """What changed between the source and the clone (None: it had none / has none)."""
 
@@ -57,6 +78,8 @@ class CloneResult(Record):
     new_genid: str | None = None
     macs: list[tuple[str, str]] = Factory(list)
     disks: list[ClonedDisk] = Factory(list)
+    nvram: ClonedNvram | None = None
+    tpm: ClonedTpm | None = None
     #: Things the clone still shares with its source (files, sockets, a fixed VNC port).
     warnings: list[str] = Factory(list)
 
@@ -76,6 +99,13 @@ def describe(result: CloneResult) -> list[str]:
         how = (f"qcow2 overlay backed by {d.old_path}" if d.overlay
                else f"independent {d.format} copy")
         lines.append(f"disk {d.target}: {d.old_path} -> {d.new_path} ({how})")
+    if result.nvram is not None:
+        n = result.nvram
+        lines.append(f"nvram: {n.old_path} -> {n.new_path} (copied)" if n.copied else
+                     f"nvram: {n.new_path} (made from the template at its first start: "
+                     "the source has none yet)")
+    if result.tpm is not None:
+        lines.append(f"tpm: {result.tpm.old_dir} -> {result.tpm.new_dir} (copied)")
     return lines
 
 
@@ -103,10 +133,13 @@ def clone(src_path: str, dst_path: str, new_name: str, *, copy: bool = False,
         _refuse_running(GuestDir(new_name, state_dir), f"a guest named '{new_name}' is "
                         "running; the clone could not start under that name")
         disks = _plan_disks(dom, new_name, copy)
+        result.nvram = _plan_nvram(dom, new_name)
+        old_tpm = _tpm_state(dom)
         _new_identity(dom, new_name, random, result, _running_genids(state_dir))
+        result.tpm = _plan_tpm(dom, old_tpm)
         result.disks = disks
         result.warnings = _shared(dom)
-        _make(dom, disks, dst_path)
+        _make(dom, disks, dst_path, result.nvram, result.tpm)
     return result
 
 
@@ -206,6 +239,73 @@ def _plan_disks(dom: Domain, new_name: str, copy: bool) -> list[ClonedDisk]:
     return plan
 
 
+def _plan_nvram(dom: Domain, new_name: str) -> ClonedNvram | None:
+    """The clone's own variable store (None: the guest has none): the file qemuwrap
+    gives the new name (``nvram.default_path``, as ``fill_domain`` does), copied from the
+    source's current file if it has one. Two guests on one store would overwrite each
+    other's boot entries; refused, before anything is made, if the new file exists."""
+    from qemuwrap.companions import nvram as nvram_store
+    from qemuwrap.conf.os import Firmware, LoaderType
+
+    os_el = dom.os
+    loader = os_el.loader
+    nvram = os_el.nvram
+    if loader is not None and loader.stateless:
+        return None
+    autoselected = os_el.firmware == Firmware.EFI and (loader is None or loader.path is None)
+    pflash = (loader is not None and loader.path is not None and bool(loader.readonly)
+              and os_el.loader_type == LoaderType.PFLASH)
+    if not (autoselected or pflash):
+        return None  # BIOS, a ROM loader, or a writable pflash that is its own store
+    if nvram is not None and nvram.source is not None:
+        return None  # a file, device or export named by <source>: _shared warns of it
+    old = nvram.path if nvram is not None and nvram.path else nvram_store.default_path(dom.name)
+    new = nvram_store.default_path(new_name)
+    if os.path.lexists(new):
+        raise QemuwrapError(f"nvram: {new} already exists; not overwriting another guest's "
+                            "NVRAM")
+    copied = os.path.lexists(old)
+    if copied and not os.path.isfile(old):
+        raise QemuwrapError(f"nvram: {old} is not a regular file; cannot copy it")
+    if copied or autoselected or (nvram is not None and nvram.path):
+        # Written into the clone's definition; otherwise (a pflash <loader> never started,
+        # no <nvram> path) the clone's first start chooses the same path and template.
+        if nvram is None:
+            from qemuwrap.conf.os import Nvram
+
+            nvram = os_el.nvram = Nvram()
+        nvram.path = new
+    return ClonedNvram(old if copied else None, new, copied)
+
+
+def _tpm_state(dom: Domain) -> str | None:
+    """The source's TPM state directory, if it has an emulated TPM that was manufactured
+    (a definition without a uuid never ran for good: its TPM has no state to keep)."""
+    from qemuwrap.companions import swtpm
+    from qemuwrap.conf.devices.tpm import TPMBackendType
+
+    if dom.uuid_generated:
+        return None
+    for tpm in dom.devices.tpms:
+        if tpm.backend.type == TPMBackendType.EMULATOR:
+            path = swtpm.state_dir(dom.uuid_str, version=str(tpm.backend.version))
+            return path if swtpm.manufactured(path) else None
+    return None
+
+
+def _plan_tpm(dom: Domain, old_dir: str | None) -> ClonedTpm | None:
+    """Where the TPM state goes for the clone's (new) uuid; refused if that exists."""
+    from qemuwrap.companions import swtpm
+
+    if old_dir is None:
+        return None
+    new_dir = os.path.join(swtpm.state_root(), dom.uuid_str, os.path.basename(old_dir))
+    if os.path.lexists(os.path.dirname(new_dir)):
+        raise QemuwrapError(f"swtpm: {os.path.dirname(new_dir)} already exists; not "
+                            "overwriting another guest's TPM")
+    return ClonedTpm(old_dir, new_dir)
+
+
 def _fresh(draw: Callable[[], T], avoid: Collection[object]) -> T:
     """A value from ``draw()`` not in ``avoid``: a clone must not share an identity."""
     for _ in range(_DRAWS):
@@ -260,17 +360,35 @@ def _shared(dom: Domain) -> list[str]:
         for port in g.fixed_ports:
             out.append(f"{str(g.type).upper()} port {port} is fixed (shared with the "
                        "source)")
+    nvram = dom.os.nvram
+    if nvram is not None and nvram.source is not None:
+        where = nvram.image or (nvram.source.name if nvram.source.name else "its source")
+        out.append(f"the NVRAM {where} is still used (shared with the source); give the "
+                   "clone its own <nvram>")
     return out
 
 
-def _make(dom: Domain, disks: list[ClonedDisk], dst_path: str) -> None:
-    """Create the disks, then the definition; on any failure remove what was created."""
+def _make(dom: Domain, disks: list[ClonedDisk], dst_path: str,
+          nvram: ClonedNvram | None = None, tpm: ClonedTpm | None = None) -> None:
+    """Create the disks, the NVRAM and TPM copies, then the definition; on any failure
+    remove what was created."""
+    from qemuwrap.companions import nvram as nvram_store
+    from qemuwrap.companions import swtpm
     from qemuwrap.conf import schema
 
     created: list[str] = []
+    made_dirs: list[str] = []
     try:
         for d in disks:
             _create_disk(d, created)
+        if nvram is not None and nvram.copied and nvram.old_path is not None:
+            nvram_store.clone(nvram.old_path, nvram.new_path)
+            created.append(nvram.new_path)
+        if tpm is not None:
+            parent = os.path.dirname(tpm.new_dir)  # ROOT/NEW-UUID: all ours if made now
+            if not os.path.lexists(parent):
+                made_dirs.append(parent)
+            swtpm.clone_state(tpm.old_dir, tpm.new_dir)
         by_target = {d.target: d for d in disks}
         for disk in dom.devices.disks:
             new = by_target.get(disk.target_dev)
@@ -290,6 +408,8 @@ def _make(dom: Domain, disks: list[ClonedDisk], dst_path: str) -> None:
                 os.unlink(path)
             except OSError:
                 pass
+        for path in made_dirs:
+            shutil.rmtree(path, ignore_errors=True)
         raise
 
 

@@ -190,7 +190,9 @@ def test_clone_json_shape(source, tmp_path):
                          timeout=120)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert set(out) == {"file", "name", "uuid", "genid", "macs", "disks", "warnings"}
+    assert set(out) == {"file", "name", "uuid", "genid", "macs", "disks", "warnings",
+                        "nvram", "tpm"}
+    assert out["nvram"] is None and out["tpm"] is None  # a BIOS guest without a TPM
     _, new = load(str(dst))
     assert out["file"] == str(dst)
     assert out["name"] == {"old": "src", "new": "new"}
@@ -391,3 +393,205 @@ def test_the_clone_boots_with_its_new_genid(tmp_path, demo_image):
     assert f"genid: {res.new_genid}" in serial
     assert GENID not in serial
     assert not (root / "demo").exists()  # the source guest never ran
+
+
+# --- UEFI variable store and TPM state ----------------------------------------------------------
+
+
+def uefi_tpm_source(tmp_path: Path, monkeypatch, *, started: bool = True,
+                    nvram: str = "") -> tuple[Path, Path, Path]:
+    """A UEFI guest with an emulated TPM whose persistent state lives under tmp_path
+    (QEMUWRAP_DATA_DIR); ``started``: it has its own VARS file and a manufactured TPM, as
+    after a first start. Returns (definition, its VARS file, its TPM state directory)."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("QEMUWRAP_DATA_DIR", str(data))
+    xml = tmp_path / "src.xml"
+    xml.write_text(f"""<domain type='qemu'>
+  <name>src</name>
+  <uuid>{UUID}</uuid>
+  <genid>{GENID}</genid>
+  <memory unit='MiB'>128</memory>
+  <os firmware='efi'><type arch='x86_64' machine='q35'>hvm</type>{nvram}</os>
+  <features><acpi/></features>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+""")
+    vars_fd = data / "nvram" / "src_VARS.fd"
+    tpm = data / "swtpm" / UUID / "tpm2"
+    if started:
+        vars_fd.parent.mkdir(parents=True)
+        vars_fd.write_bytes(b"src's boot entries " * 1000)
+        tpm.mkdir(parents=True)
+        (tpm / "tpm2-00.permall").write_bytes(b"src's seeds and EK" * 100)
+        (tpm / ".lock").write_bytes(b"")
+    return xml, vars_fd, tpm
+
+
+def test_clone_copies_the_nvram_and_the_tpm_state(tmp_path, monkeypatch):
+    """The clone gets its own VARS file (the source's current variables, at the path
+    qemuwrap gives the new name, written into its definition) and a copy of the TPM
+    state under its new uuid; the source keeps its own, unchanged."""
+    xml, vars_fd, tpm = uefi_tpm_source(tmp_path, monkeypatch)
+    before = xml.read_bytes(), vars_fd.read_bytes(), (tpm / "tpm2-00.permall").read_bytes()
+    dst = tmp_path / "new.xml"
+    res = clone(str(xml), str(dst), "new", state_dir=str(tmp_path / "state"))
+    new_vars = tmp_path / "data" / "nvram" / "new_VARS.fd"
+    assert res.nvram is not None
+    assert (res.nvram.old_path, res.nvram.new_path, res.nvram.copied) == \
+        (str(vars_fd), str(new_vars), True)
+    assert new_vars.read_bytes() == before[1]
+    assert stat_mode(new_vars) == 0o600
+    _, new = load(str(dst))
+    schema.validate_file(dst)
+    assert new.os.nvram is not None and new.os.nvram.path == str(new_vars)
+    assert new.os.firmware == "efi" and new.os.loader is None  # still picked at start
+    new_tpm = tmp_path / "data" / "swtpm" / new.uuid_str / "tpm2"
+    assert res.tpm is not None and (res.tpm.old_dir, res.tpm.new_dir) == (str(tpm),
+                                                                          str(new_tpm))
+    assert (new_tpm / "tpm2-00.permall").read_bytes() == before[2]
+    assert not (new_tpm / ".lock").exists()  # swtpm's lock is the running swtpm's
+    assert stat_mode(new_tpm) == 0o700
+    assert (xml.read_bytes(), vars_fd.read_bytes(),
+            (tpm / "tpm2-00.permall").read_bytes()) == before
+    assert describe(res)[-2:] == [f"nvram: {vars_fd} -> {new_vars} (copied)",
+                                  f"tpm: {tpm} -> {new_tpm} (copied)"]
+    # The clone's first start uses the copy: the path a start computes is the written one.
+    from qemuwrap.companions import nvram as nvram_store
+
+    assert nvram_store.default_path("new") == str(new_vars)
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_clone_json_reports_nvram_and_tpm(tmp_path, monkeypatch):
+    xml, vars_fd, tpm = uefi_tpm_source(tmp_path, monkeypatch)
+    dst = tmp_path / "new.xml"
+    res = subprocess.run([sys.executable, "-m", "qemuwrap", "clone", str(xml), str(dst),
+                          "--name", "new", "--json", "--state-dir", str(tmp_path / "state")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    # The documented fields, unchanged, plus "nvram" and "tpm".
+    assert set(out) == {"file", "name", "uuid", "genid", "macs", "disks", "warnings",
+                        "nvram", "tpm"}
+    _, new = load(str(dst))
+    data = tmp_path / "data"
+    assert out["nvram"] == {"old": str(vars_fd), "new": str(data / "nvram" / "new_VARS.fd"),
+                            "copied": True}
+    assert out["tpm"] == {"old": str(tpm),
+                          "new": str(data / "swtpm" / new.uuid_str / "tpm2")}
+
+
+def test_clone_of_a_guest_never_started(tmp_path, monkeypatch):
+    """No VARS file and no TPM state yet: the clone's definition names its own VARS
+    path (made from the template at its first start), there is no TPM state to copy."""
+    xml, vars_fd, _tpm = uefi_tpm_source(tmp_path, monkeypatch, started=False)
+    dst = tmp_path / "new.xml"
+    res = clone(str(xml), str(dst), "new", state_dir=str(tmp_path / "state"))
+    new_vars = tmp_path / "data" / "nvram" / "new_VARS.fd"
+    assert res.nvram is not None
+    assert (res.nvram.old_path, res.nvram.new_path, res.nvram.copied) == \
+        (None, str(new_vars), False)
+    assert res.tpm is None
+    assert not new_vars.exists() and not (tmp_path / "data").exists()
+    _, new = load(str(dst))
+    assert new.os.nvram is not None and new.os.nvram.path == str(new_vars)
+
+
+def test_clone_of_an_explicit_nvram_keeps_its_template(tmp_path, monkeypatch):
+    own = tmp_path / "mine_VARS.fd"
+    xml, _vars, _tpm = uefi_tpm_source(
+        tmp_path, monkeypatch, started=False,
+        nvram=f"<nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>{own}</nvram>")
+    own.write_bytes(b"explicit variables")
+    dst = tmp_path / "new.xml"
+    res = clone(str(xml), str(dst), "new", state_dir=str(tmp_path / "state"))
+    new_vars = tmp_path / "data" / "nvram" / "new_VARS.fd"
+    assert res.nvram is not None and res.nvram.old_path == str(own) and res.nvram.copied
+    assert new_vars.read_bytes() == b"explicit variables"
+    _, new = load(str(dst))
+    assert new.os.nvram is not None
+    assert (new.os.nvram.path, new.os.nvram.template) == (
+        str(new_vars), "/usr/share/OVMF/OVMF_VARS_4M.fd")
+
+
+def test_clone_refuses_an_existing_nvram_and_makes_nothing(tmp_path, monkeypatch):
+    xml, _vars, _tpm = uefi_tpm_source(tmp_path, monkeypatch)
+    taken = tmp_path / "data" / "nvram" / "new_VARS.fd"
+    taken.write_bytes(b"another guest's variables")
+    dst = tmp_path / "new.xml"
+    with pytest.raises(QemuwrapError, match="new_VARS.fd already exists"):
+        clone(str(xml), str(dst), "new", state_dir=str(tmp_path / "state"))
+    assert taken.read_bytes() == b"another guest's variables"
+    assert not dst.exists()
+    assert os.listdir(tmp_path / "data" / "swtpm") == [UUID]  # no TPM copy either
+
+
+def test_a_failed_tpm_copy_removes_the_nvram_copy(tmp_path, monkeypatch):
+    """The TPM state cannot be copied (a dangling link in it): the VARS copy already made
+    goes again, and no definition is written."""
+    xml, _vars, tpm = uefi_tpm_source(tmp_path, monkeypatch)
+    (tpm / "broken").symlink_to(tmp_path / "nowhere")
+    dst = tmp_path / "new.xml"
+    with pytest.raises(QemuwrapError, match="^swtpm: cannot copy"):
+        clone(str(xml), str(dst), "new", state_dir=str(tmp_path / "state"))
+    assert sorted(os.listdir(tmp_path / "data" / "nvram")) == ["src_VARS.fd"]
+    assert os.listdir(tmp_path / "data" / "swtpm") == [UUID]
+    assert not dst.exists()
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_a_uefi_tpm_clone_starts_on_its_own_copies(tmp_path, demo_image, monkeypatch):
+    """The source ran once (its VARS made, its TPM manufactured); the clone starts on the
+    copies clone made: the VARS path in its live definition is its own, its swtpm runs
+    on the state under its new uuid, not manufactured again, and the guest sees EFI and
+    its TPM 2.0."""
+    if not os.path.exists("/usr/share/qemu/firmware/60-edk2-x86_64.json"):
+        pytest.skip("needs OVMF's firmware descriptors (Debian package ovmf)")
+    if shutil.which("swtpm") is None or shutil.which("swtpm_setup") is None:
+        pytest.skip("needs swtpm and swtpm_setup (Debian packages swtpm, swtpm-tools)")
+    data = tmp_path / "data"
+    monkeypatch.setenv("QEMUWRAP_DATA_DIR", str(data))
+    env = Env(tmp_path, demo_image)
+    try:
+        path = env.xml(cmdline="iomem=relaxed qemuwrap.poweroff=1", extra_devices=(
+            "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>"))
+        text = re.sub(r"machine='[^']*'", "machine='q35'", path.read_text(), count=1)
+        # Secure boot off: enforced, it would lock /dev/mem (the genid's way) down.
+        path.write_text(text.replace("<os>", "<os firmware='efi'><firmware><feature "
+                                     "enabled='no' name='secure-boot'/></firmware>", 1))
+        res = env.qw("run", str(path), timeout=240)
+        assert res.returncode == 0, res.stderr
+        src_uuid = load(str(path))[1].uuid_str
+        src_tpm = data / "swtpm" / src_uuid / "tpm2"
+        assert (data / "nvram" / "demo_VARS.fd").is_file()
+        assert (src_tpm / "tpm2-00.permall").is_file()
+
+        twin = tmp_path / "twin.xml"
+        res = clone(str(path), str(twin), "twin", state_dir=str(env.root))
+        new_vars = data / "nvram" / "twin_VARS.fd"
+        new_tpm = data / "swtpm" / res.new_uuid / "tpm2"
+        assert new_vars.read_bytes() == (data / "nvram" / "demo_VARS.fd").read_bytes()
+        res2 = env.qw("start", str(twin))
+        assert res2.returncode == 0, res2.stderr
+        out = env.wait_serial("twin", r"genid: [0-9a-f-]{36}", timeout=240)
+        assert "efi: yes" in out and "tpm: version 2 pcr0 " in out, out
+        assert f"genid: {res.new_genid}" in out
+        live = (env.gdir("twin") / "domain.xml").read_text()
+        assert f">{new_vars}</nvram>" in live
+        rec = env.record("twin")
+        [swtpm_entry] = [c for c in rec["companions"] if c["kind"] == "swtpm"]
+        assert f"dir={new_tpm},mode=0600" in swtpm_entry["proc"]["argv"]
+        # Not manufactured again: swtpm_setup would have authored a new state in its log.
+        swtpm_log = (env.gdir("twin") / "swtpm.log").read_text(errors="replace")
+        assert "Successfully authored TPM state" not in swtpm_log
+        assert env.qw("destroy", "twin").returncode == 0
+    finally:
+        env.cleanup()

@@ -177,8 +177,8 @@ class Guest:
     """One QEMU process booting the demo image, with its serial log and a QMP socket.
 
     Test-local on purpose: a small hand-written argv (machine, memory, kernel, serial, QMP)
-    plus ``extra`` options, which the companion tests take from the modules' own pure
-    functions (firmware.qemu_options, swtpm.qemu_options, ...)."""
+    plus ``extra`` options, for proofs about the guest itself; the companions' proofs go
+    through qemuwrap (test_firmware.py, test_swtpm.py, test_virtiofsd.py)."""
 
     def __init__(
         self,

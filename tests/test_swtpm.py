@@ -1,26 +1,30 @@
 """swtpm as a companion: the state directory and command lines (libvirt's flags), a TPM
-manufactured once, a swtpm that is ready when its socket accepts and gone after stop or
-cleanup, and the proof inside the demo guest: a TPM 2.0 that answers (a PCR read) at boot and
-again, with the same PCR value, after a save and a restore with a new genid on the same state
-directory."""
+manufactured once, a swtpm that is ready when its socket accepts and gone after stop, and
+the proof inside the demo guest started by ``qemuwrap start``: a TPM 2.0 that answers (a
+PCR read) at boot and again, with the same PCR value, after ``qemuwrap save`` and
+``restore`` (a new genid) on the same state directory. QEMU's side is built in
+``qemu/build/companion_devices.py`` (golden cases ``data/xml2argv/tpm-*``); the cleanup
+after a killed supervisor is in ``test_companions.py``."""
 
 from __future__ import annotations
 
+import json
 import os
-import shlex
+import re
 import shutil
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
+import psutil
 import pytest
-from test_demoguest import boot_guests, save_to_file, short_path, wait_incoming
+from test_demoguest import short_path
 
 from qemuwrap.companions import swtpm
 from qemuwrap.companions.daemon import CompanionError, start_time
 
 from conftest import QEMU
+from test_launcher import Env
 
 needs_swtpm = pytest.mark.skipif(
     shutil.which("swtpm") is None or shutil.which("swtpm_setup") is None,
@@ -34,9 +38,6 @@ def test_paths_and_command_lines():
     assert swtpm.state_dir(UUID, False, env) == f"/home/u/data/qemuwrap/swtpm/{UUID}/tpm2"
     assert swtpm.state_dir(UUID, False, {"HOME": "/h"}) == \
         f"/h/.local/share/qemuwrap/swtpm/{UUID}/tpm2"
-    assert swtpm.runtime_paths("/run/qemuwrap/g") == {
-        "socket": "/run/qemuwrap/g/swtpm.sock", "pidfile": "/run/qemuwrap/g/swtpm.pid",
-        "log": "/run/qemuwrap/g/swtpm.log"}
     assert swtpm.setup_argv("/s", f"g:{UUID}", "/l") == [
         "swtpm_setup", "--tpm2", "--tpm-state", "/s", "--vmid", f"g:{UUID}", "--logfile", "/l",
         "--createek", "--create-ek-cert", "--create-platform-cert", "--lock-nvram",
@@ -45,29 +46,13 @@ def test_paths_and_command_lines():
         "swtpm", "socket", "--ctrl", "type=unixio,path=/r/swtpm.sock,mode=0600",
         "--tpmstate", "dir=/s,mode=0600", "--log", "file=/r/swtpm.log", "--terminate",
         "--tpm2", "--pid", "file=/r/swtpm.pid"]
-    assert swtpm.qemu_options("/r/swtpm.sock", "tpm-tis") == [
-        ("-chardev", "socket,id=chrtpm,path=/r/swtpm.sock"),
-        ("-tpmdev", "emulator,id=tpm-tpm0,chardev=chrtpm"),
-        ("-device", "tpm-tis,tpmdev=tpm-tpm0,id=tpm0")]
-    assert swtpm.passthrough_options("/dev/tpm0", "/sys/class/tpm/tpm0/device/cancel") == [
-        ("-tpmdev", "passthrough,id=tpm-tpm0,path=/dev/tpm0,"
-                    "cancel-path=/sys/class/tpm/tpm0/device/cancel"),
-        ("-device", "tpm-tis,tpmdev=tpm-tpm0,id=tpm0")]
-
-
-def test_passthrough_without_the_host_device_is_one_line(tmp_path):
-    with pytest.raises(CompanionError) as info:
-        swtpm.check_passthrough(str(tmp_path / "tpm0"))
-    assert str(info.value) == f"tpm: Could not open TPM device {tmp_path / 'tpm0'}: " \
-                              "No such file or directory"
 
 
 def make(tmp_path: Path, name: str = "g") -> swtpm.Swtpm:
     run = short_path(tmp_path, "run")
     run.mkdir(exist_ok=True)
-    paths = swtpm.runtime_paths(str(run))
-    return swtpm.Swtpm(str(tmp_path / "state" / UUID / "tpm2"), paths["socket"], paths["log"],
-                       paths["pidfile"], f"{name}:{UUID}")
+    return swtpm.Swtpm(str(tmp_path / "state" / UUID / "tpm2"), str(run / "swtpm.sock"),
+                       str(run / "swtpm.log"), str(run / "swtpm.pid"), f"{name}:{UUID}")
 
 
 @pytest.fixture
@@ -127,27 +112,6 @@ def test_a_failing_swtpm_is_one_line_naming_it_and_leaves_nothing(tpms, tmp_path
 
 
 @needs_swtpm
-def test_cleanup_after_a_killed_supervisor(tpms):
-    tpm = tpms()
-    tpm.prepare()
-    pid = tpm.start(None, time.monotonic() + 10)
-    record = tpm.record()
-    # A record whose pid now names another process (pid reuse) must not kill that one.
-    sleeper = subprocess.Popen(["sleep", "30"])
-    try:
-        reused = dict(record, pid=sleeper.pid)
-        assert swtpm.Swtpm.cleanup(reused, time.monotonic() + 5) is False
-        assert sleeper.poll() is None
-    finally:
-        sleeper.kill()
-        sleeper.wait()
-    assert swtpm.Swtpm.cleanup(record, time.monotonic() + 5) is True
-    assert start_time(pid) is None
-    assert not Path(tpm.sock).exists()
-    tpm.pid = None  # it was stopped through the record
-
-
-@needs_swtpm
 def test_clone_copies_the_state_and_never_overwrites(tpms, tmp_path):
     tpm = tpms()
     tpm.prepare()
@@ -159,54 +123,72 @@ def test_clone_copies_the_state_and_never_overwrites(tpms, tmp_path):
         swtpm.clone_state(tpm.tpm_dir, str(copy))
 
 
-# --- inside the demo guest ----------------------------------------------------------------------
+# --- inside the demo guest, started by qemuwrap -----------------------------------------------
+
+TPM = "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>"
 
 
 @pytest.fixture
-def guests(demo_image, tmp_path):
-    yield from boot_guests(demo_image, tmp_path)
+def env(tmp_path, demo_image, monkeypatch):
+    monkeypatch.setenv("QEMUWRAP_DATA_DIR", str(tmp_path / "data"))  # the TPM states
+    e = Env(tmp_path, demo_image)
+    yield e
+    e.cleanup()
+    for p in swtpms(tmp_path):
+        p.kill()
+
+
+def swtpms(tmp_path: Path) -> list[psutil.Process]:
+    """The swtpm processes of this test (their state directories are under tmp_path)."""
+    return [p for p in psutil.process_iter(["cmdline"])
+            if (p.info["cmdline"] or [""])[0].endswith("swtpm")
+            and any(str(tmp_path) in a for a in p.info["cmdline"])]
+
+
+def swtpm_state_dir(env: Env) -> str:
+    """The --tpmstate directory of the guest's running swtpm, from its guest record."""
+    rec = json.loads((env.gdir("demo") / "state.json").read_text())
+    [entry] = [c for c in rec["companions"] if c["kind"] == "swtpm"]
+    argv = entry["proc"]["argv"]
+    return argv[argv.index("--tpmstate") + 1].split(",")[0].removeprefix("dir=")
 
 
 @needs_swtpm
 @pytest.mark.slow
 @pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 is not installed")
-@pytest.mark.parametrize("model", swtpm.MODELS)
-def test_guest_sees_a_tpm2_that_survives_save_and_restore(guests, tpms, tmp_path, model):
-    tpm = tpms()
-    tpm.prepare()
-    log = open(tmp_path / "swtpm.out", "ab")  # noqa: SIM115 - closed at the end
-    tpm.start(log.fileno(), time.monotonic() + 10)
-    extra = tuple(w for option in swtpm.qemu_options(tpm.sock, model) for w in option)
-    g1, g2 = str(uuid.uuid4()), str(uuid.uuid4())
-    first = guests("tpm", g1, extra=extra)
-    monitor = first.qmp()
-    first.wait_for(f"genid: {g1}\n")
-    line = first.line("tpm: ")
-    assert line.startswith("tpm: version 2 pcr0 "), first.diagnostics()
-    pcr0 = line.split()[-1]
-    assert len(pcr0) == 64 and int(pcr0, 16) != 0  # the firmware measured something into it
-    if model == "tpm-tis":
-        return  # the restore is the same for both models; once is enough under TCG
+def test_guest_sees_a_tpm2_that_survives_save_and_restore(env, tmp_path):
+    res = env.qw("start", str(env.xml(extra_devices=TPM)), "--json")
+    assert res.returncode == 0, res.stderr
+    uuid = json.loads(res.stdout)["uuid"]
+    out = env.wait_serial("demo", r"tpm: version \d+.*\n", timeout=120)
+    pcr0 = re.search(r"tpm: version 2 pcr0 ([0-9a-fA-F]{64})\r?\n", out)
+    assert pcr0, out
+    assert int(pcr0.group(1), 16) != 0  # the firmware measured something into it
+    state = tmp_path / "data" / "swtpm" / uuid / "tpm2"
+    assert (state / swtpm.STATE_FILE).is_file()  # manufactured under the guest's uuid
+    assert swtpm_state_dir(env) == str(state)
+    assert len(swtpms(tmp_path)) == 1
 
-    state = tmp_path / "state.bin"
-    save_to_file(first, monitor, state)
-    tpm.stop(time.monotonic() + 5)  # swtpm ended with QEMU (--terminate) or is stopped now
+    save = tmp_path / "demo.save"
+    res = env.qw("save", "demo", str(save))
+    assert res.returncode == 0, res.stderr
+    assert swtpms(tmp_path) == []  # ended with the saved guest's QEMU
 
-    # A new swtpm on the same state directory, a new QEMU that loads the saved state.
-    again = make(tmp_path)
-    assert again.tpm_dir == tpm.tpm_dir and again.prepare() is False
-    again.start(log.fileno(), time.monotonic() + 10)
-    try:
-        second = guests("tpm2", g2, extra=extra + (
-            "-incoming", f"exec:cat {shlex.quote(str(state))}", "-S"))
-        monitor = second.qmp()
-        wait_incoming(second, monitor)
-        monitor.cmd("cont")
-        second.wait_for(f"genid: {g2}\n", timeout=30)
-        # The guest checks its TPM again after the genid changed: same PCR 0, i.e. the
-        # TPM's volatile state came back with the restore and the TPM answers commands.
-        assert second.line("tpm: ") == f"tpm: version 2 pcr0 {pcr0}", second.diagnostics()
-        assert "demo: up" not in second.log(), "rebooted instead of restored"
-    finally:
-        again.stop(time.monotonic() + 5)
-        log.close()
+    res = env.qw("restore", str(save), "--json")
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    assert info["genid"] != info["previous_genid"]
+    # The guest checks its TPM again when its genid changes: the same PCR 0 from a TPM that
+    # answers, i.e. the TPM's volatile state came back with the restore, from a new swtpm
+    # on the same state directory.
+    out = env.wait_serial("demo", f"genid: {info['genid']}\r?\n(.*\n)*tpm: .*\n", timeout=60)
+    after = out[out.index(f"genid: {info['genid']}"):]
+    assert re.search(r"tpm: version 2 pcr0 ([0-9a-fA-F]{64})", after).group(1) == \
+        pcr0.group(1), after
+    assert "demo: up" not in env.serial("demo"), "rebooted instead of restored"
+    assert swtpm_state_dir(env) == str(state)
+    assert len(swtpms(tmp_path)) == 1
+    res = env.qw("destroy", "demo")
+    assert res.returncode == 0, res.stderr
+    assert swtpms(tmp_path) == []
+    assert (state / swtpm.STATE_FILE).is_file()  # the guest's for good

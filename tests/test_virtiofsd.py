@@ -1,7 +1,10 @@
-"""virtiofsd as a companion: its command line and QEMU's side, a daemon that is ready on a
-socket qemuwrap made (owner-only), gone after stop or cleanup, a failure that is one line
-naming it, and the proof inside the demo guest: it mounts the tag and reads a file the test
-wrote on the host."""
+"""virtiofsd as a companion: its command line, a daemon that is ready on a socket qemuwrap
+made (owner-only), gone after stop, a failure that is one line naming it, and the proof
+inside the demo guest started by ``qemuwrap start``: it mounts the tag and reads a file the
+test wrote on the host. QEMU's side (the shared memory backend, ``vhost-user-fs-pci``) is
+built in ``qemu/build/`` (golden cases ``data/xml2argv/*virtiofs*``); the refusals before
+anything is spawned are in ``test_companion_refusals.py``, the cleanup after a killed
+supervisor in ``test_companions.py``."""
 
 from __future__ import annotations
 
@@ -10,13 +13,15 @@ import secrets
 import stat
 import time
 
+import psutil
 import pytest
-from test_demoguest import boot_guests, short_path
+from test_demoguest import short_path
 
 from qemuwrap.companions import virtiofsd
 from qemuwrap.companions.daemon import CompanionError, start_time
 
 from conftest import QEMU
+from test_launcher import Env
 
 needs_virtiofsd = pytest.mark.skipif(
     not os.access(virtiofsd.VIRTIOFSD, os.X_OK) or os.geteuid() != 0,
@@ -30,13 +35,6 @@ def test_command_lines():
     assert virtiofsd.virtiofsd_argv("/a,b", 7, "none", xattr=True, thread_pool_size=4) == [
         virtiofsd.VIRTIOFSD, "--fd=7", "-o", "source=/a,,b,cache=none,xattr",
         "--thread-pool-size=4"]
-    assert virtiofsd.socket_path("/run/qemuwrap/g") == "/run/qemuwrap/g/fs0-fs.sock"
-    assert virtiofsd.qemu_options("/run/qemuwrap/g/fs0-fs.sock", "share") == [
-        ("-chardev", "socket,id=chr-vu-fs0,path=/run/qemuwrap/g/fs0-fs.sock"),
-        ("-device", "vhost-user-fs-pci,id=fs0,chardev=chr-vu-fs0,tag=share,queue-size=1024")]
-    assert virtiofsd.memory_options(256 << 20) == (
-        [("-object", "memory-backend-memfd,id=pc.ram,share=on,size=268435456")],
-        {"memory-backend": "pc.ram"})
 
 
 def test_prepare_refusals(tmp_path):
@@ -91,56 +89,50 @@ def test_a_failing_virtiofsd_is_one_line_naming_it(daemons, tmp_path):
     assert "cache" in text
 
 
-@needs_virtiofsd
-def test_cleanup_after_a_killed_supervisor(daemons, tmp_path):
-    sock = short_path(tmp_path, "fs0-fs.sock")
-    daemon = daemons(str(tmp_path), str(sock))
-    with open(tmp_path / "log", "ab") as log:
-        pid = daemon.start(log.fileno(), time.monotonic() + 10)
-    record = daemon.record()
-    assert virtiofsd.Virtiofsd.cleanup(record, time.monotonic() + 5) is True
-    assert start_time(pid) is None and not sock.exists()
-    daemon.pid = None
+# --- inside the demo guest, started by qemuwrap -----------------------------------------------
 
-
-# --- inside the demo guest ----------------------------------------------------------------------
+SHARED_MEMORY = ("<memoryBacking><source type='memfd'/><access mode='shared'/>"
+                 "</memoryBacking>")
 
 
 @pytest.fixture
-def guests(demo_image, tmp_path):
-    yield from boot_guests(demo_image, tmp_path)
+def env(tmp_path, demo_image):
+    e = Env(tmp_path, demo_image)
+    yield e
+    e.cleanup()
+    for p in virtiofsds(tmp_path):
+        p.kill()
+
+
+def virtiofsds(tmp_path) -> list[psutil.Process]:
+    """This test's virtiofsd processes (and the child each sandboxes itself in)."""
+    return [p for p in psutil.process_iter(["cmdline"])
+            if os.path.basename((p.info["cmdline"] or [""])[0]) == "virtiofsd"
+            and any(str(tmp_path) in a for a in p.info["cmdline"])]
 
 
 @needs_virtiofsd
 @pytest.mark.slow
 @pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 is not installed")
-def test_guest_mounts_the_tag_and_reads_the_hosts_file(guests, daemons, tmp_path):
+def test_guest_mounts_the_tag_and_reads_the_hosts_file(env, tmp_path):
     share = tmp_path / "share"
     share.mkdir()
     token = secrets.token_hex(8)
     (share / "hello.txt").write_text(f"written on the host {token}\n")
-    sock = short_path(tmp_path, "fs0-fs.sock")
-    daemon = daemons(str(share), str(sock))
-    daemon.prepare()
-    log = open(tmp_path / "virtiofsd.log", "ab")  # noqa: SIM115 - closed below
-    try:
-        pid = daemon.start(log.fileno(), time.monotonic() + 10)
-    finally:
-        log.close()
-    memory, machine = virtiofsd.memory_options(256 << 20)
-    options = memory + virtiofsd.qemu_options(str(sock), "hostshare")
-    extra = tuple(word for option in options for word in option)
-    machine_arg = "pc,acpi=on," + ",".join(f"{k}={v}" for k, v in machine.items())
-    guest = guests("fs", None, extra=extra, machine=machine_arg, poweroff=1,
-                   cmdline="qemuwrap.virtiofs=hostshare:hello.txt")
-    assert guest.line("virtiofs: hostshare: hello.txt") == \
-        f"virtiofs: hostshare: hello.txt: written on the host {token}", guest.diagnostics()
-    assert "virtiofs: hostshare: mounted\n" in guest.log()
-    assert guest.wait_exit() == 0
-    # QEMU gone, virtiofsd goes by itself (its one connection closed).
-    deadline = time.monotonic() + 10
-    while daemon.running() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not daemon.running(), "virtiofsd outlived QEMU"
-    daemon.stop(time.monotonic() + 5)
-    assert start_time(pid) is None
+    fs = (f"<filesystem type='mount'><driver type='virtiofs'/><source dir='{share}'/>"
+          "<target dir='hostshare'/></filesystem>")
+    path = env.xml(extra_devices=fs, cmdline="qemuwrap.virtiofs=hostshare:hello.txt")
+    path.write_text(path.read_text().replace("<vcpu", SHARED_MEMORY + "<vcpu", 1))
+    res = env.qw("start", str(path))
+    assert res.returncode == 0, res.stderr
+    out = env.wait_serial("demo", r"virtiofs: hostshare: hello.txt: .*\n", timeout=120)
+    assert "virtiofs: hostshare: mounted" in out, out
+    assert f"virtiofs: hostshare: hello.txt: written on the host {token}" in out, out
+    assert virtiofsds(tmp_path)  # the companion serves it beside QEMU
+    sock = env.gdir("demo") / "fs0-fs.sock"
+    assert stat.S_ISSOCK(sock.stat().st_mode) and stat.S_IMODE(sock.stat().st_mode) == 0o600
+    assert virtiofsd.READY_TEXT in (env.gdir("demo") / "virtiofsd-fs0.log").read_text()
+    res = env.qw("destroy", "demo")
+    assert res.returncode == 0, res.stderr
+    assert virtiofsds(tmp_path) == []  # stopped with the guest
+    assert not sock.exists()

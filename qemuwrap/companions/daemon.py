@@ -1,6 +1,6 @@
 """One companion process (swtpm, virtiofsd): spawned in its own session beside QEMU, waited
-for until it is ready, stopped soft then hard, and found again from its record after the
-supervisor that started it was killed.
+for until it is ready, and stopped soft then hard (after a killed supervisor,
+``runtime/companions.clean_up`` stops it from the guest record).
 
 Synchronous on purpose: every wait is a short poll with a deadline (a pidfd tells when a
 process ends, child or not), so the supervisor can call these from its start-up and
@@ -168,37 +168,3 @@ class Daemon:
         else:
             _reap(self.pid)
         self.pid = None
-
-    def record(self, **paths: str) -> dict:
-        """What a later ``cleanup`` needs, as JSON-able data for the guest's state file."""
-        return {"name": self.name, "pid": self.pid, "start_time": self.started,
-                "argv": self.argv, "paths": paths}
-
-
-def cleanup(record: dict, deadline: float) -> bool:
-    """After a supervisor died: stop the recorded process if it is still the same one (pid,
-    start time and program all match), then remove its runtime files (``record['paths']``
-    values ending in ``.sock`` or ``.pid``). True if a process was stopped."""
-    pid = record.get("pid")
-    stopped = False
-    if isinstance(pid, int) and pid > 0 and record.get("start_time") is not None \
-            and start_time(pid) == record["start_time"] and _same_program(pid, record):
-        terminate(pid, deadline)
-        stopped = True
-    for path in (record.get("paths") or {}).values():
-        if isinstance(path, str) and path.endswith((".sock", ".pid")):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-    return stopped
-
-
-def _same_program(pid: int, record: dict) -> bool:
-    argv = record.get("argv") or []
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            running = f.read().split(b"\0")
-    except OSError:
-        return False
-    return bool(argv) and running[:1] == [os.fsencode(argv[0])]

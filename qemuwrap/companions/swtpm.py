@@ -9,10 +9,12 @@ certificates, NVRAM locked, never overwritten). Each start runs ``swtpm socket``
 control socket in the guest's runtime state directory; QEMU's tpm-emulator backend
 connects to it, and ``--terminate`` makes swtpm end when QEMU lets go. QEMU migrates the
 TPM's volatile state itself, so ``save``/``restore`` need nothing more than the same state
-directory.
+directory; ``clone`` copies the directory to the new uuid's (:func:`clone_state`).
 
-The pure functions (paths, command lines, QEMU options) serve ``dry-run``; :class:`Swtpm`
-does the work (``prepare``, ``start``, ``stop``, ``cleanup``).
+The pure functions (paths, command lines) serve the plan ``dry-run`` shows
+(``qemu/companions.py``); QEMU's side is built in ``qemu/build/companion_devices.py``.
+:class:`Swtpm` does the work (``prepare``, ``start``, ``stop``); after a killed
+supervisor, ``runtime/companions.clean_up`` stops it from the guest record.
 """
 
 from __future__ import annotations
@@ -25,9 +27,7 @@ import time
 from collections.abc import Mapping
 
 from qemuwrap.companions.daemon import CompanionError, Daemon
-from qemuwrap.companions.daemon import cleanup as cleanup_record
 from qemuwrap.companions.storage import persistent_dir
-from qemuwrap.qemu.argv import optstr
 
 SWTPM = "swtpm"
 SWTPM_SETUP = "swtpm_setup"
@@ -36,7 +36,6 @@ STATE_FILE = "tpm2-00.permall"
 STATE_FILE_1_2 = "tpm-00.permall"  # a TPM 1.2's
 SETUP_TIMEOUT = 60.0  # swtpm_setup takes ~2 s here (RSA and ECC EKs, certificates)
 MODELS = ("tpm-crb", "tpm-tis")
-CHARDEV_ID = "chrtpm"
 
 
 def state_root(privileged: bool | None = None, environ: Mapping[str, str] | None = None) -> str:
@@ -50,13 +49,6 @@ def state_dir(uuid: str, privileged: bool | None = None,
     (``uuid`` in canonical form), as libvirt names it."""
     return os.path.join(state_root(privileged, environ), uuid,
                         "tpm1.2" if version == "1.2" else "tpm2")
-
-
-def runtime_paths(guest_dir: str) -> dict[str, str]:
-    """The per-start files in the guest's runtime state directory."""
-    return {"socket": os.path.join(guest_dir, "swtpm.sock"),
-            "pidfile": os.path.join(guest_dir, "swtpm.pid"),
-            "log": os.path.join(guest_dir, "swtpm.log")}
 
 
 def setup_argv(tpm_dir: str, vmid: str, logfile: str, swtpm_setup: str = SWTPM_SETUP,
@@ -82,48 +74,28 @@ def swtpm_argv(tpm_dir: str, sock: str, logfile: str, pidfile: str,
             "--pid", f"file={pidfile}"]
 
 
-def qemu_options(sock: str, model: str = "tpm-crb", alias: str = "tpm0") -> list[tuple[str, str]]:
-    """QEMU's side (libvirt's layout): a chardev on swtpm's socket, the emulator backend, the
-    TPM device (``tpm-crb`` or ``tpm-tis``)."""
-    return [("-chardev", optstr("socket", id=CHARDEV_ID, path=sock)),
-            ("-tpmdev", optstr("emulator", id=f"tpm-{alias}", chardev=CHARDEV_ID)),
-            ("-device", optstr(model, tpmdev=f"tpm-{alias}", id=alias))]
-
-
-def cancel_path(device: str = "/dev/tpm0") -> str | None:
-    """The sysfs file that cancels a running command of a host TPM (libvirt's
-    virTPMCreateCancelPath); None when the host has none."""
+def cancel_path(device: str = "/dev/tpm0") -> str:
+    """The sysfs file that cancels a running command of a host TPM, as libvirt's
+    virTPMCreateCancelPath finds it (``misc`` first, then ``tpm``), ``/dev/null`` when the
+    host has none (a TPM 2.0 has no cancel file; QEMU then writes its cancels nowhere)."""
     name = os.path.basename(device)
-    for prefix in ("/sys/class/tpm", "/sys/class/misc"):
+    for prefix in ("/sys/class/misc", "/sys/class/tpm"):
         path = os.path.join(prefix, name, "device", "cancel")
         if os.path.exists(path):
             return path
-    return None
+    return "/dev/null"
 
 
-def check_passthrough(device: str = "/dev/tpm0") -> str:
-    """The host TPM a passthrough backend hands to the guest must exist and open; returns
-    its cancel path. One line otherwise (libvirt's words)."""
+def check_passthrough(device: str = "/dev/tpm0") -> None:
+    """The host TPM a passthrough backend hands to the guest must exist and open (a host
+    check: ``qemu/validate/companion_devices.host_tpms``). One line otherwise, in
+    QEMU's words."""
     try:
         fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
     except OSError as exc:
         raise CompanionError(f"tpm: Could not open TPM device {device}: "
                              f"{exc.strerror}") from None
     os.close(fd)
-    cancel = cancel_path(device)
-    if cancel is None:
-        raise CompanionError(f"tpm: no cancel file for {device} under /sys/class/tpm or "
-                             "/sys/class/misc")
-    return cancel
-
-
-def passthrough_options(device: str, cancel: str, model: str = "tpm-tis",
-                        alias: str = "tpm0") -> list[tuple[str, str]]:
-    """QEMU's side of ``<backend type='passthrough'>``. libvirt 9.0 opens both files itself
-    and passes them as fd sets (for its SELinux labels); QEMU opens the same paths here."""
-    return [("-tpmdev", optstr("passthrough", id=f"tpm-{alias}", path=device,
-                               cancel_path=cancel)),
-            ("-device", optstr(model, tpmdev=f"tpm-{alias}", id=alias))]
 
 
 def manufactured(tpm_dir: str) -> bool:
@@ -153,8 +125,9 @@ def clone_state(src_dir: str, dst_dir: str) -> None:
 
 
 class Swtpm(Daemon):
-    """One guest's swtpm: ``prepare()`` (state directory, manufactured once), ``start``
-    (ready when its control socket accepts), ``stop``, and ``cleanup(record)``."""
+    """One guest's swtpm: ``refusals()`` (checked before anything is spawned), ``prepare()``
+    (state directory, manufactured once), ``start`` (ready when its control socket
+    accepts), ``stop``."""
 
     name = "swtpm"
 
@@ -170,6 +143,16 @@ class Swtpm(Daemon):
         self.pidfile = pidfile
         self.vmid = vmid
         self.swtpm_setup = swtpm_setup
+
+    def refusals(self) -> list[str]:
+        """What keeps it from starting here, one line each, before anything is spawned:
+        its programs (``swtpm_setup`` only while the TPM is still to be manufactured)."""
+        lines = []
+        if shutil.which(self.argv[0]) is None:
+            lines.append(f"swtpm: {self.argv[0]} not found (Debian package swtpm)")
+        if not manufactured(self.tpm_dir) and shutil.which(self.swtpm_setup) is None:
+            lines.append(f"swtpm: {self.swtpm_setup} not found (Debian package swtpm-tools)")
+        return lines
 
     def prepare(self, deadline: float | None = None) -> bool:
         """Make the state directory and manufacture the TPM unless it was; True if now."""
@@ -241,12 +224,3 @@ class Swtpm(Daemon):
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-
-    def record(self, **paths: str) -> dict:
-        return super().record(socket=self.sock, pidfile=self.pidfile, **paths)
-
-    @staticmethod
-    def cleanup(record: dict, deadline: float) -> bool:
-        """Leftovers of a killed supervisor: the swtpm of that record, its socket and pid
-        file. The TPM state stays (it is the guest's)."""
-        return cleanup_record(record, deadline)

@@ -8,7 +8,9 @@ would be taken for QEMU's). virtiofsd says when it waits for its connection; tha
 its log is the readiness signal.
 
 QEMU needs the guest's RAM shared with virtiofsd (``<memoryBacking><access
-mode='shared'/>``): :func:`memory_options` gives a shareable memfd backend.
+mode='shared'/>``, checked in validation); QEMU's side (the shared memory backend, the
+``vhost-user-fs-pci`` device) is built in ``qemu/build/``. After a killed supervisor,
+``runtime/companions.clean_up`` stops the daemon from the guest record.
 """
 
 from __future__ import annotations
@@ -18,23 +20,12 @@ import socket
 import time
 
 from qemuwrap.companions.daemon import CompanionError, Daemon
-from qemuwrap.companions.daemon import cleanup as cleanup_record
 from qemuwrap.qemu.argv import optstr
 
 VIRTIOFSD = "/usr/lib/qemu/virtiofsd"  # QEMU 7.2's C daemon, in qemu-system-common
 CACHE_MODES = ("auto", "always", "none")
 #: What virtiofsd prints once it waits for QEMU on the socket it was given.
 READY_TEXT = "Waiting for vhost-user socket connection"
-QUEUE_SIZE = 1024  # libvirt's default for vhost-user-fs
-
-
-def socket_path(guest_dir: str, alias: str = "fs0") -> str:
-    """libvirt's name for the socket of filesystem ``alias`` in the runtime directory."""
-    return os.path.join(guest_dir, f"{alias}-fs.sock")
-
-
-def log_path(guest_dir: str, alias: str = "fs0") -> str:
-    return os.path.join(guest_dir, f"{alias}-virtiofsd.log")
 
 
 def virtiofsd_argv(source: str, fd: int | str = "FD", cache: str = "auto", xattr: bool = False,
@@ -51,21 +42,8 @@ def virtiofsd_argv(source: str, fd: int | str = "FD", cache: str = "auto", xattr
     return argv
 
 
-def qemu_options(sock: str, tag: str, alias: str = "fs0",
-                 queue_size: int = QUEUE_SIZE) -> list[tuple[str, str]]:
-    """QEMU's side: a chardev on the daemon's socket and the vhost-user-fs device."""
-    chardev = f"chr-vu-{alias}"
-    return [("-chardev", optstr("socket", id=chardev, path=sock)),
-            ("-device", optstr("vhost-user-fs-pci", id=alias, chardev=chardev, tag=tag,
-                               queue_size=queue_size))]
-
-
-def memory_options(size_bytes: int, mem_id: str = "pc.ram") -> tuple[list[tuple[str, str]],
-                                                                       dict[str, str]]:
-    """Guest RAM the daemon can map: a shared memfd backend (``-object``) and the
-    ``-machine memory-backend=`` property for the builder to add."""
-    obj = optstr("memory-backend-memfd", id=mem_id, share="on", size=size_bytes)
-    return [("-object", obj)], {"memory-backend": mem_id}
+def _privileged() -> bool:
+    return os.geteuid() == 0
 
 
 def _read_from(log_fd: int | None, offset: int) -> str:
@@ -81,8 +59,8 @@ def _read_from(log_fd: int | None, offset: int) -> str:
 
 
 class Virtiofsd(Daemon):
-    """One filesystem's daemon: ``prepare`` (checks), ``start`` (bind, listen, spawn, wait for
-    its ready line), ``stop``, ``cleanup(record)``."""
+    """One filesystem's daemon: ``refusals``/``prepare`` (checks), ``start`` (bind, listen,
+    spawn, wait for its ready line), ``stop``."""
 
     name = "virtiofsd"
 
@@ -96,18 +74,28 @@ class Virtiofsd(Daemon):
         self.thread_pool_size = thread_pool_size
         self.binary = binary
 
-    def prepare(self) -> None:
-        """Refuse, with one line, what cannot work before anything is spawned."""
+    def refusals(self) -> list[str]:
+        """What keeps it from starting here, one line each, before anything is spawned
+        (the launcher asks: ``runtime/companions.refuse_unstartable``)."""
+        lines = []
         if not os.access(self.binary, os.X_OK):
-            raise CompanionError(f"virtiofsd: {self.binary} not found (Debian package "
-                                 "qemu-system-common)")
-        if os.geteuid() != 0:
-            raise CompanionError("virtiofsd: QEMU 7.2's virtiofsd needs root (it sandboxes "
-                                 "itself in new namespaces)")
+            lines.append(f"virtiofsd: {self.binary} not found (Debian package "
+                         "qemu-system-common)")
+        elif not _privileged():
+            lines.append("virtiofsd: QEMU 7.2's virtiofsd needs root (it sandboxes itself "
+                         "in new namespaces): start the guest as root, or share "
+                         f"{self.source} over 9p (remove <driver type='virtiofs'/>)")
         if self.cache not in CACHE_MODES:
-            raise CompanionError(f"virtiofsd: unknown cache mode {self.cache!r}")
+            lines.append(f"virtiofsd: unknown cache mode {self.cache!r}")
         if not os.path.isdir(self.source):
-            raise CompanionError(f"virtiofsd: {self.source} is not a directory")
+            lines.append(f"virtiofsd: {self.source} is not a directory")
+        return lines
+
+    def prepare(self) -> None:
+        """The same checks again at start (the directory may have gone meanwhile)."""
+        lines = self.refusals()
+        if lines:
+            raise CompanionError(lines[0])
 
     def start(self, log_fd: int | None, deadline: float) -> int:
         """Listen on the socket, hand it over, return the pid once virtiofsd waits for QEMU."""
@@ -153,10 +141,3 @@ class Virtiofsd(Daemon):
             os.unlink(self.sock)
         except FileNotFoundError:
             pass
-
-    def record(self, **paths: str) -> dict:
-        return super().record(socket=self.sock, **paths)
-
-    @staticmethod
-    def cleanup(record: dict, deadline: float) -> bool:
-        return cleanup_record(record, deadline)

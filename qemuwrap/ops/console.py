@@ -107,8 +107,9 @@ def console(name: str, state_dir: str | None, *, escape: bytes = ESCAPE) -> int:
 
 def logs(name: str, state_dir: str | None, *, follow: bool = False,
          out=None, poll: float = 0.2) -> int:
-    """Print the guest's logs (supervisor, QEMU, serial ports; rotated ones first), each
-    under a ``==> NAME <==`` line; with ``follow``, go on printing what is appended."""
+    """Print the guest's logs (supervisor, QEMU, serial ports, companions; rotated ones
+    first), each under a ``==> NAME <==`` line; with ``follow``, go on printing what is
+    appended."""
     out = out or sys.stdout.buffer
     gdir = guests.guest(name, state_dir)
     names = gdir.logs()

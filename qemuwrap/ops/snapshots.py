@@ -35,6 +35,40 @@ def _definition(name: str, opts: Options) -> tuple[str, Domain]:
     return path, dom
 
 
+def _refuse_pflash(dom: Domain) -> None:
+    """QEMU snapshots every writable block node with the disks, and a raw image cannot
+    hold one. A UEFI guest's variable store is such a node (``libvirt-pflash1``, raw, as
+    libvirt 9.0 builds it; a writable code pflash too): one line here, before anything
+    runs, instead of QEMU's "Device 'libvirt-pflash1-format' is writable but does not
+    support snapshots". libvirt refuses these as well (it takes internal snapshots of a
+    UEFI guest only with its NVRAM in qcow2, which qemuwrap does not build)."""
+    from qemuwrap.conf.os import Firmware, LoaderType
+
+    os_el = dom.os
+    loader = os_el.loader
+    if loader is not None and loader.stateless:
+        return
+    nvram = os_el.nvram
+    if loader is not None and loader.path is not None and \
+            os_el.loader_type == LoaderType.PFLASH:
+        what = (f"its firmware {loader.path} is a writable pflash image"
+                if loader.readonly is not True else None)
+    elif os_el.firmware == Firmware.EFI:
+        what = None
+    else:
+        return  # BIOS or a ROM loader: no flash to snapshot
+    if what is None:
+        from qemuwrap.companions import nvram as nvram_store
+
+        path = (nvram.image if nvram is not None else None) or \
+            nvram_store.default_path(dom.name)
+        what = f"its UEFI variable store {path} is a raw pflash image"
+    raise QemuwrapError(f"guest '{printable(dom.name)}': internal snapshots of a UEFI "
+                        f"guest are not supported: {what}, which cannot hold a snapshot "
+                        "(libvirt takes them only with the NVRAM in qcow2); use 'save' "
+                        "and 'restore' instead")
+
+
 def _qcow2_disks(dom: Domain) -> list[str]:
     writable = [d for d in dom.devices.disks if d.device == "disk" and not d.readonly
                 and d.source]
@@ -115,6 +149,7 @@ def snapshot_create(name: str, snap: str, opts: Options, *, quiesce: bool = Fals
     how many)."""
     _check_name(snap)
     _path, dom = _definition(name, opts)
+    _refuse_pflash(dom)
     _qcow2_disks(dom)
     guests.running(name, opts.state_dir)
     if any(s["name"] == snap for s in snapshot_list(name, opts)):
@@ -176,6 +211,7 @@ def snapshot_revert(name: str, snap: str, opts: Options) -> dict:
     """
     _check_name(snap)
     path, dom = _definition(name, opts)
+    _refuse_pflash(dom)  # -loadvm checks the same nodes
     _qcow2_disks(dom)
     snaps = [s for s in snapshot_list(name, opts) if s["name"] == snap]
     if not snaps:

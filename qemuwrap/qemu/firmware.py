@@ -21,15 +21,11 @@ import os
 from collections.abc import Iterable, Mapping
 
 from qemuwrap.errors import QemuwrapError
-from qemuwrap.qemu.argv import optstr
 
 SYSTEM_DIR = "/usr/share/qemu/firmware"  # the distribution's descriptors
 SYSCONF_DIR = "/etc/qemu/firmware"  # the administrator's additions and overrides
 #: Block formats a pflash image may have (QEMU maps either; libvirt 9.0 takes raw only).
 FLASH_FORMATS = ("raw", "qcow2")
-#: Node names of the two flash images (the machine's ``pflash0=``/``pflash1=``).
-CODE_NODE = "pflash0"
-VARS_NODE = "pflash1"
 
 
 class FirmwareError(QemuwrapError):
@@ -239,39 +235,6 @@ class Firmware:
     @property
     def enrolled_keys(self) -> bool:
         return "enrolled-keys" in self.descriptor.features
-
-    def machine_properties(self) -> dict[str, str]:
-        """What the builder adds to ``-machine``: the flash nodes, SMM when required."""
-        props: dict[str, str] = {}
-        if self.requires_smm:
-            props["smm"] = "on"
-        if self.descriptor.device == "flash":
-            props[CODE_NODE] = CODE_NODE
-            if self.nvram_template is not None:
-                props[VARS_NODE] = VARS_NODE
-        return props
-
-    def qemu_options(self, nvram: str | None) -> list[tuple[str, str]]:
-        """The options that map the firmware: code read-only as pflash0, the guest's own
-        NVRAM file (``nvram``) writable as pflash1, and the SMM-only write lock for a
-        secure build. ``-bios``/``-kernel`` for the other mappings."""
-        d = self.descriptor
-        if d.device == "memory":
-            return [("-bios", d.executable)]
-        if d.device == "kernel":
-            return [("-kernel", d.executable)]
-        opts = [("-blockdev", optstr(**{
-            "driver": d.executable_format, "node-name": CODE_NODE, "read-only": "on",
-            "file.driver": "file", "file.filename": d.executable}))]
-        if d.nvram_template is not None:
-            if nvram is None:
-                raise ValueError("this firmware keeps state: an NVRAM path is needed")
-            opts.append(("-blockdev", optstr(**{
-                "driver": self.nvram_format, "node-name": VARS_NODE, "read-only": "off",
-                "file.driver": "file", "file.filename": nvram})))
-        if self.secure:
-            opts.append(("-global", "driver=cfi.pflash01,property=secure,value=on"))
-        return opts
 
 
 def _wanted(on: bool | None, name: str) -> str | None:

@@ -16,8 +16,8 @@ here. A companion is a subclass of :class:`Companion` given to the
    device deleted).
 
 Before any of it, :func:`refuse_unstartable` lets the launcher say in one line each
-what would stop a companion from starting (no CAP_NET_ADMIN, a network not active),
-while nothing has been spawned.
+what would stop a companion from starting (no CAP_NET_ADMIN, a network not active,
+virtiofsd without root, swtpm not installed), while nothing has been spawned.
 
 If the supervisor itself was killed, ``destroy``/``adopt`` call :func:`clean_up` on the
 recorded entries: the process is recognised by pid and create time before it is
@@ -112,6 +112,11 @@ class Planned(Companion):
         self.spec = spec
         self.kind = spec["kind"]
         self.daemon = make(spec)
+
+    def refusals(self) -> list[str]:
+        """The daemon's own (virtiofsd without root, a program missing, ...)."""
+        refusals = getattr(self.daemon, "refusals", None)
+        return refusals() if refusals is not None else []
 
     def start(self, gdir) -> Entry:
         deadline = time.monotonic() + START_TIMEOUT

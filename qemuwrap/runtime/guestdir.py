@@ -9,7 +9,8 @@ Layout of ``ROOT/NAME/`` (ROOT from :func:`qemuwrap.statedir.state_root`):
 - ``supervisor.sock`` the supervisor's control socket (requests from the tools)
 - ``qmp.sock``        the supervisor's QMP monitor; ``control.sock`` QEMU's second
                       monitor, used by the tools only when no supervisor lives
-- ``qemu.log``, ``serialN.log``, ``supervisor.log``: kept, appended, rotated by size
+- ``qemu.log``, ``serialN.log``, ``supervisor.log``, the companions' ``KIND-ID.log``
+                      (and swtpm's own ``swtpm.log``): kept, appended, rotated by size
 - ``definition``      where the XML lives (kept: ``snapshot revert`` finds it)
 
 The directory is checked before every use (ours, 0700, not a symlink: see
@@ -192,15 +193,19 @@ class GuestDir:
         os.rename(name, f"{name}.1", src_dir_fd=dfd, dst_dir_fd=dfd)
 
     def logs(self) -> list[str]:
-        """The log files present, oldest rotation first within each log."""
+        """The log files present (supervisor, QEMU, serial ports, then the companions'),
+        oldest rotation first within each log."""
         try:
             names = os.listdir(self.dirfd())
         except FileNotFoundError:
             return []
         out = []
-        for base in ("supervisor.log", "qemu.log",
-                     *sorted(n for n in names if n.startswith("serial") and
-                             n.endswith(".log"))):
+        serial = sorted(n for n in names if n.startswith("serial") and n.endswith(".log"))
+        # The companions' (swtpm-tpm0.log, virtiofsd-fs0.log; swtpm's own swtpm.log), and
+        # any other log kept here.
+        others = sorted(n for n in names if n.endswith(".log") and n not in serial
+                        and n not in ("supervisor.log", "qemu.log"))
+        for base in ("supervisor.log", "qemu.log", *serial, *others):
             out += [f"{base}.{i}" for i in range(LOG_KEEP, 0, -1) if f"{base}.{i}" in names]
             if base in names:
                 out.append(base)

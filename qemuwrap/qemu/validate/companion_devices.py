@@ -10,6 +10,7 @@ from qemuwrap.qemu.build.companion_devices import UNBUILDABLE_9P
 
 if TYPE_CHECKING:
     from qemuwrap.qemu.validate import Validation
+    from qemuwrap.qemu.validate.devhost import HostCheck
 
 #: The one virtiofsd qemuwrap runs (QEMU 7.2's, from qemu-system-common): a <binary path>
 #: in an untrusted definition must not choose what runs as root.
@@ -34,14 +35,23 @@ def check_tpms(v: Validation) -> None:
             if backend.encryption is not None:
                 v.refuse(backend.encryption, "an encrypted TPM state needs libvirt's secret "
                                              "store, which qemuwrap does not have")
-        elif backend.type == TPMBackendType.PASSTHROUGH:
-            from qemuwrap.companions import swtpm
 
-            device = backend.device.path if backend.device else "/dev/tpm0"
-            try:
-                swtpm.check_passthrough(device)
-            except QemuwrapError as exc:
-                v.refuse(backend.device or backend, str(exc))
+
+def host_tpms(h: HostCheck) -> None:
+    """A passthrough TPM's host device must open: a host check (``validate/devhost.py``),
+    not translation, so ``--no-host-check`` builds the command as for a host that has
+    one."""
+    from qemuwrap.companions import swtpm
+
+    for tpm in h.dom.devices.tpms[:1]:
+        backend = tpm.backend
+        if backend.type != TPMBackendType.PASSTHROUGH:
+            continue
+        device = backend.device.path if backend.device else "/dev/tpm0"
+        try:
+            swtpm.check_passthrough(device)
+        except QemuwrapError as exc:
+            h.refuse(backend.device or backend, str(exc))
 
 
 def check_filesystems(v: Validation) -> None:

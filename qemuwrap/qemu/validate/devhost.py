@@ -1,7 +1,7 @@
-"""What the network interfaces, character devices, host devices, vsock and ivshmem
-servers (and, through ``uihost.py``, displays, inputs, sound and smartcards) of a
-definition need from this host: devices, sockets, bridges and taps that
-exist.  A host check (:func:`qemuwrap.qemu.validate.host.check_host` runs it in dry-run,
+"""What the network interfaces, character devices, host devices, a passthrough TPM,
+vsock and ivshmem servers (and, through ``uihost.py``, displays, inputs, sound and
+smartcards) of a definition need from this host: devices, sockets, bridges and taps
+that exist.  A host check (:func:`qemuwrap.qemu.validate.host.check_host` runs it in dry-run,
 validate and start; ``--no-host-check`` skips it), not part of translation, so a golden
 command is the same on every machine."""
 
@@ -33,6 +33,7 @@ AREAS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("chardev", "host_chardevs", ("serials", "parallels", "channels", "consoles", "rngs")),
     ("hostdev", "host_hostdevs", ("interfaces", "hostdevs")),
     ("misc", "host_misc", ("vsock", "shmems")),
+    ("companion_devices", "host_tpms", ("tpms",)),
     ("uihost", "host_ui", ()))
 
 
