@@ -30,8 +30,14 @@ For each ``*.xml`` in the directories:
    vCPU) becomes facts (``facts``: name, uuid, genid, machine, CPUs, memory, PCI
    tree by topology path, block devices, chardevs, NICs, USB, ISA …, tool-chosen
    names normalised away), and the two are compared (``compare``).
-5. The figures and every difference are printed (``report``); ``--json OUT`` writes
-   every result (outcome, messages, both argvs, differences) for later comparison.
+   When qemuwrap refuses what libvirt translates, qemuwrap's translation is rerun
+   with ``--no-host-check`` and libvirt's command is booted alone, to tell refusals
+   for this host only and commands this QEMU refuses anyway; differences are
+   classified against libvirt's expected command line when the corpus has one
+   (``classify``).
+5. The raw figures, the classified ones and every difference are printed
+   (``report``); ``--json OUT`` writes every result (outcome, messages, both argvs,
+   differences and their classes) for later comparison.
 
 Exit status: 0 when the run completed (whatever it found), 2 on bad usage or a
 missing tool.
