@@ -24,7 +24,16 @@ from pathlib import Path
 
 import pytest
 
-from qemuwrap.testing import bootargv, compare, facts, qtree, report, translate, workcopy
+from qemuwrap.testing import (
+    bootargv,
+    classify,
+    compare,
+    facts,
+    qtree,
+    report,
+    translate,
+    workcopy,
+)
 
 from conftest import DATA, QEMU, ROOT, XML2ARGV
 
@@ -452,6 +461,234 @@ def test_figures():
     assert "accepted by qemuwrap:              2 of 3 = 66.7 %" in text
     assert "libvirt refuses, qemuwrap accepts: 1   (d)" in text
     assert "    PCI: pci.0/01.2: x only in libvirt" in text
+
+
+# --- what is not qemuwrap's doing (classify) ---------------------------------------------
+
+NIC_JSON = ('{"driver":"virtio-net-pci","rss":true,"netdev":"hostnet0","id":"net0",'
+            '"mac":"00:11:22:33:44:55","bus":"pci.0","addr":"0x2","acpi-index":100}')
+NIC_KEYVAL = ("virtio-net-pci,rss=on,netdev=n0,id=nic0,mac=00:11:22:33:44:55,bus=pci.0,"
+              "addr=0x2,acpi-index=100")
+#: what domxml-to-native makes of that NIC: a tap by fd, no address, no driver options
+NIC_REWRITTEN = ('{"driver":"virtio-net-pci","netdev":"hostnet0","id":"net0",'
+                 '"mac":"00:11:22:33:44:55","bus":"pci.0","addr":"0x3"}')
+DISK = "virtio-blk-pci,bus=pci.0,addr=0x4,drive=libvirt-1-format,id=virtio-disk0,bootindex=1"
+IDE = '{"driver":"ide-hd","bus":"ide.0","unit":0,"drive":"libvirt-2-format","id":"ide0-0-0"}'
+
+
+def _argv(*devices, smp="1,sockets=1,cores=1,threads=1"):
+    return ["/usr/bin/qemu-system-x86_64", "-smp", smp,
+            *[a for d in devices for a in ("-device", d)]]
+
+
+def _diff(category, where, text):
+    return {"category": category, "where": where, "text": text}
+
+
+NIC_DIFFS = [
+    _diff("PCI", "pci.0/02.0/virtio", "virtio-net-device.rss = false (libvirt) vs true (qemuwrap)"),
+    _diff("NIC", "00:11:22:33:44:55", "at pci.0/03.0 (libvirt) vs pci.0/02.0 (qemuwrap)"),
+    _diff("PCI", "pci.0/03.0 vs pci.0/02.0",
+          "virtio-net-pci 1af4:1000 placed differently (libvirt vs qemuwrap)"),
+]
+OTHER_DIFF = _diff("PCI", "pci.0/01.2", "piix3-usb-uhci 8086:7020 only in libvirt")
+
+
+def test_nic_devices_read_json_and_keyval_alike_without_tool_names():
+    assert classify.nic_devices(_argv(NIC_JSON)) == classify.nic_devices(_argv(NIC_KEYVAL))
+    (nic,) = classify.nic_devices(_argv(NIC_JSON, IDE))  # the disk is no NIC
+    assert nic == {"driver": "virtio-net-pci", "rss": "on", "mac": "00:11:22:33:44:55",
+                   "bus": "pci.0", "addr": "0x2", "acpi-index": "100"}
+    # three NICs with one MAC (devices-acpi-index) stay three
+    assert len(classify.nic_devices(_argv(NIC_JSON, NIC_JSON, NIC_KEYVAL))) == 3
+    assert classify.nic_devices(_argv(NIC_JSON)) != classify.nic_devices(_argv(NIC_REWRITTEN))
+
+
+def test_nic_differences_are_artifacts_only_when_libvirts_expected_argv_agrees():
+    diffs = [*NIC_DIFFS, OTHER_DIFF]
+    lv, qw = _argv(NIC_REWRITTEN), _argv(NIC_KEYVAL)
+    verified = classify.classify_differences(diffs, expected=_argv(NIC_JSON), libvirt=lv,
+                                             qemuwrap=qw)
+    assert verified == [f"artifact: {classify.NIC_VERIFIED}"] * 3 + ["qemuwrap"]
+    assert classify.verdict(verified) == "qemuwrap"  # the USB difference stays
+    assert classify.verdict(verified[:3]) == "artifact"
+    # libvirt's own expected argv lacks qemuwrap's acpi-index: qemuwrap's difference
+    other = _argv(NIC_JSON.replace(',"acpi-index":100', ""))
+    assert classify.classify_differences(NIC_DIFFS, expected=other, libvirt=lv,
+                                         qemuwrap=qw) == ["qemuwrap"] * 3
+    unverified = classify.classify_differences(NIC_DIFFS, expected=None, libvirt=lv,
+                                               qemuwrap=qw)
+    assert unverified == [f"unverified: {classify.NIC_REWRITE}"] * 3
+    assert classify.verdict(unverified) == "unverified"
+    assert classify.verdict([]) == "alike"
+
+
+TRANSIENT_DIFFS = [
+    _diff("block", "", 'disk1.qcow2: absent (libvirt) vs {"at": "pci.0/04.0", "format": '
+          '"qcow2", "read-only": false, "removable": false, "type": "virtio-blk-pci"} '
+          "(qemuwrap)"),
+    _diff("boot", "", "bootindex at pci.0/04.0: absent (libvirt) vs 1 (qemuwrap)"),
+    _diff("PCI", "pci.0/04.0 (and 1 behind it)", "virtio-blk-pci 1af4:1001 only in qemuwrap"),
+]
+
+
+def test_transient_disks_libvirt_adds_after_start():
+    lv, qw = _argv(IDE), _argv(IDE, DISK)
+    artifact = f"artifact: {classify.DISK_AFTER_START}"
+    assert classify.classify_differences(TRANSIENT_DIFFS, expected=_argv(IDE), libvirt=lv,
+                                         qemuwrap=qw, shared_transient=1) == [artifact] * 3
+    for expected, shared in ((_argv(IDE), 0),        # no transient disk in the XML
+                             (None, 1),               # nothing to verify with
+                             (_argv(IDE, DISK), 1)):  # libvirt's own argv has the disk
+        assert classify.classify_differences(
+            TRANSIENT_DIFFS, expected=expected, libvirt=lv, qemuwrap=qw,
+            shared_transient=shared) == ["qemuwrap"] * 3
+    # a boot index elsewhere is not that disk's
+    elsewhere = _diff("boot", "", "bootindex at pci.0/09.0: absent (libvirt) vs 2 (qemuwrap)")
+    assert classify.classify_differences(
+        [TRANSIENT_DIFFS[0], elsewhere], expected=_argv(IDE), libvirt=lv, qemuwrap=qw,
+        shared_transient=1) == [artifact, "qemuwrap"]
+
+
+def test_vcpus_hotplugged_after_start():
+    online = _diff("CPU", "", "online: 1 (libvirt) vs 3 (qemuwrap)")
+    lv = _argv(smp="1,maxcpus=6,sockets=3,cores=2,threads=1")
+    qw = _argv(smp="3,maxcpus=6,sockets=3,cores=2,threads=1")
+    kw = {"libvirt": lv, "qemuwrap": qw}
+    assert classify.classify_differences([online], expected=None, vcpus=(3, 6), **kw) == [
+        f"unverified: {classify.VCPU_AFTER_START}"]
+    assert classify.classify_differences([online], expected=lv, vcpus=(3, 6), **kw) == [
+        f"artifact: {classify.VCPU_VERIFIED}"]
+    with_cpu_device = [*lv, "-device", "qemu64-x86_64-cpu,id=vcpu1,socket-id=0,core-id=1"]
+    assert classify.classify_differences([online], expected=with_cpu_device, vcpus=(3, 6),
+                                         **kw) == ["qemuwrap"]
+    for vcpus in ((6, 6), (2, 6), None):  # no hotplug, or qemuwrap not at <vcpu current>
+        assert classify.classify_differences([online], expected=None, vcpus=vcpus,
+                                             **kw) == ["qemuwrap"]
+
+
+def _boot(ok, error=None):
+    return {"ok": ok, "error": error, "seconds": 0.1, "warnings": []}
+
+
+def test_boot_failures_by_side():
+    both = {"outcome": "boot-failed", "boot": {"libvirt": _boot(False, "x"),
+                                               "qemuwrap": _boot(False, "x")}}
+    only_qw = {"outcome": "boot-failed", "boot": {"libvirt": _boot(True),
+                                                  "qemuwrap": _boot(False, "y")}}
+    only_lv = {"outcome": "boot-failed", "boot": {"libvirt": _boot(False, "z"),
+                                                  "qemuwrap": _boot(True)}}
+    assert [classify.boot_failure(r) for r in (both, only_qw, only_lv)] == [
+        "both", "qemuwrap", "libvirt"]
+    assert classify.boot_failure({"outcome": "alike", "boot": {}}) is None
+
+
+def test_classified_figures():
+    lv_fails = "qemu-system-x86_64: -soundhw: invalid option"
+    results = [
+        _result("alike1", "alike"),
+        _result("alike2", "alike"),
+        _result("nic", "different", diffs=NIC_DIFFS[:1]),
+        _result("usb", "different", diffs=[("PCI", "pci.0/01.2", "x only in libvirt")]),
+        _result("tap", "different", diffs=[("NIC", "m", "at a (libvirt) vs b (qemuwrap)")]),
+        _result("host", "qemuwrap-refused", qw_ok=False, groups=["no /dev/ttyS2"]),
+        _result("hostdev", "qemuwrap-refused", qw_ok=False, groups=["no usb 1/2"]),
+        _result("nope", "qemuwrap-refused", qw_ok=False, groups=["unsupported 'x'"]),
+        _result("both-fail", "boot-failed"),
+        _result("lv-fail", "boot-failed"),
+        _result("other", "both-refused", lv_ok=False, qw_ok=False),
+    ]
+    by = {r["name"]: r for r in results}
+    by["nic"]["difference_classes"] = [f"artifact: {classify.NIC_VERIFIED}"]
+    by["usb"]["difference_classes"] = ["qemuwrap"]
+    by["tap"]["difference_classes"] = [f"unverified: {classify.NIC_REWRITE}"]
+    for name in ("alike1", "alike2", "nic", "usb", "tap", "host", "nope"):
+        by[name]["boot"]["libvirt"] = _boot(True)
+    for name in ("alike1", "alike2", "nic", "usb", "tap"):
+        by[name]["boot"]["qemuwrap"] = _boot(True)
+    by["host"]["qemuwrap_no_host_check"] = {"ok": True, "messages": []}
+    by["hostdev"]["qemuwrap_no_host_check"] = {"ok": True, "messages": []}
+    by["hostdev"]["boot"]["libvirt"] = _boot(False, "failed to open /dev/bus/usb/1/2")
+    by["nope"]["qemuwrap_no_host_check"] = {"ok": False, "messages": ["unsupported 'x'"]}
+    by["both-fail"]["boot"] = {"libvirt": _boot(False, "a"), "qemuwrap": _boot(False, "a")}
+    by["lv-fail"]["boot"] = {"libvirt": _boot(False, lv_fails), "qemuwrap": _boot(True)}
+
+    s = report.summarise(results)
+    # the raw figures stay what they were
+    assert (s["translatable"], s["accepted"], s["alike"], s["different"]) == (10, 7, 2, 3)
+    c = s["classified"]
+    assert list(c["refused_for_this_host_only"]) == ["host", "hostdev"]
+    assert c["libvirt_argv_fails_here"] == {"hostdev": "failed to open /dev/bus/usb/1/2",
+                                            "both-fail": "a", "lv-fail": lv_fails}
+    assert c["libvirt_argv_fails_here_refused_by_qemuwrap"] == ["hostdev"]
+    # of the 7 whose libvirt argv starts, 5 accepted; with the host-only refusal 6
+    assert (c["accepted_libvirt_starts"], c["translatable_libvirt_starts"]) == (5, 7)
+    assert c["accepted_or_host_only_libvirt_starts"] == 6
+    assert c["accepted_libvirt_starts_pct"] == "71.4 %"
+    assert (c["alike"], c["both_booted"], c["alike_or_only_verified_artifacts"]) == (2, 5, 3)
+    assert c["alike_of_accepted_pct"] == "28.6 %" and c["alike_of_both_booted_pct"] == "40.0 %"
+    assert c["different_qemuwrap"] == ["usb"]
+    assert c["different_oracle_artifacts_verified"] == ["nic"]
+    assert c["different_unverified"] == ["tap"]
+    assert (c["boot_failed_both"], c["boot_failed_only_qemuwrap"],
+            c["boot_failed_only_libvirt"]) == (["both-fail"], [], ["lv-fail"])
+    text = report.text(results, s)
+    assert "accepted by qemuwrap:              7 of 10 = 70.0 %" in text  # raw, first
+    assert text.index("accepted by qemuwrap:") < text.index("classified (")
+    assert "  refused for this host only:                   2" in text
+    assert "accepted / translatable whose libvirt argv starts here: 5 of 7 = 71.4 %" in text
+    assert f"  lv-fail: {lv_fails}" in text
+    assert "different: qemuwrap's 1, oracle artifacts (verified) 1, unverified 1" in text
+    assert ("boot failed: both failed (environment) 1, only qemuwrap failed 0, only "
+            "libvirt failed 1") in text
+    assert f"[artifact: {classify.NIC_VERIFIED}]" in text
+    assert "qemuwrap refuses: no /dev/ttyS2 (for this host only)" in report.progress(by["host"])
+
+
+def test_expected_args_beside_the_definition(tmp_path):
+    (tmp_path / "a.xml").write_text("<domain/>")
+    (tmp_path / "a.x86_64-latest.args").write_text(
+        "LC_ALL=C \\\nPATH=/bin \\\n/usr/bin/qemu-system-x86_64 \\\n-name guest=a \\\n"
+        f"-device '{NIC_JSON}'\n")
+    argv = classify.expected_argv(tmp_path / "a.xml")
+    assert argv == ["/usr/bin/qemu-system-x86_64", "-name", "guest=a", "-device", NIC_JSON]
+    assert classify.expected_argv(tmp_path / "b.xml") is None
+
+
+@needs_qemu_img
+def test_working_copy_knows_transient_disks_and_vcpus(tmp_path):
+    src = tmp_path / "t.xml"
+    src.write_text(
+        "<domain type='qemu'><name>t</name><memory>65536</memory>"
+        "<vcpu current='3'>6</vcpu><devices>"
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+        "<source file='/nowhere/a.qcow2'/><target dev='vda' bus='virtio'/>"
+        "<transient shareBacking='yes'/></disk>"
+        "<disk type='file' device='disk'><source file='/nowhere/b.img'/>"
+        "<target dev='hda' bus='ide'/><transient/></disk>"
+        "</devices></domain>")
+    work = tmp_path / "w"
+    work.mkdir()
+    copy = workcopy.make(src, work)
+    assert (copy.shared_transient, copy.vcpus) == (1, (3, 6))
+
+
+@pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 is not installed "
+                    "(Debian package qemu-system-x86)")
+def test_refusal_for_this_host_only_translates_without_the_host_check(tmp_path):
+    src = tmp_path / "h.xml"
+    text = (XML2ARGV / "genid-auto.xml").read_text()
+    src.write_text(text.replace("<memballoon", "<serial type='dev'><source "
+                                "path='/dev/ttyS-qwdiff-absent'/><target port='0'/></serial>"
+                                "\n    <memballoon"))
+
+    async def both():
+        return (await translate.qemuwrap(src, tmp_path / "s", src),
+                await translate.qemuwrap(src, tmp_path / "s", src, host_check=False))
+
+    checked, unchecked = asyncio.run(both())
+    assert not checked.ok and "/dev/ttyS-qwdiff-absent" in checked.messages[0]
+    assert unchecked.ok, unchecked.messages
 
 
 # --- the whole harness ----------------------------------------------------------------

@@ -30,8 +30,14 @@ For each ``*.xml`` in the directories:
    vCPU) becomes facts (``facts``: name, uuid, genid, machine, CPUs, memory, PCI
    tree by topology path, block devices, chardevs, NICs, USB, ISA …, tool-chosen
    names normalised away), and the two are compared (``compare``).
-5. The figures and every difference are printed (``report``); ``--json OUT`` writes
-   every result (outcome, messages, both argvs, differences) for later comparison.
+   When qemuwrap refuses what libvirt translates, qemuwrap's translation is rerun
+   with ``--no-host-check`` and libvirt's command is booted alone, to tell refusals
+   for this host only and commands this QEMU refuses anyway; differences are
+   classified against libvirt's expected command line when the corpus has one
+   (``classify``).
+5. The raw figures, the classified ones and every difference are printed
+   (``report``); ``--json OUT`` writes every result (outcome, messages, both argvs,
+   differences and their classes) for later comparison.
 
 Exit status: 0 when the run completed (whatever it found), 2 on bad usage or a
 missing tool.
@@ -53,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from qemuwrap.testing import bootargv, compare, facts, report, translate, workcopy
+from qemuwrap.testing import classify as classify_
 from qemuwrap.testing.boot import boot, netns_available
 
 
@@ -107,15 +114,28 @@ class Harness:
             return result
         root = await self.roots.get()
         try:
+            expected = classify_.expected_argv(src)
             lv = await translate.libvirt(copy.path, root, self.opts.virsh)
             qw = await translate.qemuwrap(copy.path, work / "s", src, work / "d")
             result["libvirt"], result["qemuwrap"] = lv.to_json(), qw.to_json()
             result["refusal_groups"] = [translate.refusal_group(m, src) for m in qw.messages]
             result["outcome"] = classify(lv.ok, qw.ok)
+            result["expected_args"] = expected is not None
             if lv.ok and qw.ok:
                 assert lv.translation is not None and qw.translation is not None
                 await self._boot_both(result, copy, work, root, lv.translation,
                                       qw.translation)
+                result["difference_classes"] = classify_.classify_differences(
+                    result["differences"], expected=expected, libvirt=lv.translation.argv,
+                    qemuwrap=qw.translation.argv, shared_transient=copy.shared_transient,
+                    vcpus=copy.vcpus)
+            elif lv.ok:
+                assert lv.translation is not None
+                rerun = await translate.qemuwrap(copy.path, work / "s2", src, work / "d2",
+                                                 host_check=False)
+                result["qemuwrap_no_host_check"] = rerun.to_json()
+                # does libvirt's own command start here at all?
+                await self._boot_side(result, "libvirt", lv.translation, [root], copy, work)
         finally:
             copy.close()
             self.roots.put_nowait(root)
@@ -131,20 +151,10 @@ class Harness:
         reports = {}
         for side, trans, dirs in (("libvirt", lv, [root]),
                                   ("qemuwrap", qw, [work / "s", work / "d"])):
-            monitor = work / f"{side[0]}.qmp"
-            argv = bootargv.bootable(trans.argv, tool_dirs=dirs, scratch=work,
-                                     monitor=monitor, nvram_template=copy.nvram_template)
-            result["argv"][side] = argv
-            booted = await boot(argv, trans.env, monitor=monitor, log=work / f"{side}.log",
-                                timeout=self.opts.boot_timeout, netns=self.netns,
-                                tpm_sockets=bootargv.tpm_sockets(argv))
-            result["boot"][side] = {"ok": booted.ok, "error": booted.error,
-                                    "seconds": booted.seconds, "warnings": booted.warnings}
-            if booted.raw is not None:
-                if self.opts.keep:
-                    (work / f"{side}.raw.json").write_text(json.dumps(booted.raw, indent=1))
+            raw = await self._boot_side(result, side, trans, dirs, copy, work)
+            if raw is not None:
                 try:
-                    reports[side] = facts.normalise(booted.raw, ctx)
+                    reports[side] = facts.normalise(raw, ctx)
                 except Exception as exc:  # noqa: BLE001 - a report we cannot read
                     result["boot"][side].update(ok=False, error=f"unreadable report: {exc}")
         if self.opts.keep:
@@ -156,6 +166,23 @@ class Harness:
             result["outcome"] = "different" if diffs else "alike"
         else:
             result["outcome"] = "boot-failed"
+
+    async def _boot_side(self, result: dict[str, Any], side: str,
+                         trans: bootargv.Translation, dirs: list[Path],
+                         copy: workcopy.WorkCopy, work: Path) -> dict[str, Any] | None:
+        """One side's command made bootable and booted; its raw report, or None."""
+        monitor = work / f"{side[0]}.qmp"
+        argv = bootargv.bootable(trans.argv, tool_dirs=dirs, scratch=work,
+                                 monitor=monitor, nvram_template=copy.nvram_template)
+        result["argv"][side] = argv
+        booted = await boot(argv, trans.env, monitor=monitor, log=work / f"{side}.log",
+                            timeout=self.opts.boot_timeout, netns=self.netns,
+                            tpm_sockets=bootargv.tpm_sockets(argv))
+        result["boot"][side] = {"ok": booted.ok, "error": booted.error,
+                                "seconds": booted.seconds, "warnings": booted.warnings}
+        if booted.raw is not None and self.opts.keep:
+            (work / f"{side}.raw.json").write_text(json.dumps(booted.raw, indent=1))
+        return booted.raw
 
 
 def classify(libvirt_ok: bool, qemuwrap_ok: bool) -> str:

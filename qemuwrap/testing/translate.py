@@ -99,13 +99,15 @@ def qemuwrap_lines(stderr: str, copy: Path, original: Path) -> list[str]:
 
 
 async def qemuwrap(path: Path, state_dir: Path, original: Path,
-                   data_dir: Path | None = None) -> Outcome:
+                   data_dir: Path | None = None, *, host_check: bool = True) -> Outcome:
     """``qemuwrap dry-run --json`` of the definition at ``path``; ``data_dir``: its
     persistent directory (``$QEMUWRAP_DATA_DIR``: NVRAM, TPM state), a scratch one for
-    the harness as libvirt's embed root is."""
+    the harness as libvirt's embed root is. ``host_check=False``: ``--no-host-check``,
+    a translation as for another host (to tell refusals for this host only)."""
     start = time.monotonic()
     env = None if data_dir is None else {**os.environ, "QEMUWRAP_DATA_DIR": str(data_dir)}
-    rc, out, err = await _run([sys.executable, "-m", "qemuwrap", "dry-run", "--json",
+    flags = [] if host_check else ["--no-host-check"]
+    rc, out, err = await _run([sys.executable, "-m", "qemuwrap", "dry-run", "--json", *flags,
                                "--state-dir", str(state_dir), str(path)], DRY_RUN_TIMEOUT,
                               env)
     seconds = time.monotonic() - start

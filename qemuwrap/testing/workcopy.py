@@ -67,6 +67,8 @@ class WorkCopy:
     has_uuid: bool = False
     genid: str | None = None  # None: no <genid>; "": <genid/>; else the GUID given
     nvram_template: Path | None = None  # <nvram template=…>
+    shared_transient: int = 0  # disks with <transient shareBacking='yes'/>
+    vcpus: tuple[int, int] | None = None  # <vcpu current='N'>MAX</vcpu>, when readable
     placeholders: list[Path] = field(default_factory=list)
     listeners: list[socket.socket] = field(default_factory=list)
 
@@ -111,6 +113,9 @@ def make(src: Path, scratch_dir: Path) -> WorkCopy:
     if genid is not None:
         copy.genid = (genid.text or "").strip()
     copy.macs = {m.get("address", "").lower() for m in root.iterfind("devices/interface/mac")}
+    copy.shared_transient = sum(1 for t in root.iterfind("devices/disk/transient")
+                                if t.get("shareBacking") == "yes")
+    copy.vcpus = _vcpus(root)
 
     if root.get("type") == "kvm":
         root.set("type", "qemu")
@@ -129,6 +134,17 @@ def make(src: Path, scratch_dir: Path) -> WorkCopy:
         raise
     tree.write(str(copy.path), encoding="utf-8", xml_declaration=False)
     return copy
+
+
+def _vcpus(root: etree._Element) -> tuple[int, int] | None:
+    vcpu = root.find("vcpu")
+    if vcpu is None:
+        return None
+    try:
+        maximum = int((vcpu.text or "").strip())
+        return int(vcpu.get("current", maximum)), maximum
+    except ValueError:
+        return None
 
 
 def _rewrite_disk(disk: etree._Element, scratch: _Scratch, copy: WorkCopy) -> None:
