@@ -425,3 +425,17 @@ def test_memory_devices_count_in_memory_and_format_back():
     dom = loads(xml)
     assert dom.memory_kib == 256 * 1024  # the NUMA cell; the devices come on top
     assert "<memory unit='KiB'>655360</memory>" in dom.format()
+
+
+def test_migratable_only_on_the_host_architectures_binary():
+    """libvirt probes the host CPU model (and so QEMU's 'migratable') only on the binary
+    of the host's architecture: for qemu-system-i386 it passes no migratable=, whatever
+    the XML says (kvm-features in libvirt's tests)."""
+    cpu = "<cpu mode='maximum' migratable='off'/>"
+    assert option(argv_of(dom_xml(cpu)), "-cpu") == ["max,migratable=off"]
+    from qemuwrap.qemu.capabilities import Capabilities
+
+    i386 = "/usr/bin/qemu-system-i386"
+    caps = Capabilities.from_dict({**CAPS.to_dict(), "emulator": i386})
+    dom = loads(dom_xml(cpu, devices=f"<emulator>{i386}</emulator>"))
+    assert option(build_command(dom, caps, "/run/qemuwrap/t").argv, "-cpu") == ["max"]

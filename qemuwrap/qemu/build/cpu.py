@@ -68,7 +68,9 @@ def cpu_options(ctx: BuildContext) -> list[str]:
             migratable = cpu.migratable
             if migratable is None and mode == CPUMode.HOST_PASSTHROUGH:
                 migratable = True  # libvirt's default for x86
-            if migratable is not None:
+            # libvirt probes the host CPU model (and so 'migratable') only on the
+            # binary of the host's own architecture: qemu-system-i386 never gets it
+            if migratable is not None and not ctx.cmd.binary.endswith("-i386"):
                 parts.append(optstr(migratable="on" if migratable else "off"))
         if cpu.model is not None and cpu.model.vendor_id is not None:
             parts.append(optstr(vendor=cpu.model.vendor_id))
