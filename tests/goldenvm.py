@@ -25,10 +25,10 @@ def build_checked(dom, caps, state_dir: str):
     validate and start run them (``validate/host.py``): the command, or every refusal
     of either."""
     from qemuwrap.errors import Problems
-    from qemuwrap.qemu.validate.devhost import check_host_devices
+    from qemuwrap.qemu.validate.host import check_host_hardware
 
     cmd = build_command(dom, caps, state_dir)
-    problems = check_host_devices(dom)
+    problems = check_host_hardware(dom)
     if problems:
         raise Problems.of(problems)
     return cmd

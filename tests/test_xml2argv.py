@@ -66,8 +66,8 @@ def test_xml2argv(name):
     check_golden(args, cmd.to_args())
     host_err = XML2ARGV / f"{name}.host-err"
     if host_err.exists():
-        from qemuwrap.qemu.validate.devhost import check_host_devices
+        from qemuwrap.qemu.validate.host import check_host_hardware
 
-        problems = check_host_devices(_dom)
+        problems = check_host_hardware(_dom)
         assert problems, f"{host_err.name}: the host check refused nothing"
         check_golden(host_err, "".join(f"{p}\n" for p in problems))

@@ -12,6 +12,9 @@ from qemuwrap.qemu.build.cpu import qemu_feature
 from qemuwrap.qemu.cpumodels import cpu_features, cpu_models
 
 if TYPE_CHECKING:
+    from qemuwrap.conf.domain import Domain
+    from qemuwrap.conf.xmlmodel import Element
+    from qemuwrap.errors import UnsupportedError
     from qemuwrap.qemu.validate import Validation
 
 
@@ -114,28 +117,17 @@ def check_vcpus(v: Validation) -> None:
 
 def check_cputune(v: Validation) -> None:
     dom = v.dom
-    vcpu = dom.vcpu
-    host = host_cpus()
-    if vcpu is not None and vcpu.cpuset is not None and not (vcpu.cpuset & host):
-        v.refuse(vcpu, f"cpuset '{vcpu.cpuset}' names no CPU of this host")
     tune = dom.cputune
     if tune is None:
         return
     for pin in tune.vcpupins:
         if pin.vcpu >= dom.vcpus:
             v.refuse(pin, f"vcpupin for vCPU {pin.vcpu}: the guest has {dom.vcpus} vCPUs")
-        elif not (pin.cpuset & host):
-            v.refuse(pin, f"cpuset '{pin.cpuset}' names no CPU of this host")
-    if tune.emulatorpin is not None and not (tune.emulatorpin.cpuset & host):
-        v.refuse(tune.emulatorpin, f"cpuset '{tune.emulatorpin.cpuset}' names no CPU of "
-                                   "this host")
     ids = set(dom.iothreadids)
     for tpin in tune.iothreadpins:
         if tpin.iothread not in ids:
             v.refuse(tpin, f"iothreadpin names iothread {tpin.iothread}, which the guest "
                            "does not have")
-        elif not (tpin.cpuset & host):
-            v.refuse(tpin, f"cpuset '{tpin.cpuset}' names no CPU of this host")
     for sched in tune.vcpuscheds:
         for n in sched.vcpus or ():
             if n >= dom.vcpus:
@@ -164,3 +156,23 @@ def check_hyperv(v: Validation) -> None:
 
 
 CHECKS = [check_cpu, check_numa, check_vcpus, check_cputune, check_hyperv]
+
+
+def host_cpusets(dom: Domain) -> list[UnsupportedError]:
+    """A host check: every CPU set the supervisor pins threads to names at least one
+    CPU of this host (``--no-host-check`` translates as for another host)."""
+    from qemuwrap.qemu.validate import refusal
+
+    host = host_cpus()
+    tune = dom.cputune
+    pinned: list[tuple[Element, CPUSet]] = []
+    if dom.vcpu is not None and dom.vcpu.cpuset is not None:
+        pinned.append((dom.vcpu, dom.vcpu.cpuset))
+    if tune is not None:
+        ids = set(dom.iothreadids)
+        pinned += [(p, p.cpuset) for p in tune.vcpupins if p.vcpu < dom.vcpus]
+        if tune.emulatorpin is not None:
+            pinned.append((tune.emulatorpin, tune.emulatorpin.cpuset))
+        pinned += [(p, p.cpuset) for p in tune.iothreadpins if p.iothread in ids]
+    return [refusal(where, f"cpuset '{cpus}' names no CPU of this host")
+            for where, cpus in pinned if not (cpus & host)]

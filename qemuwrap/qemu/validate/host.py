@@ -33,16 +33,27 @@ def _chardev_socket_paths(cmd: Command) -> list[str]:
     return out
 
 
-def check_host(dom: Domain, cmd: Command, state_dir: str) -> list[UnsupportedError]:
-    """Every problem this host has with running ``cmd`` (one refusal each)."""
+def check_host_hardware(dom: Domain) -> list[UnsupportedError]:
+    """What the definition names of this host besides storage: devices, sockets,
+    bridges (``devhost.py``) and the CPUs threads are pinned to."""
     from qemuwrap.qemu.validate.devhost import check_host_devices
 
+    problems = check_host_devices(dom)
+    if dom.cputune is not None or (dom.vcpu is not None and dom.vcpu.cpuset is not None):
+        from qemuwrap.qemu.validate.cpu import host_cpusets
+
+        problems += host_cpusets(dom)
+    return problems
+
+
+def check_host(dom: Domain, cmd: Command, state_dir: str) -> list[UnsupportedError]:
+    """Every problem this host has with running ``cmd`` (one refusal each)."""
     problems: list[UnsupportedError] = []
     if dom.devices.disks:
         from qemuwrap.qemu.validate.disk import check_host_storage
 
         problems += check_host_storage(dom)
-    problems += check_host_devices(dom)
+    problems += check_host_hardware(dom)
     for path in [*(os.path.join(state_dir, s) for s in STATE_SOCKETS),
                  *_chardev_socket_paths(cmd)]:
         if len(os.fsencode(path)) > MAX_SOCKET_PATH:
