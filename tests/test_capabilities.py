@@ -262,6 +262,12 @@ def test_probe_agrees_with_shipped_file(probed, shipped, tmp_path, record_proper
     assert core.accelerators == shipped.accelerators
     assert core.devices == shipped.devices - shipped_optional, note
     assert set(seen) <= shipped_optional, f"{note}: the shipped file does not list them"
+    # CPU models and flags, and what TCG's max turns on (what an optional <feature> is
+    # decided by): TCG's, so the same on every host
+    assert probed.cpu_models == shipped.cpu_models
+    assert probed.cpu_features == shipped.cpu_features
+    assert probed.tcg_cpu_features == shipped.tcg_cpu_features
+    assert "sse4a" in probed.tcg_cpu_features and "tm" not in probed.tcg_cpu_features
 
 
 @needs_qemu
