@@ -198,6 +198,20 @@ def test_anything_else_is_parsed_by_the_full_parser(argv):
     assert command_in(argv) is None
 
 
+@pytest.mark.parametrize("columns", [None, "120", "0", "-3", "wide"])
+def test_help_is_as_wide_as_shutil_would_make_it(monkeypatch, columns):
+    """The parser's formatter sizes itself without importing shutil, to the same width."""
+    import shutil
+
+    from qemuwrap.cli import _terminal_columns
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert _terminal_columns() == shutil.get_terminal_size().columns
+
+
 def test_man_page_is_generated_from_the_parser():
     """man/qemuwrap.1 is argparse-manpage's output for build_parser(): regenerate it with
     scripts/manpage when the options change."""
