@@ -18,6 +18,11 @@ import sys
 
 from qemuwrap import __version__
 from qemuwrap.errors import QemuwrapError, UsageError, debug, printable, set_debug
+from qemuwrap.hints import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 #: Commands whose --json output is documented (README, "--json shapes").
 JSON_COMMANDS = frozenset({"dry-run", "validate", "start", "save", "restore", "clone",
@@ -429,121 +434,104 @@ def no_host_check(p: argparse.ArgumentParser) -> None:
                         "images exist, socket paths fit, the state directory is usable")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qemuwrap", description="Start QEMU guests from "
-                                     "libvirt domain XML, without libvirtd.")
-    parser.add_argument("--version", action="version", version=f"qemuwrap {__version__}")
-    _global_options(parser, top=True)
-    shared = argparse.ArgumentParser(add_help=False)
-    _global_options(shared, top=False)
-    # prog given: argparse would otherwise build a help formatter (and import shutil).
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                prog="qemuwrap")
+def _definition(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE.xml", help="domain definition")
 
-    def command(name: str, func, text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=text, description=text, parents=[shared])
-        p.set_defaults(func=func)
-        return p
 
-    def definition(p):
-        p.add_argument("file", metavar="FILE.xml", help="domain definition")
+def _timeout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="how long a guest gets to power off before it is forced off "
+                        "(default 30)")
 
-    def timeout(p):
-        p.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="SECONDS",
-                       help="how long a guest gets to power off before it is forced off "
-                            "(default 30)")
 
-    def launch(p):
-        timeout(p)
-        p.add_argument("--transient", action="store_true",
-                       help="start even if a generated genid, uuid or MAC cannot be saved "
-                            "into the definition")
-        p.add_argument("--allow-duplicate-genid", action="store_true",
-                       help="start even if another running guest has the same genid")
+def _launch(p: argparse.ArgumentParser) -> None:
+    _timeout(p)
+    p.add_argument("--transient", action="store_true",
+                   help="start even if a generated genid, uuid or MAC cannot be saved "
+                        "into the definition")
+    p.add_argument("--allow-duplicate-genid", action="store_true",
+                   help="start even if another running guest has the same genid")
 
-    def by_name(p):
-        p.add_argument("name", metavar="NAME", help="guest name")
 
-    p = command("dry-run", cmd_dry_run, "print the QEMU command for FILE.xml, run nothing")
-    definition(p)
+def _by_name(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NAME", help="guest name")
+
+
+def _network(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NETWORK", help="network name")
+
+
+def _args_dry_run(p: argparse.ArgumentParser) -> None:
+    _definition(p)
     p.add_argument("--explain", action="store_true",
                    help="print each option beside the XML element it came from")
     no_host_check(p)
 
-    p = command("validate", cmd_validate, "check FILE.xml against the schema and this QEMU")
-    definition(p)
+
+def _args_validate(p: argparse.ArgumentParser) -> None:
+    _definition(p)
     no_host_check(p)
 
-    p = command("net-define", cmd_net_define, "store a libvirt <network> definition "
-                "(/etc/qemuwrap/networks or $QEMUWRAP_CONFIG_DIR/networks)")
-    p.add_argument("file", metavar="NETWORK.xml", help="libvirt network definition")
-    for name, func, text in (
-            ("net-undefine", cmd_net_undefine, "remove a stopped network's definition"),
-            ("net-start", cmd_net_start, "bring a network up: bridge, address, dnsmasq "
-                                         "(DHCP, DNS), nftables NAT"),
-            ("net-stop", cmd_net_stop, "take a network down, leaving nothing behind"),
-            ("net-info", cmd_net_info, "a network's state, addresses, leases"),
-            ("net-dumpxml", cmd_net_dumpxml, "print a network's definition")):
-        p = command(name, func, text)
-        p.add_argument("name", metavar="NETWORK", help="network name")
-        if name == "net-dumpxml":
-            p.add_argument("--inactive", action="store_true",
-                           help="the stored definition, not the one it runs with")
-    command("net-list", cmd_net_list, "list networks, defined or active")
 
-    p = command("run", cmd_run, "start FILE.xml and supervise it in the foreground")
-    definition(p)
-    launch(p)
+def _args_net_define(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="NETWORK.xml", help="libvirt network definition")
+
+
+def _args_net_dumpxml(p: argparse.ArgumentParser) -> None:
+    _network(p)
+    p.add_argument("--inactive", action="store_true",
+                   help="the stored definition, not the one it runs with")
+
+
+def _args_run(p: argparse.ArgumentParser) -> None:
+    _definition(p)
+    _launch(p)
     p.add_argument("--console", action="store_true",
                    help="show the guest's serial console (port 0, pty) on stdout")
 
-    p = command("start", cmd_start, "start FILE.xml with a supervisor in the background")
-    definition(p)
-    launch(p)
 
-    p = command("shutdown", cmd_shutdown, "power the guest off (ACPI), force after the "
-                "timeout; exit status 4 when it had to be forced")
-    by_name(p)
-    timeout(p)
+def _args_start(p: argparse.ArgumentParser) -> None:
+    _definition(p)
+    _launch(p)
+
+
+def _args_shutdown(p: argparse.ArgumentParser) -> None:
+    _by_name(p)
+    _timeout(p)
     p.add_argument("--mode", choices=("acpi", "agent"), default="acpi",
                    help="how to ask the guest: acpi (the power button, default) or agent "
                         "(guest-shutdown through the guest agent)")
 
-    p = command("destroy", cmd_destroy, "stop the guest's QEMU now")
-    by_name(p)
 
-    p = command("suspend", cmd_suspend, "pause the guest's vCPUs")
-    by_name(p)
-    p = command("resume", cmd_suspend, "let a paused guest run again")
-    by_name(p)
+def _args_adopt(p: argparse.ArgumentParser) -> None:
+    _by_name(p)
+    _timeout(p)
 
-    p = command("adopt", cmd_adopt, "supervise a guest whose supervisor died")
-    by_name(p)
-    timeout(p)
 
-    p = command("save", cmd_save, "save a running guest's state to FILE and stop it")
-    by_name(p)
+def _args_save(p: argparse.ArgumentParser) -> None:
+    _by_name(p)
     p.add_argument("file", metavar="FILE", help="save file to write")
 
-    p = command("restore", cmd_restore, "start a saved guest again, with a new genid")
+
+def _args_restore(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="save file written by 'qemuwrap save'")
     p.add_argument("--xml", metavar="FILE.xml", help="definition to restore with (checked "
                    "against the saved one; the new genid is saved into it); default: the "
                    "definition stored in the save file")
-    launch(p)
+    _launch(p)
 
-    p = command("snapshot", cmd_snapshot, "internal snapshots on qcow2 disks: create, list, "
-                "revert (new genid), delete")
+
+def _args_snapshot(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("create", "list", "revert", "delete"))
-    by_name(p)
+    _by_name(p)
     p.add_argument("snap", metavar="SNAP", nargs="?", help="snapshot name")
     p.add_argument("--quiesce", action="store_true",
                    help="create: freeze the guest's file systems (guest agent) while the "
                         "snapshot is taken")
-    launch(p)
+    _launch(p)
 
-    p = command("clone", cmd_clone, "copy a guest: new name, uuid, genid and MACs, disks as "
-                "qcow2 overlays (or --copy)")
+
+def _args_clone(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="SRC.xml", help="definition of the guest to clone")
     p.add_argument("new_file", metavar="NEW.xml", help="definition to write (must not exist)")
     p.add_argument("--name", dest="new_name", metavar="NEW", required=True,
@@ -551,38 +539,169 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copy", action="store_true", help="copy the writable disks in full "
                    "instead of making qcow2 overlays backed by them")
 
-    p = command("status", cmd_status, "show a guest's state (exit status 1 for a guest "
-                "unknown here)")
-    by_name(p)
-    command("list", cmd_list, "list running guests")
 
-    p = command("agent", cmd_agent, "send one command to the guest agent and print its "
-                "reply (as virsh qemu-agent-command)")
-    by_name(p)
+def _args_agent(p: argparse.ArgumentParser) -> None:
+    _by_name(p)
     p.add_argument("command_json", metavar="JSON", help="the command, e.g. "
                    "'{\"execute\":\"guest-ping\"}'")
     p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                    help="how long the agent gets to answer (default 5)")
 
-    p = command("console", cmd_console, "attach to the guest's serial console (Ctrl-] "
-                "leaves)")
-    by_name(p)
-    p = command("logs", cmd_logs, "show the guest's logs (supervisor, QEMU, serial, "
-                "companions)")
-    by_name(p)
+
+def _args_logs(p: argparse.ArgumentParser) -> None:
+    _by_name(p)
     p.add_argument("-f", "--follow", action="store_true", help="keep showing what is "
                    "appended")
 
-    p = command("demo-build", cmd_demo_build, "build the demo guest (Debian's cloud kernel "
-                "and busybox) that prints its generation ID")
+
+def _args_demo_build(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", nargs="?", default="/var/tmp/qemuwrap-demo",
                    help="where to put it (default /var/tmp/qemuwrap-demo, as "
                         "examples/demo.xml expects)")
 
-    p = command("completion", cmd_completion, "print a shell completion script (bash: "
-                "'source <(qemuwrap completion bash)')")
+
+def _args_completion(p: argparse.ArgumentParser) -> None:
     p.add_argument("shell", choices=("bash", "zsh", "tcsh"))
+
+
+def _no_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+#: Every subcommand, in the order --help lists them: name, function, help text, and what
+#: adds its own arguments.
+COMMANDS: tuple[tuple[str, Callable[[Any], int], str,
+                      Callable[[argparse.ArgumentParser], None]], ...] = (
+    ("dry-run", cmd_dry_run, "print the QEMU command for FILE.xml, run nothing",
+     _args_dry_run),
+    ("validate", cmd_validate, "check FILE.xml against the schema and this QEMU",
+     _args_validate),
+    ("net-define", cmd_net_define, "store a libvirt <network> definition "
+     "(/etc/qemuwrap/networks or $QEMUWRAP_CONFIG_DIR/networks)", _args_net_define),
+    ("net-undefine", cmd_net_undefine, "remove a stopped network's definition", _network),
+    ("net-start", cmd_net_start, "bring a network up: bridge, address, dnsmasq "
+     "(DHCP, DNS), nftables NAT", _network),
+    ("net-stop", cmd_net_stop, "take a network down, leaving nothing behind", _network),
+    ("net-info", cmd_net_info, "a network's state, addresses, leases", _network),
+    ("net-dumpxml", cmd_net_dumpxml, "print a network's definition", _args_net_dumpxml),
+    ("net-list", cmd_net_list, "list networks, defined or active", _no_args),
+    ("run", cmd_run, "start FILE.xml and supervise it in the foreground", _args_run),
+    ("start", cmd_start, "start FILE.xml with a supervisor in the background", _args_start),
+    ("shutdown", cmd_shutdown, "power the guest off (ACPI), force after the timeout; exit "
+     "status 4 when it had to be forced", _args_shutdown),
+    ("destroy", cmd_destroy, "stop the guest's QEMU now", _by_name),
+    ("suspend", cmd_suspend, "pause the guest's vCPUs", _by_name),
+    ("resume", cmd_suspend, "let a paused guest run again", _by_name),
+    ("adopt", cmd_adopt, "supervise a guest whose supervisor died", _args_adopt),
+    ("save", cmd_save, "save a running guest's state to FILE and stop it", _args_save),
+    ("restore", cmd_restore, "start a saved guest again, with a new genid", _args_restore),
+    ("snapshot", cmd_snapshot, "internal snapshots on qcow2 disks: create, list, revert "
+     "(new genid), delete", _args_snapshot),
+    ("clone", cmd_clone, "copy a guest: new name, uuid, genid and MACs, disks as qcow2 "
+     "overlays (or --copy)", _args_clone),
+    ("status", cmd_status, "show a guest's state (exit status 1 for a guest unknown here)",
+     _by_name),
+    ("list", cmd_list, "list running guests", _no_args),
+    ("agent", cmd_agent, "send one command to the guest agent and print its reply (as "
+     "virsh qemu-agent-command)", _args_agent),
+    ("console", cmd_console, "attach to the guest's serial console (Ctrl-] leaves)",
+     _by_name),
+    ("logs", cmd_logs, "show the guest's logs (supervisor, QEMU, serial, companions)",
+     _args_logs),
+    ("demo-build", cmd_demo_build, "build the demo guest (Debian's cloud kernel and "
+     "busybox) that prints its generation ID", _args_demo_build),
+    ("completion", cmd_completion, "print a shell completion script (bash: "
+     "'source <(qemuwrap completion bash)')", _args_completion),
+)
+
+
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``, as shutil works it out (COLUMNS, else the
+    terminal on stdout, else 80), without importing shutil: see :class:`_HelpFormatter`."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns or 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's own formatter, sized without importing shutil: argparse makes one for
+    every argument added (to check its metavar), and shutil, imported for the terminal's
+    width, brings bz2, lzma and fnmatch with it: 6 M instructions, 3 % of a dry run."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        if width is None:
+            width = _terminal_columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; ``only``: with that one subcommand, not all of them
+    (see :func:`command_in`: the others' ~90 arguments cost a run ~40 M instructions,
+    more than reading and translating a small definition)."""
+    parser = argparse.ArgumentParser(prog="qemuwrap", description="Start QEMU guests from "
+                                     "libvirt domain XML, without libvirtd.",
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"qemuwrap {__version__}")
+    _global_options(parser, top=True)
+    shared = argparse.ArgumentParser(add_help=False, formatter_class=_HelpFormatter)
+    _global_options(shared, top=False)
+    # prog given: argparse would otherwise build a help formatter (and import shutil).
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                prog="qemuwrap")
+    for name, func, text, arguments in COMMANDS:
+        if only is None or name == only:
+            p = sub.add_parser(name, help=text, description=text, parents=[shared],
+                               formatter_class=_HelpFormatter)
+            p.set_defaults(func=func)
+            arguments(p)
     return parser
+
+
+#: The top-level options, and those of them that take a value.
+_TOP_OPTIONS = ("--help", "--version", "--state-dir", "--caps", "--json", "--debug")
+_TOP_VALUED = ("--state-dir", "--caps")
+
+
+def command_in(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` names, found as argparse finds it (the first positional
+    after the top-level options and their values); None when argv is anything else
+    (help, no or an unknown command, a spelling this does not follow): the full parser
+    then parses it, and says what is wrong."""
+    names = {c[0] for c in COMMANDS}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in names:
+            return arg
+        if arg == "-v":
+            i += 1
+            continue
+        if not arg.startswith("--"):
+            return None
+        option, eq, _ = arg.partition("=")
+        matches = [o for o in _TOP_OPTIONS if o == option] or [
+            o for o in _TOP_OPTIONS if o.startswith(option)]  # argparse's abbreviations
+        if len(matches) != 1 or matches[0] in ("--help", "--version") or option == "--":
+            return None
+        if matches[0] not in _TOP_VALUED:
+            if eq:
+                return None
+            i += 1
+        elif eq:
+            i += 1
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            i += 2
+        else:
+            return None
+    return None
 
 
 def _where(args) -> str | None:
@@ -591,7 +710,7 @@ def _where(args) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(command_in(sys.argv[1:] if argv is None else argv)).parse_args(argv)
     if args.debug:
         set_debug(True)
     if args.json and args.command not in JSON_COMMANDS:

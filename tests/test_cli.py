@@ -171,6 +171,47 @@ def test_shell_completion_comes_from_the_parser():
         assert word in res.stdout
 
 
+@pytest.mark.parametrize("argv", [
+    ["dry-run", "x.xml"], ["--json", "dry-run", "x.xml", "--no-host-check"],
+    ["--caps", "run", "dry-run", "x.xml"], ["--caps=c.json", "-v", "list"],
+    ["--state-dir", "/s", "status", "vm"], ["--st", "/s", "--js", "list"],
+    ["-v", "snapshot", "create", "vm", "s1"], ["clone", "a.xml", "b.xml", "--name", "b"]])
+def test_a_run_parses_with_its_subcommand_alone_as_with_every_one(argv):
+    """main() builds the parser for the subcommand argv names (the others' arguments cost
+    a dry run more than translating genid.xml): argv means the same to both parsers."""
+    from qemuwrap.cli import build_parser, command_in
+
+    assert command_in(argv) is not None
+    assert vars(build_parser(command_in(argv)).parse_args(argv)) == \
+        vars(build_parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["--help"], ["-h", "dry-run"], ["--version"], ["bogus"], ["--", "dry-run"],
+    ["--caps"], ["--caps", "--json", "list"], ["-vv", "list"], ["--json=1", "list"],
+    ["-1", "list"], ["--s=", "--d", "x", "list"]])
+def test_anything_else_is_parsed_by_the_full_parser(argv):
+    """Help, usage errors and spellings command_in does not follow get every subcommand,
+    so their messages (the list of commands) are the full parser's."""
+    from qemuwrap.cli import command_in
+
+    assert command_in(argv) is None
+
+
+@pytest.mark.parametrize("columns", [None, "120", "0", "-3", "wide"])
+def test_help_is_as_wide_as_shutil_would_make_it(monkeypatch, columns):
+    """The parser's formatter sizes itself without importing shutil, to the same width."""
+    import shutil
+
+    from qemuwrap.cli import _terminal_columns
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert _terminal_columns() == shutil.get_terminal_size().columns
+
+
 def test_man_page_is_generated_from_the_parser():
     """man/qemuwrap.1 is argparse-manpage's output for build_parser(): regenerate it with
     scripts/manpage when the options change."""

@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import os
 
-from qemuwrap.conf.devices.filesystem import CacheMode, Filesystem
-from qemuwrap.conf.devices.tpm import TPM, TPMBackendType
 from qemuwrap.conf.domain import Domain
-from qemuwrap.conf.xmlmodel import table
 from qemuwrap.conf.xmlreader import Node
 from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.qemu.build import Paths
-from qemuwrap.qemu.build.companion_devices import TPM_SOCKET_NAME, VIRTIOFS_SOCKET_NAME
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the device models and builders are loaded for a definition using them
     from typing import Any
 
+    from qemuwrap.conf.devices.filesystem import Filesystem
     from qemuwrap.conf.devices.net import Interface
-
-#: libvirt's <cache mode> -> virtiofsd's -o cache= (libvirt's default is virtiofsd's).
-VIRTIOFSD_CACHE = table(CacheMode, {CacheMode.NONE: "none", CacheMode.ALWAYS: "always"})
+    from qemuwrap.conf.devices.tpm import TPM
 
 
 class Companion:
@@ -80,6 +75,7 @@ def make(spec: dict) -> Any:
 
 def _swtpm(dom: Domain, tpm: TPM, paths: Paths) -> Companion:
     from qemuwrap.companions import swtpm
+    from qemuwrap.qemu.build.companion_devices import TPM_SOCKET_NAME
 
     version = str(tpm.backend.version)
     tpm_dir = swtpm.state_dir(dom.uuid_str, version=version)
@@ -99,6 +95,7 @@ def _swtpm(dom: Domain, tpm: TPM, paths: Paths) -> Companion:
 
 def _virtiofsd(fs: Filesystem, paths: Paths) -> Companion:
     from qemuwrap.companions import virtiofsd
+    from qemuwrap.qemu.build.companion_devices import VIRTIOFS_SOCKET_NAME, VIRTIOFSD_CACHE
 
     alias = fs.alias_name or "fs0"
     sock = os.path.join(paths.state_dir, VIRTIOFS_SOCKET_NAME.format(alias=alias))
@@ -149,6 +146,8 @@ def plan(dom: Domain, paths: Paths) -> list[Companion]:
     """Every companion of a completed definition (ids assigned), in start order."""
     out: list[Companion] = []
     for tpm in dom.devices.tpms:
+        from qemuwrap.conf.devices.tpm import TPMBackendType
+
         if tpm.backend.type == TPMBackendType.EMULATOR:
             out.append(_swtpm(dom, tpm, paths))
     for fs in dom.devices.filesystems:

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import os
 
-from qemuwrap.conf.devices.filesystem import AccessMode, Filesystem, FSDriverType, FSModel
+from qemuwrap.conf.devices.filesystem import (
+    AccessMode,
+    CacheMode,
+    Filesystem,
+    FSDriverType,
+    FSModel,
+)
 from qemuwrap.conf.devices.tpm import TPMBackendType
 from qemuwrap.conf.xmlmodel import table
 from qemuwrap.qemu.argv import escape, optstr
@@ -21,6 +27,8 @@ SECURITY_MODELS = table(AccessMode, {AccessMode.PASSTHROUGH: "passthrough",
 NINEP_DEVICES = table(FSModel, {FSModel.VIRTIO: "virtio-9p-pci",
                                 FSModel.VIRTIO_TRANSITIONAL: "virtio-9p-pci-transitional",
                                 FSModel.VIRTIO_NON_TRANSITIONAL: "virtio-9p-pci-non-transitional"})
+#: libvirt's <cache mode> -> virtiofsd's -o cache= (libvirt's default is virtiofsd's).
+VIRTIOFSD_CACHE = table(CacheMode, {CacheMode.NONE: "none", CacheMode.ALWAYS: "always"})
 #: The socket of a virtiofsd qemuwrap starts, in the state directory (libvirt's name).
 VIRTIOFS_SOCKET_NAME = "{alias}-fs.sock"
 TPM_SOCKET_NAME = "swtpm.sock"
