@@ -96,3 +96,19 @@ def missing_needs(name: str, suffix: str = "needs") -> str | None:
             what = package if package.startswith("(") else f"(Debian package {package or '?'})"
             return f"needs {path} {what}"
     return None
+
+
+def unreachable_by_others() -> str | None:
+    """Why another local user cannot run this checkout with its Python (None: it can).
+    A checkout inside a 0700 directory (``git clone . "$(mktemp -d)/c"``) keeps the
+    tests that run as a second user from running at all."""
+    import stat
+    import sys
+
+    for top in (ROOT, Path(sys.prefix)):
+        for d in (top, *top.parents):
+            mode = os.stat(d).st_mode
+            if not mode & stat.S_IXOTH:
+                return (f"{d} (mode {stat.S_IMODE(mode):o}) keeps other users out of {top}: "
+                        "a test that runs as a second local user cannot run from here")
+    return None

@@ -13,7 +13,7 @@ from qemuwrap.conf import guid
 from qemuwrap.conf.domain import load
 from qemuwrap.definition import DefinitionWriteError, atomic_write, save_genid, splice
 
-from conftest import XML2ARGV
+from conftest import XML2ARGV, unreachable_by_others
 
 ODD = b"""<?xml version='1.0'?>
 <!-- a comment qemuwrap must keep -->
@@ -278,6 +278,9 @@ def open_dir():
 def as_nobody(code: str) -> subprocess.CompletedProcess:
     if os.geteuid() != 0:
         pytest.skip("running as another user needs root")
+    why = unreachable_by_others()
+    if why:
+        pytest.skip(why)
 
     def drop():
         os.setgid(65534)

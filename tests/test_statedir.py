@@ -17,7 +17,7 @@ from qemuwrap.errors import QemuwrapError, printable
 from qemuwrap.runtime.guestdir import GuestDir
 from qemuwrap.statedir import StateDirError, check_name, secure_root, verify_dir
 
-from conftest import DEFAULT_CAPS, ROOT, XML2ARGV
+from conftest import DEFAULT_CAPS, ROOT, XML2ARGV, unreachable_by_others
 
 LONG = "€" * 90  # 270 bytes in UTF-8: over NAME_MAX
 
@@ -153,6 +153,9 @@ def two_users():
     """A victim and an attacker, local users made for this test and removed after."""
     if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("runuser"):
         pytest.skip("needs root, useradd and runuser to make two local users")
+    why = unreachable_by_others()
+    if why:
+        pytest.skip(why)
     names = ["qwvictim", "qwattacker"]
     for name in names:
         subprocess.run(["userdel", "-r", name], capture_output=True)
