@@ -42,6 +42,8 @@ from conftest import demo_xml  # noqa: E402
 _SCRIPT = shutil.which("qemuwrap", path=str(Path(sys.executable).parent))
 QW = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "qemuwrap"]
 GENID = "e9392370-2917-565e-692b-d057f46512d6"
+#: Each save's file size: both sides must save a guest as far booted (same stream size).
+SIZES: dict[str, list[int]] = {"bare": [], "qemuwrap": []}
 
 
 #: The work tree's code, compiled once (as an installed package is), not at every run.
@@ -53,10 +55,18 @@ def qw(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*QW, *args], capture_output=True, text=True, check=True, env=ENV)
 
 
-def wait_for(path: Path, pattern: str, timeout: float = 60) -> None:
+def log_end(path: Path) -> int:
+    """Where the next boot's lines start: serial logs are appended to, run after run."""
+    return path.stat().st_size if path.exists() else 0
+
+
+def wait_for(path: Path, pattern: str, timeout: float = 60, after: int = 0) -> None:
+    """Until ``pattern`` shows in ``path`` past byte ``after`` (a previous boot's lines
+    would end the wait at once: a guest saved before it booted writes a ~1 MiB stream,
+    a booted one ~100 MiB)."""
     t = time.monotonic()
     while time.monotonic() - t < timeout:
-        if path.exists() and re.search(pattern, path.read_text(errors="replace")):
+        if path.exists() and re.search(pattern.encode(), path.read_bytes()[after:]):
             return
         time.sleep(0.01)
     raise RuntimeError(f"{pattern} not seen in {path}")
@@ -74,10 +84,11 @@ def bare_boot(xml: Path, state: Path, incoming: bool = False):
 
 def bare_save(xml: Path, work: Path) -> float:
     state = work / "bare"
+    seen = log_end(state / "serial0.log")
     proc = bare_boot(xml, state)
     qmp = QMP.connect(str(state / "qmp.sock"), timeout=30)
     qmp.execute("cont")
-    wait_for(state / "serial0.log", "genid: ")
+    wait_for(state / "serial0.log", "genid: ", after=seen)
     target = work / "bare.stream"
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     t = time.perf_counter()
@@ -94,6 +105,7 @@ def bare_save(xml: Path, work: Path) -> float:
     os.fsync(fd)
     elapsed = time.perf_counter() - t
     os.close(fd)
+    SIZES["bare"].append(target.stat().st_size)
     qmp.execute("quit")
     proc.wait()
     qmp.close()
@@ -125,12 +137,14 @@ def bare_restore(xml: Path, work: Path) -> float:
 
 def qemuwrap_save_restore(xml: Path, work: Path) -> tuple[float, float]:
     root = work / "state"
+    seen = log_end(root / "bench" / "serial0.log")
     qw("start", str(xml), "--state-dir", str(root))
-    wait_for(root / "bench" / "serial0.log", "genid: ")
+    wait_for(root / "bench" / "serial0.log", "genid: ", after=seen)
     save = work / "bench.save"
     t = time.perf_counter()
     qw("save", "bench", str(save), "--state-dir", str(root))
     t_save = time.perf_counter() - t
+    SIZES["qemuwrap"].append(save.stat().st_size)
     t = time.perf_counter()
     qw("restore", str(save), "--xml", str(xml), "--state-dir", str(root))
     t_restore = time.perf_counter() - t
@@ -159,8 +173,10 @@ def main() -> int:
             rows["qemuwrap save"].append(s)
             rows["qemuwrap restore"].append(r)
         med = {k: statistics.median(v) * 1000 for k, v in rows.items()}
-        size = (work / "bare.stream").stat().st_size / 2**20
-        print(f"demo guest, 256 MiB RAM, {size:.0f} MiB stream; medians of {args.runs} runs")
+        bare_mib = statistics.median(SIZES["bare"]) / 2**20
+        qw_mib = statistics.median(SIZES["qemuwrap"]) / 2**20
+        print(f"demo guest, 256 MiB RAM, streams {bare_mib:.0f} MiB (bare) and {qw_mib:.0f} "
+              f"MiB (qemuwrap file); medians of {args.runs} runs")
         print(f"save:    bare QEMU (fd, uncapped, fsync) {med['bare save']:6.0f} ms   "
               f"qemuwrap save    {med['qemuwrap save']:6.0f} ms   "
               f"ratio {med['qemuwrap save'] / med['bare save']:.2f}x")
