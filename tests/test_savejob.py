@@ -78,10 +78,10 @@ class Job:
     def run_to_migrating(self, status: str = "running") -> None:
         self.job.start()
         self.qmp.reply("query-status", {"status": status})
-        if status == "running":
-            self.qmp.reply("stop")
         self.qmp.reply("migrate-set-capabilities")
         self.qmp.reply("migrate-set-parameters")
+        if status == "running":
+            self.qmp.reply("stop")
         self.qmp.reply("getfd")
         assert self.job.state == "migrating"
         assert self.sent == [{"event": "started"}]
@@ -101,18 +101,24 @@ def j():
 
 def test_a_save_runs_to_its_commit(j):
     j.job.start()
-    assert j.qmp.pending() == ["query-status"]
+    # Two batches (QMP runs them in order): what to ask and set, then what to do.
+    assert j.qmp.pending() == ["query-status", "migrate-set-capabilities",
+                               "migrate-set-parameters"]
+    assert j.qmp.calls[1][1] == {"capabilities": [{"capability": "events", "state": True}]}
+    assert j.qmp.calls[2][1] == {"max-bandwidth": migrate.UNLIMITED}  # uncapped, as libvirt
     j.qmp.reply("query-status", {"status": "running"})
-    j.qmp.reply("stop")
-    assert j.qmp.calls[0][1] == {"capabilities": [{"capability": "events", "state": True}]}
     j.qmp.reply("migrate-set-capabilities")
-    assert j.qmp.calls[0][1] == {"max-bandwidth": migrate.UNLIMITED}  # uncapped, as libvirt
+    assert j.qmp.pending() == ["migrate-set-parameters"]  # nothing done before all is set
     j.qmp.reply("migrate-set-parameters")
-    assert j.qmp.calls[0][:2] == ("getfd", {"fdname": migrate.FDNAME})
+    assert j.qmp.pending() == ["stop", "getfd", "migrate"]
+    assert j.qmp.calls[1][1] == {"fdname": migrate.FDNAME}
+    assert j.qmp.calls[2][1] == {"uri": f"fd:{migrate.FDNAME}"}
     assert len(j.qmp.fds) == 1  # handed to QEMU with the command
+    j.qmp.reply("stop")
+    assert j.sent == []
     j.qmp.reply("getfd")
     assert j.job.fd is None  # our copy closed: QEMU holds its own
-    assert j.qmp.pending() == ["migrate"]
+    assert j.sent == [{"event": "started"}]
     j.qmp.reply("migrate")
     j.job.on_migration("active")
     assert [t.delay for t in j.live_timers()] == [60]  # the stream's deadline
@@ -124,7 +130,14 @@ def test_a_save_runs_to_its_commit(j):
 
 
 def test_a_paused_guest_is_not_stopped_nor_resumed(j):
-    j.run_to_migrating(status="paused")
+    j.job.start()
+    j.qmp.reply("query-status", {"status": "paused"})
+    j.qmp.reply("migrate-set-capabilities")
+    j.qmp.reply("migrate-set-parameters")
+    assert j.qmp.pending() == ["getfd", "migrate"]  # no stop
+    j.qmp.reply("getfd")
+    j.qmp.reply("migrate")
+    j.job.on_migration("active")
     j.job.abandon("save abandoned by its client")
     assert j.qmp.pending() == ["migrate_cancel"]
     j.qmp.reply("migrate_cancel")
@@ -138,6 +151,8 @@ def test_a_paused_guest_is_not_stopped_nor_resumed(j):
 def test_only_a_running_or_paused_guest_is_saved(j, status):
     j.job.start()
     j.qmp.reply("query-status", {"status": status})
+    j.qmp.reply("migrate-set-capabilities")
+    j.qmp.reply("migrate-set-parameters")
     assert j.sent == [{"error": f"the guest is {status}; only a running or paused guest "
                                 "can be saved"}]
     assert j.qmp.pending() == [] and j.finished == 1 and j.job.fd is None
@@ -173,13 +188,45 @@ def test_a_cancel_that_never_ends_still_resumes_the_guest(j):
 def test_leaving_before_the_stream_began_resumes_and_drops_late_replies(j):
     j.job.start()
     j.qmp.reply("query-status", {"status": "running"})
-    assert j.qmp.pending() == ["stop"]
-    j.job.abandon("save abandoned by its client")  # the stop's reply is still to come
-    assert j.qmp.pending() == ["stop", "cont"]  # QMP runs them in order: resumed after
-    j.qmp.reply("stop")  # late: must not go on configuring a save nobody wants
+    j.job.abandon("save abandoned by its client")  # before anything was done
+    j.qmp.reply("migrate-set-capabilities")  # late: must not go on with a save
+    j.qmp.reply("migrate-set-parameters")   # nobody wants
+    assert j.qmp.pending() == []  # nothing was stopped: nothing to resume
+    assert j.finished == 1 and j.job.fd is None
+
+
+def test_leaving_before_getfd_answered_cancels_what_may_run_and_resumes(j):
+    j.job.start()
+    j.qmp.reply("query-status", {"status": "running"})
+    j.qmp.reply("migrate-set-capabilities")
+    j.qmp.reply("migrate-set-parameters")
+    j.job.abandon("save abandoned by its client")  # stop, getfd, migrate still to answer
+    # migrate was sent: whatever it started is cancelled, then the guest resumed
+    assert j.qmp.pending() == ["stop", "getfd", "migrate", "migrate_cancel"]
+    j.qmp.reply("stop")
+    j.qmp.reply("getfd")  # late: must not report "started"
+    j.qmp.reply("migrate")
+    j.qmp.reply("migrate_cancel")
+    j.qmp.reply("query-migrate", {"status": "cancelled"})
     assert j.qmp.pending() == ["cont"]
     j.qmp.reply("cont")
+    assert j.sent == [{"error": "save abandoned by its client; the guest runs on"}]
     assert j.finished == 1 and j.job.fd is None
+
+
+def test_a_refused_migrate_is_undone(j):
+    j.job.start()
+    j.qmp.reply("query-status", {"status": "running"})
+    j.qmp.reply("migrate-set-capabilities")
+    j.qmp.reply("migrate-set-parameters")
+    j.qmp.reply("stop")
+    j.qmp.reply("getfd")
+    j.qmp.reply("migrate", error=CommandError("migrate", "GenericError", "blocked"))
+    j.qmp.reply("migrate_cancel")
+    j.qmp.reply("query-migrate", {"status": "none"})
+    j.qmp.reply("cont")
+    assert j.sent[-1] == {"error": "QEMU refused 'migrate': blocked; the guest runs on"}
+    assert j.finished == 1
 
 
 def test_a_failed_stream_says_qemus_reason(j):
@@ -196,13 +243,13 @@ def test_a_failed_stream_says_qemus_reason(j):
 def test_a_refused_step_is_undone(j):
     j.job.start()
     j.qmp.reply("query-status", {"status": "running"})
-    j.qmp.reply("stop")
     j.qmp.reply("migrate-set-capabilities",
                 error=CommandError("migrate-set-capabilities", "GenericError", "nope"))
-    assert j.qmp.pending() == ["cont"]
-    j.qmp.reply("cont")
+    j.qmp.reply("migrate-set-parameters")  # late: dropped
+    assert j.qmp.pending() == []  # nothing was stopped or started
     assert j.sent == [{"error": "QEMU refused 'migrate-set-capabilities': nope; the guest "
-                                "runs on"}]
+                                "is as it was"}]
+    assert j.finished == 1
 
 
 def test_a_stream_past_its_deadline_is_cancelled(j):
@@ -244,3 +291,15 @@ def test_qemu_ending_ends_the_job(j):
     j.job.abandon("save abandoned by its client")  # the client leaving later: nothing
     j.job.on_migration("failed")
     assert j.qmp.pending() == [] and j.finished == 1
+
+
+def test_a_completion_seen_before_getfds_reply_is_not_lost(j):
+    j.job.start()
+    j.qmp.reply("query-status", {"status": "running"})
+    j.qmp.reply("migrate-set-capabilities")
+    j.qmp.reply("migrate-set-parameters")
+    j.qmp.reply("stop")
+    j.job.on_migration("completed")  # an event read before the reply it follows
+    j.qmp.reply("getfd")
+    assert j.sent == [{"event": "started"}, {"event": "completed"}]
+    assert j.job.commit() is True

@@ -80,9 +80,9 @@ class SaveJob:
     """A save driven by the supervisor's loop: nothing here blocks, so the supervisor
     goes on answering ``status``, ``destroy`` and signals while QEMU writes.
 
-    Steps: ``query-status``, ``stop``, events on, bandwidth unlimited, ``getfd``,
-    ``migrate``; then the MIGRATION events (fed to :meth:`on_migration`) until
-    "completed", within ``timeout`` seconds; then the client has ``commit_timeout``
+    Steps: ``query-status``, events on, bandwidth unlimited (sent together); then
+    ``stop``, ``getfd``, ``migrate`` (together); then the MIGRATION events (fed to
+    :meth:`on_migration`) until "completed", within ``timeout`` seconds; then the client has ``commit_timeout``
     seconds to say its file is whole (:meth:`commit`). :meth:`abandon` (the client
     went away or gave up) and any failure undo the save: a migration in flight is
     cancelled (its end awaited, with a deadline) and a guest that was running runs on.
@@ -111,10 +111,20 @@ class SaveJob:
         self.status: str | None = None  # the last MIGRATION status QEMU sent
         self._timer = None
         self._why = ""
+        self._guest_status: str | None = None  # query-status's answer
+        self._migrate_sent = False
 
     # -- steps -----------------------------------------------------------------------
     def start(self) -> None:
+        """Two round trips, not six: QMP runs a monitor's commands in order, so the
+        steps are sent in two batches — what to ask and set (status, events,
+        bandwidth), then, once the status is known, what to do (stop, getfd, migrate).
+        Each reply is still checked; any failure undoes the save."""
         self._call("query-status", None, self._have_status)
+        self._call("migrate-set-capabilities",
+                   {"capabilities": [{"capability": "events", "state": True}]},
+                   lambda _r: None)
+        self._call("migrate-set-parameters", {"max-bandwidth": UNLIMITED}, self._configured)
 
     def _call(self, command: str, args: dict | None, then: Callable, *,
               fds: list[int] | None = None,
@@ -133,32 +143,28 @@ class SaveJob:
                       fds=fds)
 
     def _have_status(self, result: dict) -> None:
-        status = result["status"]
+        self._guest_status = result["status"]
+
+    def _configured(self, _result) -> None:
+        status = self._guest_status
         if status not in ("running", "paused"):
             self._end(f"the guest is {status}; only a running or paused guest can be saved")
             return
         if status == "running":
             self.stopped = True  # from now: QMP runs commands in order, cont comes after
-            self._call("stop", None, lambda _r: self._configure())
-        else:
-            self._configure()
+            self._call("stop", None, lambda _r: None)
+        self._call("getfd", {"fdname": FDNAME}, self._handed_over,
+                   fds=[self.fd] if self.fd is not None else None)
+        self._migrate_sent = True
 
-    def _configure(self) -> None:
-        steps: list[tuple[str, dict]] = [
-            ("migrate-set-capabilities",
-             {"capabilities": [{"capability": "events", "state": True}]}),
-            ("migrate-set-parameters", {"max-bandwidth": UNLIMITED}),
-        ]
+        def refused(result, error: QemuwrapError | None) -> None:
+            # Sent before getfd's reply moved the job to "migrating": its refusal counts
+            # in either state (no MIGRATION event would ever end the wait).
+            if error is not None and self.state in ("starting", "migrating"):
+                self._failed(error)
 
-        def next_step(_result=None) -> None:
-            if steps:
-                command, args = steps.pop(0)
-                self._call(command, args, next_step)
-            else:
-                self._call("getfd", {"fdname": FDNAME}, self._handed_over,
-                           fds=[self.fd] if self.fd is not None else None)
-
-        next_step()
+        self.qmp.call("migrate", {"uri": f"fd:{FDNAME}"}, later=self.later,
+                      timeout=STEP_TIMEOUT, done=refused)
 
     def _handed_over(self, _result) -> None:
         self._close_fd()  # QEMU holds its own copy
@@ -166,7 +172,8 @@ class SaveJob:
         self._timer = self.later(self.timeout, lambda: self._undo(
             f"the save did not finish within {self.timeout:g} s"))
         self.report({"event": "started"})
-        self._call("migrate", {"uri": f"fd:{FDNAME}"}, lambda _r: None)
+        if self.status is not None:  # an event that came before getfd's reply
+            self.on_migration(self.status)
 
     def on_migration(self, status: str | None) -> None:
         """A MIGRATION event from QEMU."""
@@ -215,11 +222,10 @@ class SaveJob:
         guest that was running."""
         if self.state in ("done", "undoing", "resuming"):
             return
-        was = self.state
         self._cancel_timer()
         self.state = "undoing"
         self._why = why
-        if self.status in IN_FLIGHT or (was == "migrating" and self.status is None):
+        if self.status in IN_FLIGHT or (self._migrate_sent and self.status is None):
             self._timer = self.later(CANCEL_TIMEOUT, self._resume)
 
             def cancelled(_result) -> None:
