@@ -82,13 +82,15 @@ class SaveJob:
 
     Steps: ``query-status``, events on, bandwidth unlimited (sent together); then
     ``stop``, ``getfd``, ``migrate`` (together); then the MIGRATION events (fed to
-    :meth:`on_migration`) until "completed", within ``timeout`` seconds; then the client has ``commit_timeout``
-    seconds to say its file is whole (:meth:`commit`). :meth:`abandon` (the client
-    went away or gave up) and any failure undo the save: a migration in flight is
-    cancelled (its end awaited, with a deadline) and a guest that was running runs on.
-    ``report(msg)`` speaks to the client; ``finished()`` says the job is over
-    (committed, undone, or QEMU ended). Each QMP reply is acted on only in the state
-    its command was sent in: a late reply to a step of a save being undone is dropped.
+    :meth:`on_migration`) until "completed", within ``timeout`` seconds; then the
+    client has ``commit_timeout`` seconds to say its file is whole (:meth:`commit`).
+    :meth:`abandon` (the client went away or gave up) and any failure undo the save:
+    a migration in flight is cancelled (its end awaited, with a deadline) and a guest
+    that was running runs on. ``report(msg)`` speaks to the client; ``finished()``
+    says the job is over (committed, undone, or QEMU ended). Each QMP reply is acted
+    on only in the state its command was sent in (``migrate``'s refusal also once
+    getfd's reply moved the job on): a late reply to a step of a save being undone
+    is dropped.
     """
 
     kind = "saving"
