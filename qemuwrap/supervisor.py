@@ -236,17 +236,19 @@ class Supervisor:
 
     # -- launch -----------------------------------------------------------------------
     def launch(self, cmd: Exe | None = None, incoming_fd: int | None = None,
-               after_load: Callable[[], None] | None = None) -> None:
+               after_load: Callable[[], None] | None = None,
+               spawned: Callable[[], None] | None = None) -> None:
         """Start QEMU paused, load saved state if any, check the genid, then resume.
         Anything failing after the spawn stops QEMU (and companions) before this
-        raises: no QEMU runs that ``status`` cannot see."""
+        raises: no QEMU runs that ``status`` cannot see. ``spawned``: see
+        ``Machine.launch``."""
         cmd = cmd or self.plan.cmd
         self.machine = Machine(cmd, self.gdir, companions=self.plan.companions,
                                on_change=self._write_record, marker=self.plan.marker)
         self.ending = Ending()
         self.run_state = "starting"
         try:
-            self.machine.launch()
+            self.machine.launch(spawned=spawned)
         except MachineError as exc:
             self._after_failed_launch()
             raise LaunchError(exc.message, exitcode=exc.exitcode, argv=exc.argv,
@@ -932,14 +934,18 @@ def serve(plan: Plan, gdir: GuestDir, conf: dict, ready_fd: int | None) -> int:
                      console=conf["console"], early_signals=early)
     sup.verify_fd = conf.get("verify_fd")
     dom = plan.guest
-    if plan.writeback is not None:
-        # The write-back needs the model (~70 ms to import, measured): imported in a
-        # thread while QEMU starts and loads its state, which is waiting, not work;
-        # _write_back's own import waits for it if it has not finished.
-        import threading
 
-        threading.Thread(target=__import__, args=("qemuwrap.definition",), daemon=True,
-                         name="import-definition").start()
+    def spawned() -> None:
+        if plan.writeback is not None:
+            # The write-back needs the model (~70 ms to import, measured): imported in
+            # a thread while QEMU starts and loads its state, which is waiting, not
+            # work; _write_back's own import waits for it if it has not finished.
+            # Started once QEMU is spawned: before, it held the GIL the spawn needed.
+            import threading
+
+            threading.Thread(target=__import__, args=("qemuwrap.definition",),
+                             daemon=True, name="import-definition").start()
+
     if conf.get("adopt"):
         sup.adopt(GuestRecord.loads(conf["adopt"].encode(), gdir.file("state.json")))
     else:
@@ -949,7 +955,7 @@ def serve(plan: Plan, gdir: GuestDir, conf: dict, ready_fd: int | None) -> int:
             if plan.previous_genid is not None:
                 sup.log(f"genid: {plan.previous_genid} -> {dom.genid_str}")
 
-        sup.launch(incoming_fd=plan.incoming_fd, after_load=after_load)
+        sup.launch(incoming_fd=plan.incoming_fd, after_load=after_load, spawned=spawned)
         # Two copies started at once both passed the check before either ran: the one
         # that started later gives way.
         if not conf["allow_duplicate_genid"] and sup.record is not None and dom.genid_str:
@@ -966,6 +972,12 @@ def serve(plan: Plan, gdir: GuestDir, conf: dict, ready_fd: int | None) -> int:
         record = sup.record.to_json() if sup.record else {}
         record["previous_genid"] = plan.previous_genid or dom.genid_str
         _report(ready_fd, {"record": record})
+    # The launch's objects stay for the supervisor's life: kept out of the collector's
+    # passes from here (see main), which then runs again for what the loop makes.
+    import gc
+
+    gc.freeze()
+    gc.enable()
     return sup.run()
 
 
@@ -985,8 +997,13 @@ def main(argv: list[str]) -> int:
     where the guest's directory is, the inherited lock and ready pipe). A process of
     its own rather than the launching command's fork: it carries only what it needs
     (no model, no capabilities), so each supervisor stays small."""
+    import gc
     import json
 
+    # No cyclic collection while the supervisor starts (its imports, the plan): a
+    # launch makes no garbage cycles worth a pass, and the passes are on the way to
+    # QEMU's spawn. Back on once the guest runs (serve).
+    gc.disable()
     fd = int(argv[0])
     with os.fdopen(fd, "rb") as f:
         conf = json.loads(f.read())
