@@ -18,10 +18,10 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from qemuwrap import process
 from qemuwrap.errors import QemuwrapError, printable
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.runtime import afterstart, control, migrate, policy
 from qemuwrap.runtime.companions import Companion, Planned, from_specs
 from qemuwrap.runtime.guestdir import GuestDir
