@@ -992,6 +992,42 @@ def _report(fd: int, msg: dict) -> None:
         pass
 
 
+def _receive(fd: int) -> dict | None:
+    """The launch from the socket ``fd`` (JSON until EOF, the fds it keeps attached):
+    the fds renumbered as received (close-on-exec: QEMU inherits none of them), the
+    log made stdout and stderr. None if the command closed it without a launch."""
+    import array
+    import json
+
+    sock = socket.socket(fileno=fd)
+    data, fds = b"", array.array("i")
+    while True:
+        chunk, anc, _flags, _addr = sock.recvmsg(1 << 16, socket.CMSG_SPACE(16 * fds.itemsize),
+                                                  socket.MSG_CMSG_CLOEXEC)
+        for level, kind, raw in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(raw[:len(raw) - len(raw) % fds.itemsize])
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    if not data:
+        return None
+    conf = json.loads(data)
+    got = dict(zip(conf.pop("passed"), fds, strict=True))
+    for key in ("lock_fd", "ready_fd", "verify_fd", "log_fd"):
+        if conf.get(key) is not None:
+            conf[key] = got[conf[key]]
+    plan = conf["plan"]
+    if plan.get("incoming_fd") is not None:
+        plan["incoming_fd"] = got[plan["incoming_fd"]]
+    log = conf.pop("log_fd")
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    return conf
+
+
 def main(argv: list[str]) -> int:
     """``python -P -m qemuwrap.supervisor FD``: FD holds the launch as JSON (the plan,
     where the guest's directory is, the inherited lock and ready pipe). A process of
@@ -1004,9 +1040,13 @@ def main(argv: list[str]) -> int:
     # launch makes no garbage cycles worth a pass, and the passes are on the way to
     # QEMU's spawn. Back on once the guest runs (serve).
     gc.disable()
-    fd = int(argv[0])
-    with os.fdopen(fd, "rb") as f:
-        conf = json.loads(f.read())
+    if argv[0] == "--socket":  # started early (launcher._Early): the launch comes later
+        conf = _receive(int(argv[1]))
+        if conf is None:
+            return 0  # the command failed before its launch: nothing to do
+    else:
+        with os.fdopen(int(argv[0]), "rb") as f:
+            conf = json.loads(f.read())
     ready_fd = conf.get("ready_fd")
     where = conf.get("where") or conf["name"]
     status = EXIT_ERROR
