@@ -115,14 +115,17 @@ class Guest:
     @classmethod
     def of(cls, dom, state_dir: str | None = None) -> Guest:
         """From a conf.domain.Domain (whose files are in ``state_dir``)."""
-        from qemuwrap.ops.agent import socket_path
+        agent_socket = None
+        if state_dir and dom.devices.channels:  # ops.agent costs a start 8 ms to import
+            from qemuwrap.ops.agent import socket_path
 
+            agent_socket = socket_path(dom, state_dir)
         return cls(name=dom.name, uuid=dom.uuid_str, genid=dom.genid_str,
                    genid_requested=dom.genid_requested, on_poweroff=dom.on_poweroff,
                    on_crash=dom.on_crash, memory_kib=dom.memory_kib,
                    current_memory_kib=dom.current_memory_kib,
                    graphics=bool(dom.devices.graphics), xml=dom.format(inactive=True),
-                   agent_socket=socket_path(dom, state_dir) if state_dir else None)
+                   agent_socket=agent_socket)
 
     def live_xml(self, pid: int | None) -> bytes:
         """The live definition: the inactive one with the runtime ``id``."""
