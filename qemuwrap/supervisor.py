@@ -1033,8 +1033,9 @@ def _receive(fd: int) -> dict | None:
 
 def main(argv: list[str]) -> int:
     """``python -P -m qemuwrap.supervisor FD``: FD holds the launch as JSON (the plan,
-    where the guest's directory is, the inherited lock and ready pipe). A process of
-    its own rather than the launching command's fork: it carries only what it needs
+    where the guest's directory is, the inherited lock and ready pipe); ``--socket FD``:
+    started ahead of its launch, which comes on that socket (``_receive``). A process
+    of its own rather than the launching command's fork: it carries only what it needs
     (no model, no capabilities), so each supervisor stays small."""
     import gc
     import json
