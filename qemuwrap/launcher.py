@@ -75,6 +75,20 @@ def run(path: str | None, opts: Options, *, background: bool = False,
     definition requests one), saved into the definition once QEMU has loaded the state.
     ``path`` None: the definition is ``dom`` (a restore from the save file's own).
     """
+    # The supervisor's interpreter starts and imports (~25 ms) while this process reads
+    # the definition and builds the command; it gets the launch once that is ready.
+    early = _Early.start() if background else None
+    try:
+        return _run(path, opts, background=background, restore=restore, loadvm=loadvm,
+                    data=data, dom=dom, early=early)
+    finally:
+        if early is not None:
+            early.discard()
+
+
+def _run(path: str | None, opts: Options, *, background: bool, restore: Restore | None,
+         loadvm: str | None, data: bytes | None, dom: Domain | None,
+         early: _Early | None):
     if dom is None:
         assert path is not None
         data, dom = load(path)
@@ -146,7 +160,8 @@ def run(path: str | None, opts: Options, *, background: bool = False,
             if verify is not None:
                 _verify(*verify)
             _exec_supervisor(conf, keep)
-        return _fork(conf, keep, gdir, marker, verify)
+        assert early is not None
+        return _fork(conf, keep, gdir, marker, early, verify)
     finally:
         gdir.close()
         if restore is not None:
@@ -239,29 +254,77 @@ def _verify(save, fd: int) -> None:
         os.close(fd)
 
 
-def _fork(conf: dict, keep: list[int], gdir: GuestDir, marker: str,
+class _Early:
+    """A supervisor started ahead of its launch: a child of its own session (stdin and
+    output /dev/null) that has loaded the runtime and waits on a socket for the launch
+    (``hand``: the JSON and the fds it keeps, its log among them). Discarded unused (the
+    command failed first), it is killed: it holds nothing yet."""
+
+    def __init__(self, pid: int, sock):
+        self.pid = pid
+        self.sock = sock
+
+    @classmethod
+    def start(cls) -> _Early:
+        import socket
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX,
+                                         socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the supervisor-to-be
+            try:
+                ours.close()
+                os.setsid()
+                nullfd = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(nullfd, fd)
+                os.set_inheritable(theirs.fileno(), True)
+                os.execv(sys.executable, [sys.executable, "-P", "-m", "qemuwrap.supervisor",
+                                          "--socket", str(theirs.fileno())])
+            finally:
+                os._exit(127)
+        theirs.close()
+        return cls(pid, ours)
+
+    def hand(self, conf: dict, fds: list[int]) -> int:
+        """Give the supervisor its launch; its pid."""
+        import socket
+
+        data = json.dumps({**conf, "passed": fds}).encode()
+        sent = socket.send_fds(self.sock, [data], fds)
+        self.sock.sendall(data[sent:])
+        self.sock.close()
+        self.sock = None
+        return self.pid
+
+    def discard(self) -> None:
+        if self.sock is not None:
+            import signal
+
+            self.sock.close()
+            self.sock = None
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.pid, 0)
+
+
+def _fork(conf: dict, keep: list[int], gdir: GuestDir, marker: str, early: _Early,
           verify: tuple | None = None) -> dict:
-    """Start the supervisor in a child of its own session (output to supervisor.log) and
+    """Hand the launch to the supervisor started early (output to supervisor.log) and
     wait until it says the guest runs. If it ends without saying so, whatever it
     recorded is stopped here. ``verify``: a save file to check meanwhile."""
     r, w = os.pipe2(os.O_CLOEXEC)
     log = gdir.open_log("supervisor.log", marker=marker)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the supervisor-to-be
-        try:
-            os.close(r)
-            os.setsid()
-            nullfd = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(nullfd, 0)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            _exec_supervisor({**conf, "ready_fd": w}, keep)
-        finally:
-            os._exit(127)
-    os.close(w)
-    os.close(log)
+    try:
+        pid = early.hand({**conf, "ready_fd": w, "log_fd": log},
+                         [conf["lock_fd"], w, log, *keep])
+    finally:
+        os.close(w)
+        os.close(log)
     refusal = None
     if verify is not None:
         os.close(conf["verify_fd"])

@@ -18,10 +18,10 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from qemuwrap import process
 from qemuwrap.errors import QemuwrapError, printable
+from qemuwrap.hints import TYPE_CHECKING
 from qemuwrap.runtime import afterstart, control, migrate, policy
 from qemuwrap.runtime.companions import Companion, Planned, from_specs
 from qemuwrap.runtime.guestdir import GuestDir
@@ -115,14 +115,17 @@ class Guest:
     @classmethod
     def of(cls, dom, state_dir: str | None = None) -> Guest:
         """From a conf.domain.Domain (whose files are in ``state_dir``)."""
-        from qemuwrap.ops.agent import socket_path
+        agent_socket = None
+        if state_dir and dom.devices.channels:  # ops.agent costs a start 8 ms to import
+            from qemuwrap.ops.agent import socket_path
 
+            agent_socket = socket_path(dom, state_dir)
         return cls(name=dom.name, uuid=dom.uuid_str, genid=dom.genid_str,
                    genid_requested=dom.genid_requested, on_poweroff=dom.on_poweroff,
                    on_crash=dom.on_crash, memory_kib=dom.memory_kib,
                    current_memory_kib=dom.current_memory_kib,
                    graphics=bool(dom.devices.graphics), xml=dom.format(inactive=True),
-                   agent_socket=socket_path(dom, state_dir) if state_dir else None)
+                   agent_socket=agent_socket)
 
     def live_xml(self, pid: int | None) -> bytes:
         """The live definition: the inactive one with the runtime ``id``."""
@@ -236,17 +239,19 @@ class Supervisor:
 
     # -- launch -----------------------------------------------------------------------
     def launch(self, cmd: Exe | None = None, incoming_fd: int | None = None,
-               after_load: Callable[[], None] | None = None) -> None:
+               after_load: Callable[[], None] | None = None,
+               spawned: Callable[[], None] | None = None) -> None:
         """Start QEMU paused, load saved state if any, check the genid, then resume.
         Anything failing after the spawn stops QEMU (and companions) before this
-        raises: no QEMU runs that ``status`` cannot see."""
+        raises: no QEMU runs that ``status`` cannot see. ``spawned``: see
+        ``Machine.launch``."""
         cmd = cmd or self.plan.cmd
         self.machine = Machine(cmd, self.gdir, companions=self.plan.companions,
                                on_change=self._write_record, marker=self.plan.marker)
         self.ending = Ending()
         self.run_state = "starting"
         try:
-            self.machine.launch()
+            self.machine.launch(spawned=spawned)
         except MachineError as exc:
             self._after_failed_launch()
             raise LaunchError(exc.message, exitcode=exc.exitcode, argv=exc.argv,
@@ -932,14 +937,18 @@ def serve(plan: Plan, gdir: GuestDir, conf: dict, ready_fd: int | None) -> int:
                      console=conf["console"], early_signals=early)
     sup.verify_fd = conf.get("verify_fd")
     dom = plan.guest
-    if plan.writeback is not None:
-        # The write-back needs the model (~70 ms to import, measured): imported in a
-        # thread while QEMU starts and loads its state, which is waiting, not work;
-        # _write_back's own import waits for it if it has not finished.
-        import threading
 
-        threading.Thread(target=__import__, args=("qemuwrap.definition",), daemon=True,
-                         name="import-definition").start()
+    def spawned() -> None:
+        if plan.writeback is not None:
+            # The write-back needs the model (~70 ms to import, measured): imported in
+            # a thread while QEMU starts and loads its state, which is waiting, not
+            # work; _write_back's own import waits for it if it has not finished.
+            # Started once QEMU is spawned: before, it held the GIL the spawn needed.
+            import threading
+
+            threading.Thread(target=__import__, args=("qemuwrap.definition",),
+                             daemon=True, name="import-definition").start()
+
     if conf.get("adopt"):
         sup.adopt(GuestRecord.loads(conf["adopt"].encode(), gdir.file("state.json")))
     else:
@@ -949,7 +958,7 @@ def serve(plan: Plan, gdir: GuestDir, conf: dict, ready_fd: int | None) -> int:
             if plan.previous_genid is not None:
                 sup.log(f"genid: {plan.previous_genid} -> {dom.genid_str}")
 
-        sup.launch(incoming_fd=plan.incoming_fd, after_load=after_load)
+        sup.launch(incoming_fd=plan.incoming_fd, after_load=after_load, spawned=spawned)
         # Two copies started at once both passed the check before either ran: the one
         # that started later gives way.
         if not conf["allow_duplicate_genid"] and sup.record is not None and dom.genid_str:
@@ -966,6 +975,12 @@ def serve(plan: Plan, gdir: GuestDir, conf: dict, ready_fd: int | None) -> int:
         record = sup.record.to_json() if sup.record else {}
         record["previous_genid"] = plan.previous_genid or dom.genid_str
         _report(ready_fd, {"record": record})
+    # The launch's objects stay for the supervisor's life: kept out of the collector's
+    # passes from here (see main), which then runs again for what the loop makes.
+    import gc
+
+    gc.freeze()
+    gc.enable()
     return sup.run()
 
 
@@ -980,16 +995,62 @@ def _report(fd: int, msg: dict) -> None:
         pass
 
 
-def main(argv: list[str]) -> int:
-    """``python -P -m qemuwrap.supervisor FD``: FD holds the launch as JSON (the plan,
-    where the guest's directory is, the inherited lock and ready pipe). A process of
-    its own rather than the launching command's fork: it carries only what it needs
-    (no model, no capabilities), so each supervisor stays small."""
+def _receive(fd: int) -> dict | None:
+    """The launch from the socket ``fd`` (JSON until EOF, the fds it keeps attached):
+    the fds renumbered as received (close-on-exec: QEMU inherits none of them), the
+    log made stdout and stderr. None if the command closed it without a launch."""
+    import array
     import json
 
-    fd = int(argv[0])
-    with os.fdopen(fd, "rb") as f:
-        conf = json.loads(f.read())
+    sock = socket.socket(fileno=fd)
+    data, fds = b"", array.array("i")
+    while True:
+        chunk, anc, _flags, _addr = sock.recvmsg(1 << 16, socket.CMSG_SPACE(16 * fds.itemsize),
+                                                  socket.MSG_CMSG_CLOEXEC)
+        for level, kind, raw in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(raw[:len(raw) - len(raw) % fds.itemsize])
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    if not data:
+        return None
+    conf = json.loads(data)
+    got = dict(zip(conf.pop("passed"), fds, strict=True))
+    for key in ("lock_fd", "ready_fd", "verify_fd", "log_fd"):
+        if conf.get(key) is not None:
+            conf[key] = got[conf[key]]
+    plan = conf["plan"]
+    if plan.get("incoming_fd") is not None:
+        plan["incoming_fd"] = got[plan["incoming_fd"]]
+    log = conf.pop("log_fd")
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    return conf
+
+
+def main(argv: list[str]) -> int:
+    """``python -P -m qemuwrap.supervisor FD``: FD holds the launch as JSON (the plan,
+    where the guest's directory is, the inherited lock and ready pipe); ``--socket FD``:
+    started ahead of its launch, which comes on that socket (``_receive``). A process
+    of its own rather than the launching command's fork: it carries only what it needs
+    (no model, no capabilities), so each supervisor stays small."""
+    import gc
+    import json
+
+    # No cyclic collection while the supervisor starts (its imports, the plan): a
+    # launch makes no garbage cycles worth a pass, and the passes are on the way to
+    # QEMU's spawn. Back on once the guest runs (serve).
+    gc.disable()
+    if argv[0] == "--socket":  # started early (launcher._Early): the launch comes later
+        conf = _receive(int(argv[1]))
+        if conf is None:
+            return 0  # the command failed before its launch: nothing to do
+    else:
+        with os.fdopen(int(argv[0]), "rb") as f:
+            conf = json.loads(f.read())
     ready_fd = conf.get("ready_fd")
     where = conf.get("where") or conf["name"]
     status = EXIT_ERROR

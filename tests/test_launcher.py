@@ -236,6 +236,35 @@ def test_missing_disk_is_refused_before_qemu_runs(env):
         assert env.qemus() == []
 
 
+def _marked(mark: str) -> list[psutil.Process]:
+    """Processes whose environment carries ``QW_TEST_MARK=mark``."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("QW_TEST_MARK") == mark:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def test_a_refused_start_leaves_no_supervisor(env):
+    """``start`` starts its supervisor's interpreter while it reads the definition; a
+    definition refused meanwhile ends that process before the command returns."""
+    path = env.xml(genid=GENID, extra_devices="""<disk type='file' device='disk'>
+      <source file='/nonexistent/disk.img'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    """)
+    mark = os.urandom(8).hex()
+    for _ in range(3):
+        res = subprocess.run(env.argv("start", str(path)), capture_output=True, text=True,
+                             timeout=90, env={**os.environ, "QW_TEST_MARK": mark})
+        assert res.returncode == 1 and "cannot be used" in res.stderr, res.stderr
+        assert _marked(mark) == []
+    assert env.qemus() == []
+
+
 def test_a_removed_qemu_binary_is_one_line(env, tmp_path):
     """A trusted emulator (listed in $QEMUWRAP_CONFIG_DIR/emulators) that was removed:
     one line naming it, and nothing started."""

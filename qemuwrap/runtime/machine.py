@@ -110,12 +110,17 @@ class Machine:
         return self.proc.pid if self.proc else None
 
     # -- launch ---------------------------------------------------------------------
-    def launch(self, *, qmp_timeout: float = QMP_TIMEOUT) -> None:
+    def launch(self, *, qmp_timeout: float = QMP_TIMEOUT,
+               spawned: Callable[[], None] | None = None) -> None:
         """Companions in order, QEMU (paused: its command has ``-S``), then QMP. On any
-        failure, everything started is stopped again and MachineError raised."""
+        failure, everything started is stopped again and MachineError raised.
+        ``spawned``: called once QEMU is spawned and recorded, while it starts up (work
+        that can overlap QEMU's own start)."""
         try:
             self._pre_launch()
             self._launch()
+            if spawned is not None:
+                spawned()
             self._post_launch(qmp_timeout)
         except BaseException as exc:
             exitcode = self.kill()
