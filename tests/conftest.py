@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -112,3 +113,35 @@ def unreachable_by_others() -> str | None:
                 return (f"{d} (mode {stat.S_IMODE(mode):o}) keeps other users out of {top}: "
                         "a test that runs as a second local user cannot run from here")
     return None
+
+
+@contextlib.asynccontextmanager
+async def qmp_at(sock: str, name: str = "test", timeout: float = 5.0):
+    """A QMP client on a QEMU that is starting: its socket file appears a moment before
+    it listens, so connecting is retried for up to ``timeout`` seconds. QEMU is told to
+    quit when the block ends without an error; the client is closed either way."""
+    import asyncio
+    import time
+
+    from qemu.qmp import ConnectError, QMPClient
+
+    qmp = QMPClient(name)
+    deadline = time.monotonic() + timeout
+    while True:
+        if os.path.exists(sock):
+            try:
+                await qmp.connect(sock)
+                break
+            except ConnectError:
+                pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"QMP never came up on {sock}")
+        await asyncio.sleep(0.01)
+    try:
+        yield qmp
+        await qmp.execute("quit")
+    finally:
+        try:
+            await qmp.disconnect()
+        except EOFError:  # expected after quit
+            pass

@@ -10,7 +10,6 @@ the guest sees (virtio behind a PCIe root port is modern: 1af4:1041, not 1af4:10
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from qemuwrap.conf.domain import load
 from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.command import build_command
 
-from conftest import DEFAULT_CAPS, QEMU, XML2ARGV, needs_qemu
+from conftest import DEFAULT_CAPS, QEMU, XML2ARGV, needs_qemu, qmp_at
 
 pytestmark = needs_qemu
 
@@ -91,28 +90,8 @@ def parse_qtree(text: str) -> dict[str, QDev]:
 
 
 async def _hmp(sock: str, command: str) -> str:
-    from qemu.qmp import ConnectError, QMPClient
-
-    qmp = QMPClient("layout")
-    for _ in range(500):
-        if os.path.exists(sock):
-            try:
-                await qmp.connect(sock)
-                break
-            except ConnectError:
-                pass
-        await asyncio.sleep(0.01)
-    else:
-        raise AssertionError(f"QMP never came up on {sock}")
-    try:
-        out = await qmp.execute("human-monitor-command", {"command-line": command})
-        await qmp.execute("quit")
-    finally:
-        try:
-            await qmp.disconnect()
-        except EOFError:
-            pass
-    return str(out)
+    async with qmp_at(sock, "layout") as qmp:
+        return str(await qmp.execute("human-monitor-command", {"command-line": command}))
 
 
 def qtree(name: str, tmp_path) -> dict[str, QDev]:

@@ -25,7 +25,7 @@ from qemuwrap.qemu.build.disk import build_disks
 from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.command import build_command, complete_definition
 
-from conftest import DEFAULT_CAPS, QEMU, needs_qemu
+from conftest import DEFAULT_CAPS, QEMU, needs_qemu, qmp_at
 
 pytestmark = needs_qemu
 CAPS = Capabilities.from_file(DEFAULT_CAPS)
@@ -53,27 +53,9 @@ def image(path: Path, fmt: str = "raw", size: str = "16M", backing: Path | None 
 
 
 async def _session(sock: str, commands: list[tuple[str, dict]]) -> list:
-    from qemu.qmp import ConnectError, QMPClient
-
-    qmp = QMPClient("disks")
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            await qmp.connect(sock)
-            break
-        except (ConnectError, FileNotFoundError, ConnectionRefusedError):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"QMP never came up on {sock}") from None
-            await asyncio.sleep(0.02)
-    try:
+    async with qmp_at(sock, "disks", timeout=10) as qmp:
         out = [await qmp.execute(cmd, args) if args else await qmp.execute(cmd)
                for cmd, args in commands]
-        await qmp.execute("quit")
-    finally:
-        try:
-            await qmp.disconnect()
-        except EOFError:
-            pass
     return out
 
 

@@ -20,7 +20,7 @@ from qemuwrap.qemu.build import graphics as build_graphics
 from qemuwrap.qemu.capabilities import Capabilities
 from qemuwrap.qemu.command import build_command
 
-from conftest import DEFAULT_CAPS, needs_qemu
+from conftest import DEFAULT_CAPS, needs_qemu, qmp_at
 
 
 def domain(devices: str, machine: str = "pc") -> str:
@@ -123,29 +123,10 @@ def test_free_port_skips_a_port_in_use():
 
 # ------------------------------------------------------------------ in QEMU
 async def _ask(sock: str, qmp_commands: list[tuple[str, dict]], hmp: list[str]) -> list:
-    from qemu.qmp import ConnectError, QMPClient
-
-    qmp = QMPClient("test")
-    for _ in range(500):
-        if os.path.exists(sock):
-            try:
-                await qmp.connect(sock)
-                break
-            except ConnectError:
-                pass
-        await asyncio.sleep(0.01)
-    else:
-        raise AssertionError(f"QMP never came up on {sock}")
-    try:
+    async with qmp_at(sock) as qmp:
         out = [await qmp.execute(name, args) for name, args in qmp_commands]
         out += [await qmp.execute("human-monitor-command", {"command-line": line})
                 for line in hmp]
-        await qmp.execute("quit")
-    finally:
-        try:
-            await qmp.disconnect()
-        except EOFError:
-            pass
     return out
 
 

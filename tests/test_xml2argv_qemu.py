@@ -23,7 +23,7 @@ from qemuwrap.conf import guid
 from qemuwrap.conf.domain import load
 from qemuwrap.qemu.command import build_command
 
-from conftest import QEMU, XML2ARGV, missing_needs, needs_qemu
+from conftest import QEMU, XML2ARGV, missing_needs, needs_qemu, qmp_at
 from test_xml2argv import caps_for
 
 #: Formats qemu-img creates a stand-in image of (other disks get a raw one).
@@ -220,20 +220,7 @@ def _unlink(path: str) -> None:
 
 
 async def _query(sock: str) -> dict:
-    from qemu.qmp import ConnectError, QMPClient
-
-    qmp = QMPClient("test")
-    for _ in range(500):  # QEMU creates the socket file a moment before it listens
-        if os.path.exists(sock):
-            try:
-                await qmp.connect(sock)
-                break
-            except ConnectError:
-                pass
-        await asyncio.sleep(0.01)
-    else:
-        raise AssertionError(f"QMP never came up on {sock}")
-    try:
+    async with qmp_at(sock) as qmp:
         out = {
             "name": (await qmp.execute("query-name")).get("name"),
             "uuid": (await qmp.execute("query-uuid"))["UUID"],
@@ -245,12 +232,6 @@ async def _query(sock: str) -> dict:
             out["genid"] = (await qmp.execute("query-vm-generation-id"))["guid"]
         except Exception:  # noqa: BLE001 - "VM Generation ID device not found"
             out["genid"] = None
-        await qmp.execute("quit")
-    finally:
-        try:
-            await qmp.disconnect()
-        except EOFError:
-            pass
     return out
 
 
