@@ -188,9 +188,12 @@ def _frontend_problems(v: Validation, disk: Disk) -> Iterator[str]:
                      "ats", "packed", "page_per_vq"):
             if getattr(drv, name) is not None:
                 yield f"driver attribute '{name}' is only for virtio disks"
-    elif drv.iommu and not v.q35 and not str(disk.model).endswith("non-transitional"):
-        yield (f"<driver iommu='on'> needs a modern-only virtio device: on machine "
-               f"'{v.machine.name}' use model 'virtio-non-transitional'")
+    else:
+        from qemuwrap.qemu.validate.misc import virtio_iommu_problem
+
+        problem = virtio_iommu_problem(v, drv, disk.model)
+        if problem is not None:
+            yield problem
     if drv.io == IoMode.NATIVE and drv.cache not in (CacheMode.NONE, CacheMode.DIRECTSYNC):
         yield "io='native' needs cache='none' or cache='directsync'"
     if drv.copy_on_read:

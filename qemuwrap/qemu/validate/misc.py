@@ -20,15 +20,22 @@ VHOST_VSOCK = "/dev/vhost-vsock"
 
 
 def check_virtio_iommu(v: Validation, dev, model: str | None) -> None:
+    """``<driver iommu='on'>`` of ``dev`` (see :func:`virtio_iommu_problem`)."""
+    drv = getattr(dev, "driver", None)
+    problem = virtio_iommu_problem(v, drv, model)
+    if problem is not None:
+        v.refuse(drv, problem)
+
+
+def virtio_iommu_problem(v: Validation, drv, model: str | None) -> str | None:
     """``<driver iommu='on'>`` (QEMU's iommu_platform) needs a modern-only virtio device:
     on a pc machine's conventional PCI a virtio device is transitional (legacy too), and
     QEMU refuses it unless the model is virtio-non-transitional."""
-    drv = getattr(dev, "driver", None)
-    if drv is None or not getattr(drv, "iommu", None) or v.q35:
-        return
-    if not str(model).endswith("non-transitional"):
-        v.refuse(drv, f"<driver iommu='on'> needs a modern-only virtio device: on machine "
-                      f"'{v.machine.name}' use model 'virtio-non-transitional'")
+    if drv is None or not getattr(drv, "iommu", None) or v.q35 or \
+            str(model).endswith("non-transitional"):
+        return None
+    return (f"<driver iommu='on'> needs a modern-only virtio device: on machine "
+            f"'{v.machine.name}' use model 'virtio-non-transitional'")
 
 
 def check_rngs(v: Validation) -> None:
